@@ -1,0 +1,1 @@
+"""Metrics, result loading, best-config export, figures and reports."""

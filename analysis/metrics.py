@@ -1,0 +1,189 @@
+"""Scores of predicted vs. measured neural responses.
+
+Pure numpy. Arrays are ``(n_images, n_sites)`` unless stated otherwise; every
+score is computed per site (column) and then averaged, never on the flattened
+matrix (that would mix between-site and between-image variance).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "explained_variance_per_site",
+    "explained_variance",
+    "pearson_per_site",
+    "r2_per_site",
+    "split_half_reliability",
+    "summarize",
+]
+
+
+def _check_pair(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_pred = np.asarray(y_pred, dtype=np.float64)
+    if y_true.ndim == 1:
+        y_true = y_true[:, None]
+    if y_pred.ndim == 1:
+        y_pred = y_pred[:, None]
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"shape mismatch: y_true {y_true.shape} vs y_pred {y_pred.shape}")
+    if y_true.shape[0] < 2:
+        raise ValueError("need at least two images to score")
+    return y_true, y_pred
+
+
+def explained_variance_per_site(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Explained variance of each site, ``1 - Var(y - y_hat) / Var(y)``.
+
+    Parameters
+    ----------
+    y_true, y_pred : array, shape (n_images, n_sites)
+
+    Returns
+    -------
+    ev : array, shape (n_sites,)
+        Same as sklearn's ``explained_variance_score(..., multioutput="raw_values")``:
+        a site with zero variance scores 1.0 if predicted exactly, else 0.0.
+    """
+    y_true, y_pred = _check_pair(y_true, y_pred)
+    var_res = np.var(y_true - y_pred, axis=0)
+    var_true = np.var(y_true, axis=0)
+    ev = np.ones(y_true.shape[1])
+    nonzero = var_true > 0
+    ev[nonzero] = 1.0 - var_res[nonzero] / var_true[nonzero]
+    ev[~nonzero & (var_res > 0)] = 0.0
+    return ev
+
+
+def explained_variance(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Explained variance averaged uniformly over sites.
+
+    Parameters
+    ----------
+    y_true, y_pred : array, shape (n_images, n_sites)
+
+    Returns
+    -------
+    float
+        Equal to sklearn's ``explained_variance_score(..., multioutput="uniform_average")``.
+    """
+    return float(np.mean(explained_variance_per_site(y_true, y_pred)))
+
+
+def pearson_per_site(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each site across images.
+
+    Parameters
+    ----------
+    y_true, y_pred : array, shape (n_images, n_sites)
+
+    Returns
+    -------
+    r : array, shape (n_sites,)
+        0.0 where either side is constant (the correlation is undefined there).
+    """
+    y_true, y_pred = _check_pair(y_true, y_pred)
+    t = y_true - y_true.mean(axis=0)
+    p = y_pred - y_pred.mean(axis=0)
+    denom = np.sqrt((t**2).sum(axis=0) * (p**2).sum(axis=0))
+    r = np.zeros(y_true.shape[1])
+    ok = denom > 0
+    r[ok] = (t * p).sum(axis=0)[ok] / denom[ok]
+    return r
+
+
+def r2_per_site(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Coefficient of determination of each site, ``1 - SS_res / SS_tot``.
+
+    Unlike explained variance, a constant offset in the prediction is penalised,
+    so ``R^2 <= EV <= r^2`` for every site.
+
+    Parameters
+    ----------
+    y_true, y_pred : array, shape (n_images, n_sites)
+
+    Returns
+    -------
+    r2 : array, shape (n_sites,)
+    """
+    y_true, y_pred = _check_pair(y_true, y_pred)
+    ss_res = ((y_true - y_pred) ** 2).sum(axis=0)
+    ss_tot = ((y_true - y_true.mean(axis=0)) ** 2).sum(axis=0)
+    r2 = np.ones(y_true.shape[1])
+    ok = ss_tot > 0
+    r2[ok] = 1.0 - ss_res[ok] / ss_tot[ok]
+    r2[~ok & (ss_res > 0)] = 0.0
+    return r2
+
+
+def split_half_reliability(
+    repetitions: np.ndarray, n_splits: int = 50, seed: int = 0
+) -> np.ndarray:
+    """Spearman-Brown corrected split-half reliability of trial-averaged responses.
+
+    Repetitions are split at random into two halves, the half-means are correlated
+    across images per site, and the correlation is corrected to the full number of
+    repetitions: ``rho_full = 2 rho / (1 + rho)``. The result estimates the fraction
+    of the variance of the trial-averaged response that is stimulus-driven, i.e. the
+    highest explained variance a perfect model can reach (the EV noise ceiling); its
+    square root is the ceiling for Pearson r.
+
+    Parameters
+    ----------
+    repetitions : array, shape (n_repetitions, n_images, n_sites)
+        Single-trial responses; ``n_repetitions >= 2``.
+    n_splits : int
+        Random half splits averaged over.
+    seed : int
+        Seed of the random splits.
+
+    Returns
+    -------
+    reliability : array, shape (n_sites,)
+        Clipped below at 0.
+    """
+    reps = np.asarray(repetitions, dtype=np.float64)
+    if reps.ndim != 3 or reps.shape[0] < 2:
+        raise ValueError(
+            f"repetitions must have shape (n_repetitions>=2, n_images, n_sites), got {reps.shape}"
+        )
+    n_rep = reps.shape[0]
+    rng = np.random.default_rng(seed)
+    rhos = np.zeros((n_splits, reps.shape[2]))
+    for k in range(n_splits):
+        order = rng.permutation(n_rep)
+        half_a = reps[order[: n_rep // 2]].mean(axis=0)
+        half_b = reps[order[n_rep // 2 : 2 * (n_rep // 2)]].mean(axis=0)
+        rhos[k] = pearson_per_site(half_a, half_b)
+    rho = rhos.mean(axis=0)
+    # Each half holds n_rep // 2 repetitions; correct to the full n_rep.
+    factor = n_rep / (n_rep // 2)
+    corrected = factor * rho / (1.0 + (factor - 1.0) * rho)
+    return np.clip(corrected, 0.0, None)
+
+
+def summarize(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    """All scores of one prediction, as plain Python values.
+
+    Parameters
+    ----------
+    y_true, y_pred : array, shape (n_images, n_sites)
+
+    Returns
+    -------
+    dict
+        ``ev``, ``r_mean``, ``r_median``, ``r2`` (site averages) and the per-site
+        arrays ``ev_per_site``, ``r_per_site`` as lists.
+    """
+    ev = explained_variance_per_site(y_true, y_pred)
+    r = pearson_per_site(y_true, y_pred)
+    r2 = r2_per_site(y_true, y_pred)
+    return {
+        "ev": float(ev.mean()),
+        "r_mean": float(r.mean()),
+        "r_median": float(np.median(r)),
+        "r2": float(r2.mean()),
+        "ev_per_site": ev.tolist(),
+        "r_per_site": r.tolist(),
+    }

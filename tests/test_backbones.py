@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+import torch
+
+from trainables.backbones import BACKBONES, build_backbone, check_backbone
+from trainables.config import validate_config
+from trainables.heads import DecoderHead, build_model
+from trainables.weights import WeightsNotFound
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_every_backbone_forward_backward_on_tiny_images(name):
+    torch.manual_seed(0)
+    model = build_model(validate_config({"backbone": name, "head_hidden": [16], "head_pool": 2}), n_sites=7)
+    x = torch.randn(2, 3, 32, 32)
+    out = model(x)
+    assert out.shape == (2, 7) and torch.isfinite(out).all()
+    model.forward_standardized(x).pow(2).mean().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("k", range(1, 9))
+def test_vgg_depth_is_first_k_conv_blocks(k):
+    trunk = build_backbone(validate_config({"backbone": "vgg11_bn", "vgg_blocks": k}))
+    assert len(trunk.blocks) == k
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in trunk.modules()) == k
+    assert trunk(torch.randn(1, 3, 32, 32)).shape[1] == trunk.out_channels
+
+
+def test_trainable_blocks_freezes_the_early_blocks():
+    trunk = build_backbone(validate_config({"backbone": "resnet18", "trainable_blocks": 2}))
+    flags = [all(p.requires_grad for p in b.parameters()) for b in trunk.blocks]
+    assert flags == [False, False, False, True, True]
+    trunk.train()
+    assert not trunk.blocks[0].training and trunk.blocks[4].training
+    frozen = build_backbone(validate_config({"backbone": "resnet18", "trainable_blocks": 0}))
+    assert not any(p.requires_grad for p in frozen.parameters())
+
+
+def test_decoder_head_is_data():
+    head = DecoderHead(512, 168, pool=1, hidden=[7000, 7000], dropout=0.52)
+    linears = [m for m in head.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(512, 7000), (7000, 7000), (7000, 168)]
+    assert sum(isinstance(m, torch.nn.Dropout) and m.p == 0.52 for m in head.modules()) == 2
+
+
+def test_unknown_backbone_lists_the_registry():
+    with pytest.raises(ValueError, match="valid: shallow_cnn, vgg11_bn"):
+        check_backbone("resnet9000")
+
+
+def test_missing_imagenet_weights_say_how_to_get_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(WeightsNotFound) as err:
+        build_backbone(validate_config({"backbone": "resnet34", "weights": "imagenet"}))
+    message = str(err.value)
+    assert "resnet34-b627a593.pth" in message and "weights='IMAGENET1K_V1'" in message and str(tmp_path) in message
+    assert "\n" not in message
+
+
+def test_cached_torchvision_weights_are_loaded(tmp_path, monkeypatch):
+    """A checkpoint placed in the cache is what the backbone gets."""
+    import torchvision
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    reference = torchvision.models.resnet18(weights=None)
+    (tmp_path / "checkpoints").mkdir()
+    torch.save(reference.state_dict(), tmp_path / "checkpoints" / "resnet18-f37072fd.pth")
+    trunk = build_backbone(validate_config({"backbone": "resnet18", "weights": "imagenet"}))
+    assert torch.equal(trunk.blocks[0][0].weight, reference.conv1.weight)
+
+
+def test_efficientnet_lite0_imagenet_weights_and_normalisation():
+    """The shipped weights, fed ImageNet-normalised stimuli, call china.jpg a building."""
+    from efficientnet_lite_pytorch import EfficientNet
+    from sklearn.datasets import load_sample_image
+
+    from trainables.backbones import IMAGENET_NORM
+    from trainables.weights import efficientnet_lite0_checkpoint
+
+    trunk = build_backbone(validate_config({"backbone": "efficientnet_lite0", "weights": "imagenet"})).eval()
+    classifier = EfficientNet.from_name("efficientnet-lite0")
+    classifier.load_state_dict(torch.load(efficientnet_lite0_checkpoint(), weights_only=True))
+    image = torch.tensor(load_sample_image("china.jpg")).permute(2, 0, 1).float()[None] / 255
+    image = torch.nn.functional.interpolate(image, size=224, mode="bilinear", antialias=True)
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in IMAGENET_NORM)
+    stored = (image - mean) / std  # as the stimuli are stored
+    with torch.no_grad():
+        logits = classifier._fc(trunk(stored).mean(dim=(2, 3)))
+    assert int(logits.argmax()) in {442, 497, 538, 663, 832}
+    # Without the trunk's renormalisation the same weights see a different image.
+    trunk.renormalise = False
+    with torch.no_grad():
+        wrong = classifier._fc(trunk(stored).mean(dim=(2, 3)))
+    assert not torch.allclose(wrong, logits)

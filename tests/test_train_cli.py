@@ -1,0 +1,70 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+TINY_FLAGS = ["--profile", "smoke", "--resolution", "32", "--images-per-object", "10", "--max-epochs", "3"]
+
+
+def run_train(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "trainables.train", *args], capture_output=True, text=True,
+                          timeout=600, cwd=cwd)
+
+
+def test_train_end_to_end_writes_every_output(tmp_path):
+    out = tmp_path / "shallow"
+    done = run_train("--config", str(EXAMPLES / "shallow_cnn.json"), "--out", str(out), *TINY_FLAGS)
+    assert done.returncode == 0, done.stderr
+    assert "validation EV" in done.stdout and "epoch   3/3" in done.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["ev_per_site"]) == 168 and len(metrics["r_per_site"]) == 168
+    assert 0 < metrics["noise_ceiling_ev"] < 1 and metrics["epochs_run"] == 3
+    assert np.load(out / "predictions_val.npy").shape == (58, 168)
+    assert np.load(out / "predictions_test.npy").shape == (64, 168)
+    assert (out / "model.pt").stat().st_size > 0
+    assert json.loads((out / "config.json").read_text())["epochs"] == 3
+    for png in ("site_distributions", "rdm", "site_responses", "learning_curve"):
+        with Image.open(out / f"{png}.png") as im:
+            assert im.size[0] > 300
+
+
+def test_train_several_seeds_reports_spread(tmp_path):
+    out = tmp_path / "seeds"
+    done = run_train("--config", str(EXAMPLES / "shallow_cnn.json"), "--out", str(out), "--seeds", "2", *TINY_FLAGS)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["seeds"] == [0, 1] and len(summary["ev_per_seed"]) == 2 and summary["ev_std"] > 0
+    assert (out / "seed_1" / "predictions_val.npy").exists()
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"backbone": "shallow_cnn", "learning_rate": 0.1}, "unknown config key 'learning_rate'"),
+        ({"backbone": "shallow_cnn", "lr": "fast"}, "config key 'lr': expected"),
+        ({"backbone": "shallow_cnn", "epochs": True}, "config key 'epochs': expected"),
+        ({"backbone": "resnet9000"}, "unknown backbone 'resnet9000'"),
+        ({"backbone": "shallow_cnn", "optimizer": "lbfgs"}, "'lbfgs' is not one of"),
+    ],
+)
+def test_bad_config_is_rejected_before_any_work(tmp_path, config, message):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(config))
+    out = tmp_path / "out"
+    done = run_train("--config", str(path), "--out", str(out), *TINY_FLAGS)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
+    assert not out.exists()
+
+
+def test_missing_config_and_data_files(tmp_path):
+    done = run_train("--config", str(tmp_path / "none.json"))
+    assert done.returncode == 2 and "cannot read config file" in done.stderr
+    done = run_train("--config", str(EXAMPLES / "shallow_cnn.json"), "--data", str(tmp_path / "IT_data.h5"))
+    assert done.returncode == 2 and "data file not found" in done.stderr

@@ -1,0 +1,204 @@
+"""Backbone registry: name -> builder of a feature trunk.
+
+A trunk is a :class:`Backbone`: an ``nn.Sequential`` of blocks mapping images
+``(B, 3, H, W)`` (ImageNet-normalised, as stored) to a feature map
+``(B, out_channels, h, w)``. Blocks are the unit of partial fine-tuning
+(``trainable_blocks``) and of depth variants (VGG's first k conv blocks). Each
+builder declares the input normalisation its weights expect; the trunk converts
+the stored images to it, so callers never renormalise.
+
+Heavy imports (torchvision models, efficientnet) happen only inside the chosen
+builder.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from trainables.weights import WeightsNotFound, efficientnet_lite0_checkpoint, load_torchvision_state
+
+IMAGENET_NORM = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+HALF_NORM = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
+class Backbone(nn.Module):
+    """A feature trunk made of blocks, with the input normalisation its weights expect.
+
+    Parameters
+    ----------
+    blocks : list of nn.Module
+        Applied in order.
+    out_channels : int
+        Channels of the final feature map.
+    norm : ((mean, mean, mean), (std, std, std))
+        Normalisation of a 0..1 image that the weights were trained with.
+    """
+
+    def __init__(self, blocks: list[nn.Module], out_channels: int, norm=IMAGENET_NORM):
+        super().__init__()
+        self.blocks = nn.Sequential(*blocks)
+        self.out_channels = out_channels
+        # Stored images are (x - m_in) / s_in; the weights want (x - m) / s.
+        # That is one per-channel affine map: scale = s_in / s, shift = (m_in - m) / s.
+        mean_in, std_in = (torch.tensor(v) for v in IMAGENET_NORM)
+        mean, std = (torch.tensor(v) for v in norm)
+        self.register_buffer("in_scale", (std_in / std).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("in_shift", ((mean_in - mean) / std).view(1, 3, 1, 1), persistent=False)
+        self.renormalise = norm != IMAGENET_NORM
+        self.frozen_blocks = 0
+
+    def set_trainable_blocks(self, n: int | None) -> None:
+        """Fine-tune all blocks (None), none (0) or only the last ``n``."""
+        total = len(self.blocks)
+        self.frozen_blocks = 0 if n is None else max(total - n, 0)
+        for i, block in enumerate(self.blocks):
+            for p in block.parameters():
+                p.requires_grad_(i >= self.frozen_blocks)
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        # Frozen blocks keep their batch-norm statistics and skip dropout.
+        for block in list(self.blocks)[: self.frozen_blocks]:
+            block.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.renormalise:
+            x = x * self.in_scale.to(x.dtype) + self.in_shift.to(x.dtype)
+        return self.blocks(x)
+
+
+def _no_imagenet(name: str, weights: str) -> None:
+    if weights == "imagenet":
+        raise WeightsNotFound(f"backbone '{name}' has no ImageNet weights; use weights 'random'")
+
+
+def build_shallow_cnn(config: dict) -> Backbone:
+    """The report's four-block CNN: 3x3 conv, ReLU, 2x2 max-pool; 16-32-64-128 channels x width_mult."""
+    _no_imagenet("shallow_cnn", config["weights"])
+    widths = [max(1, round(c * config["width_mult"])) for c in (16, 32, 64, 128)]
+    blocks, c_in = [], 3
+    for c in widths:
+        blocks.append(nn.Sequential(nn.Conv2d(c_in, c, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)))
+        c_in = c
+    return Backbone(blocks, c_in)
+
+
+def build_vgg11_bn(config: dict) -> Backbone:
+    """VGG11_BN truncated after its first ``vgg_blocks`` conv blocks (conv-BN-ReLU, with the pools before it)."""
+    import torchvision
+
+    model = torchvision.models.vgg11_bn(weights=None)
+    if config["weights"] == "imagenet":
+        model.load_state_dict(load_torchvision_state("vgg11_bn", torchvision.models.VGG11_BN_Weights.IMAGENET1K_V1))
+    blocks, pending = [], []
+    for layer in model.features:
+        pending.append(layer)
+        if isinstance(layer, nn.ReLU):
+            blocks.append(nn.Sequential(*pending))
+            pending = []
+    kept = blocks[: config["vgg_blocks"]]
+    return Backbone(kept, kept[-1][-3].out_channels)  # [-3]: the block's conv, before BN and ReLU
+
+
+def _resnet(arch: str, out_channels: int) -> Callable[[dict], Backbone]:
+    def build(config: dict) -> Backbone:
+        import torchvision
+
+        model = getattr(torchvision.models, arch)(weights=None)
+        if config["weights"] == "imagenet":
+            enum = torchvision.models.get_model_weights(arch).IMAGENET1K_V1
+            model.load_state_dict(load_torchvision_state(arch, enum))
+        stem = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool)
+        return Backbone([stem, model.layer1, model.layer2, model.layer3, model.layer4], out_channels)
+
+    build.__doc__ = f"torchvision {arch}: stem, layer1..layer4."
+    return build
+
+
+def _torchvision_features(arch: str, out_channels: int, split_on_relu: bool = False):
+    def build(config: dict) -> Backbone:
+        import torchvision
+
+        model = getattr(torchvision.models, arch)(weights=None)
+        if config["weights"] == "imagenet":
+            enum = torchvision.models.get_model_weights(arch).IMAGENET1K_V1
+            model.load_state_dict(load_torchvision_state(arch, enum))
+        if split_on_relu:  # AlexNet's features are a flat list: one block per conv (+ its pool)
+            layers = list(model.features)[:-1]  # the head's adaptive pool replaces the last max-pool
+            for layer in layers:
+                if isinstance(layer, nn.MaxPool2d):
+                    layer.ceil_mode = True  # same sizes at 224 px, and no empty maps at 32 px
+            blocks, pending = [], []
+            for layer in layers:
+                if isinstance(layer, nn.Conv2d) and pending:
+                    blocks.append(nn.Sequential(*pending))
+                    pending = []
+                pending.append(layer)
+            blocks.append(nn.Sequential(*pending))
+        else:
+            blocks = list(model.features)
+        return Backbone(blocks, out_channels)
+
+    build.__doc__ = f"torchvision {arch}: the stages of its ``features``."
+    return build
+
+
+class _LiteBlock(nn.Module):
+    """An EfficientNet-Lite MBConv block with its drop-connect rate bound (the package passes it in forward)."""
+
+    def __init__(self, block: nn.Module, drop_connect_rate: float):
+        super().__init__()
+        self.block, self.rate = block, drop_connect_rate
+
+    def forward(self, x):
+        return self.block(x, drop_connect_rate=self.rate)
+
+
+def build_efficientnet_lite0(config: dict) -> Backbone:
+    """EfficientNet-Lite0 (efficientnet-lite-pytorch): stem, 16 MBConv blocks, head conv; inputs (x-0.5)/0.5."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model = EfficientNet.from_name("efficientnet-lite0")
+    if config["weights"] == "imagenet":
+        state = torch.load(efficientnet_lite0_checkpoint(), map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    act = model._swish
+    n = len(model._blocks)
+    rate = model._global_params.drop_connect_rate or 0.0
+    blocks = [nn.Sequential(model._conv_stem, model._bn0, act)]
+    blocks += [_LiteBlock(b, rate * i / n) for i, b in enumerate(model._blocks)]
+    blocks.append(nn.Sequential(model._conv_head, model._bn1, act))
+    return Backbone(blocks, model._bn1.num_features, norm=HALF_NORM)
+
+
+BACKBONES: dict[str, Callable[[dict], Backbone]] = {
+    "shallow_cnn": build_shallow_cnn,
+    "vgg11_bn": build_vgg11_bn,
+    "resnet18": _resnet("resnet18", 512),
+    "resnet34": _resnet("resnet34", 512),
+    "resnet50": _resnet("resnet50", 2048),
+    "resnet101": _resnet("resnet101", 2048),
+    "alexnet": _torchvision_features("alexnet", 256, split_on_relu=True),
+    "convnext_tiny": _torchvision_features("convnext_tiny", 768),
+    "efficientnet_b0": _torchvision_features("efficientnet_b0", 1280),
+    "efficientnet_lite0": build_efficientnet_lite0,
+}
+
+
+def check_backbone(name: str) -> None:
+    """Raise ``ValueError`` listing the registry when ``name`` is not in it."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone '{name}' (valid: {', '.join(BACKBONES)})")
+
+
+def build_backbone(config: dict) -> Backbone:
+    """Build the trunk named by ``config['backbone']`` with its weights and trainable blocks."""
+    check_backbone(config["backbone"])
+    trunk = BACKBONES[config["backbone"]](config)
+    trunk.set_trainable_blocks(config["trainable_blocks"])
+    return trunk

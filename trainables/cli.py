@@ -1,0 +1,63 @@
+"""Pieces shared by the command-line entry points: data/profile flags and one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from trainables.data import ITData, check_source, load_dataset
+from trainables.profiles import Profile, resolve_profile
+
+
+class UsageError(ValueError):
+    """Bad input found before any work: reported in one line, exit code 2."""
+
+
+def fail(message: str) -> None:
+    """Print ``error: message`` on stderr and exit with code 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default="synthetic", help="'synthetic' (default) or a path to an IT_data.h5-style file")
+    parser.add_argument("--profile", default="auto", choices=("auto", "smoke", "full"),
+                        help="auto: smoke without a GPU, full with one")
+    parser.add_argument("--resolution", type=int, help="synthetic image side in px (overrides the profile)")
+    parser.add_argument("--images-per-object", type=int, help="synthetic images per object (overrides the profile)")
+    parser.add_argument("--max-epochs", type=int, help="cap on epochs (overrides the profile)")
+    parser.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic data set")
+
+
+def resolve_data_arguments(args: argparse.Namespace) -> Profile:
+    """Check the data and profile flags; raise UsageError on bad ones. Loads nothing."""
+    for flag in ("resolution", "images_per_object", "max_epochs"):
+        value = getattr(args, flag)
+        if value is not None and value < (16 if flag == "resolution" else 2 if flag == "images_per_object" else 1):
+            raise UsageError(f"--{flag.replace('_', '-')} {value} is too small")
+    try:
+        check_source(args.data)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    return resolve_profile(args.profile, args.resolution, args.images_per_object, args.max_epochs)
+
+
+def load_data(args: argparse.Namespace, profile: Profile) -> ITData:
+    """The data set the flags name (synthetic at the profile's size, or a file)."""
+    return load_dataset(args.data, profile.synthetic_spec(args.data_seed))
+
+
+def profile_message(args: argparse.Namespace, profile: Profile) -> str:
+    if args.data == "synthetic":
+        base = profile.describe()
+    else:
+        cap = "no epoch cap" if profile.max_epochs is None else f"at most {profile.max_epochs} epochs"
+        base = f"profile {profile.name}: data {args.data}, {cap}"
+    if profile.name == "smoke":
+        base += " (reduced for a CPU; --profile full runs at report scale)"
+    return base

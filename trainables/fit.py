@@ -1,0 +1,284 @@
+"""The training core: ``fit(config, data, on_epoch) -> History``. Knows nothing of Ray.
+
+On CUDA the training images live on the GPU in bf16 and channels_last, batches
+are drawn by a device-side permutation, the forward pass runs under bf16
+autocast, Adam/AdamW are fused, and the host synchronises once per epoch (to read
+the epoch's loss and the inner-validation predictions together). On the CPU the
+same code runs in fp32.
+
+Selection uses the inner validation split carved from the training images
+(:func:`trainables.data.inner_split`); the official validation set is not seen here.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from analysis.metrics import explained_variance, pearson_per_site
+from trainables.data import ITData, inner_split
+from trainables.heads import EncodingModel, build_model
+
+log = logging.getLogger(__name__)
+
+EVAL_BATCH = 256
+
+
+class DivergedError(RuntimeError):
+    """Training produced a non-finite loss."""
+
+
+@dataclass
+class History:
+    """What one fit produced.
+
+    Attributes
+    ----------
+    epochs : list of dict
+        Per epoch: ``epoch`` (1-based), ``train_loss``, ``inner_ev``, ``inner_r``, ``lr``, ``seconds``.
+    best_epoch : int
+        Epoch whose weights were restored (best inner-validation EV).
+    model : EncodingModel
+        The fitted model, best weights, in eval mode.
+    """
+
+    epochs: list = field(default_factory=list)
+    best_epoch: int = 0
+    model: EncodingModel | None = None
+
+    @property
+    def best(self) -> dict:
+        return self.epochs[self.best_epoch - 1]
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def make_optimizer(config: dict, params, device: torch.device) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    name = config["optimizer"]
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=config["lr"], momentum=config["momentum"], weight_decay=config["weight_decay"])
+    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name]
+    # One fused kernel per step instead of several per parameter tensor.
+    return cls(params, lr=config["lr"], weight_decay=config["weight_decay"], fused=device.type == "cuda")
+
+
+def make_scheduler(config: dict, optimizer: torch.optim.Optimizer):
+    name = config["scheduler"]
+    if name == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config["step_size"], gamma=config["gamma"])
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config["epochs"])
+    if name == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=config["gamma"], patience=3)
+    return None
+
+
+def to_device_images(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Images (N, 3, H, W) as a device tensor: bf16 channels_last on CUDA, fp32 on CPU."""
+    x = torch.from_numpy(np.ascontiguousarray(images))
+    if device.type == "cuda":
+        return x.to(device=device, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    return x
+
+
+@torch.no_grad()
+def predict_standardized(model: EncodingModel, images: torch.Tensor, batch: int = EVAL_BATCH) -> torch.Tensor:
+    """Per-site z-scores for device images (N, 3, H, W) -> (N, n_sites), fp32, on the device."""
+    was_training = model.training
+    model.eval()
+    with _autocast(images.device):
+        out = torch.cat([model.forward_standardized(images[i : i + batch]).float() for i in range(0, len(images), batch)])
+    model.train(was_training)
+    return out
+
+
+@torch.no_grad()
+def predict(model: EncodingModel, images: np.ndarray, device: torch.device | None = None) -> np.ndarray:
+    """Firing rates predicted for images (N, 3, H, W) -> array (N, n_sites)."""
+    device = device or next(model.parameters()).device
+    z = predict_standardized(model, to_device_images(images, device))
+    return (z * model.rate_std + model.rate_mean).cpu().numpy()
+
+
+def _autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+
+class Trainer:
+    """State of one training run; :func:`fit` drives it. ``state_dict`` makes it resumable.
+
+    Parameters
+    ----------
+    config : dict
+        Validated config (:func:`trainables.config.validate_config`).
+    data : ITData
+    device : torch.device, optional
+    """
+
+    def __init__(self, config: dict, data: ITData, device: torch.device | None = None):
+        self.config = config
+        self.device = device or default_device()
+        torch.manual_seed(config["seed"])
+        fit_idx, inner_idx = inner_split(data.object_train, config["inner_val_fraction"], config["split_seed"])
+        y = data.spikes_train
+        mean, std = y[fit_idx].mean(axis=0), y[fit_idx].std(axis=0) + 1e-6
+        self.model = build_model(config, data.n_sites)
+        self.model.rate_mean.copy_(torch.from_numpy(mean))
+        self.model.rate_std.copy_(torch.from_numpy(std))
+        self.model.to(self.device)
+        if self.device.type == "cuda":
+            self.model.to(memory_format=torch.channels_last)
+        self.x_fit = to_device_images(data.stimulus_train[fit_idx], self.device)
+        self.z_fit = torch.from_numpy((y[fit_idx] - mean) / std).to(self.device)
+        self.x_inner = to_device_images(data.stimulus_train[inner_idx], self.device)
+        self.z_inner = ((y[inner_idx] - mean) / std).astype(np.float64)
+        self.optimizer = make_optimizer(config, self.model.parameters(), self.device)
+        self.scheduler = make_scheduler(config, self.optimizer)
+        self.generator = torch.Generator(device=self.device).manual_seed(config["seed"])
+        self.epoch = 0
+        self.best_ev = -math.inf
+        self.best_epoch = 0
+        self.best_state = None
+        self.records: list[dict] = []
+
+    @property
+    def n_fit(self) -> int:
+        return len(self.x_fit)
+
+    def train_epoch(self) -> dict:
+        """One pass over the fit images and one inner-validation evaluation; one host sync."""
+        start = time.perf_counter()
+        model, bs, n = self.model, self.config["batch_size"], self.n_fit
+        model.train()
+        perm = torch.randperm(n, device=self.device, generator=self.generator)
+        loss_sum = torch.zeros((), device=self.device)
+        # A final batch of one image would break batch norm; fold it into the previous one.
+        stops = list(range(bs, n, bs)) + [n]
+        if len(stops) > 1 and stops[-1] - stops[-2] < 2:
+            stops.pop(-2)
+        begin = 0
+        for stop in stops:
+            idx = perm[begin:stop]
+            with _autocast(self.device):
+                pred = model.forward_standardized(self.x_fit.index_select(0, idx))
+            loss = nn.functional.mse_loss(pred.float(), self.z_fit.index_select(0, idx))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            loss_sum += loss.detach() * (stop - begin)
+            begin = stop
+        z_pred = predict_standardized(model, self.x_inner)
+        # The epoch's only host synchronisation: loss and inner predictions together.
+        host = torch.cat([(loss_sum / n).view(1), z_pred.flatten()]).cpu().numpy().astype(np.float64)
+        train_loss, z_pred = host[0], host[1:].reshape(self.z_inner.shape)
+        self.epoch += 1
+        if not np.isfinite(train_loss) or not np.isfinite(z_pred).all():
+            raise DivergedError(f"training diverged at epoch {self.epoch}: train loss {train_loss}")
+        record = {
+            "epoch": self.epoch,
+            "train_loss": float(train_loss),
+            "inner_ev": explained_variance(self.z_inner, z_pred),
+            "inner_r": float(pearson_per_site(self.z_inner, z_pred).mean()),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - start,
+        }
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(record["inner_ev"])
+        elif self.scheduler is not None:
+            self.scheduler.step()
+        if record["inner_ev"] > self.best_ev:
+            self.best_ev, self.best_epoch = record["inner_ev"], self.epoch
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.records.append(record)
+        return record
+
+    def should_stop(self) -> bool:
+        patience = self.config["patience"]
+        return self.epoch >= self.config["epochs"] or (
+            patience is not None and self.epoch - self.best_epoch >= patience
+        )
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue this run in a new process."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+            "epoch": self.epoch,
+            "best_ev": self.best_ev,
+            "best_epoch": self.best_epoch,
+            "best_state": self.best_state,
+            "records": copy.deepcopy(self.records),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"].cpu() if self.device.type == "cpu" else state["generator"])
+        self.epoch, self.best_ev, self.best_epoch = state["epoch"], state["best_ev"], state["best_epoch"]
+        self.best_state = state["best_state"]
+        self.records = list(state["records"])
+
+    def finish(self) -> History:
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        self.model.eval()
+        return History(epochs=self.records, best_epoch=self.best_epoch, model=self.model)
+
+
+def fit(
+    config: dict,
+    data: ITData,
+    on_epoch: Callable[[dict, Trainer], None] | None = None,
+    device: torch.device | None = None,
+    resume_state: dict | None = None,
+) -> History:
+    """Train one configuration with early stopping on the inner-validation EV.
+
+    Parameters
+    ----------
+    config : dict
+        Validated config.
+    data : ITData
+        Only the training images and responses are used.
+    on_epoch : callable, optional
+        ``on_epoch(record, trainer)`` after each epoch; ``record`` holds ``epoch``,
+        ``train_loss``, ``inner_ev``, ``inner_r``, ``lr``, ``seconds``; ``trainer.state_dict()``
+        gives a checkpoint. It may raise to stop training.
+    device : torch.device, optional
+        Default: CUDA when available.
+    resume_state : dict, optional
+        A ``Trainer.state_dict()`` to continue from.
+
+    Returns
+    -------
+    History
+        Per-epoch records and the model with its best weights restored.
+
+    Raises
+    ------
+    DivergedError
+        Non-finite training loss.
+    """
+    trainer = Trainer(config, data, device)
+    if resume_state is not None:
+        trainer.load_state_dict(resume_state)
+    while not trainer.should_stop():
+        record = trainer.train_epoch()
+        if on_epoch is not None:
+            on_epoch(record, trainer)
+    return trainer.finish()

@@ -1,0 +1,71 @@
+"""Run profiles: how big a job is, chosen by what the machine can do.
+
+``full`` is report scale. ``smoke`` shrinks the synthetic data (resolution and
+images per object) and caps the epochs so that the example configs and the
+default search finish on a 2-core laptop. ``auto`` is ``smoke`` when no GPU is
+visible, else ``full``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from trainables.synthetic import SyntheticSpec
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes of one run.
+
+    Attributes
+    ----------
+    name : str
+    resolution : int
+        Side of the synthetic images in pixels.
+    images_per_object : int
+        Synthetic images per object (64 objects; 50 gives the real 2592 / 288 / 320 split).
+    max_epochs : int or None
+        Cap on every config's ``epochs``; None: no cap.
+    num_samples : int
+        Default number of search trials.
+    """
+
+    name: str
+    resolution: int
+    images_per_object: int
+    max_epochs: int | None
+    num_samples: int
+
+    def synthetic_spec(self, seed: int = 0) -> SyntheticSpec:
+        return SyntheticSpec(seed=seed, resolution=self.resolution, images_per_object=self.images_per_object)
+
+    def cap_epochs(self, config: dict) -> dict:
+        if self.max_epochs is None or config["epochs"] <= self.max_epochs:
+            return config
+        return {**config, "epochs": self.max_epochs}
+
+    def describe(self) -> str:
+        cap = "no epoch cap" if self.max_epochs is None else f"at most {self.max_epochs} epochs"
+        n = self.synthetic_spec().n_images
+        return f"profile {self.name}: synthetic data at {self.resolution} px, {n} images, {cap}"
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile("smoke", resolution=64, images_per_object=20, max_epochs=12, num_samples=6),
+    "full": Profile("full", resolution=224, images_per_object=50, max_epochs=None, num_samples=64),
+}
+
+
+def resolve_profile(name: str, resolution: int | None = None, images_per_object: int | None = None,
+                    max_epochs: int | None = None) -> Profile:
+    """The profile called ``name`` (``auto``, ``smoke`` or ``full``), with any explicit overrides applied."""
+    if name == "auto":
+        name = "full" if torch.cuda.is_available() else "smoke"
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile '{name}' (valid: auto, {', '.join(PROFILES)})")
+    profile = PROFILES[name]
+    overrides = {k: v for k, v in (("resolution", resolution), ("images_per_object", images_per_object),
+                                   ("max_epochs", max_epochs)) if v is not None}
+    return replace(profile, **overrides) if overrides else profile

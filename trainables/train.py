@@ -1,0 +1,151 @@
+"""Final training: one configuration, evaluated once on the official validation set.
+
+    python -m trainables.train --config FILE [--data synthetic|PATH] [--profile auto|smoke|full]
+                               [--out DIR] [--seeds N]
+
+Writes to DIR: ``metrics.json`` (EV, mean/median r, per-site arrays, noise ceiling
+where known), ``predictions_val.npy`` and ``predictions_test.npy``, ``model.pt``
+(state dict) with ``config.json``, and the report's figures. With ``--seeds N``
+each seed goes to ``DIR/seed_K`` and ``DIR/metrics.json`` holds mean and spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from analysis import figures
+from analysis.metrics import summarize
+from trainables.backbones import check_backbone
+from trainables.cli import UsageError, add_data_arguments, fail, load_data, profile_message, resolve_data_arguments, setup_logging
+from trainables.config import ConfigError, hyperparameters, load_config
+from trainables.data import ITData
+from trainables.fit import History, default_device, fit, predict
+from trainables.weights import WeightsNotFound
+
+log = logging.getLogger("trainables.train")
+
+
+def evaluate(history: History, data: ITData) -> dict:
+    """Official-validation scores of a fitted model, with the noise ceiling where known."""
+    pred_val = predict(history.model, data.stimulus_val)
+    scores = summarize(data.spikes_val, pred_val)
+    if data.noise_ceiling_val is not None:
+        ceiling = data.noise_ceiling_val
+        scores["noise_ceiling_ev"] = float(ceiling.mean())
+        scores["noise_ceiling_ev_per_site"] = ceiling.tolist()
+        # EV / ceiling, site by site then averaged (sites with ceiling ~0 carry no information).
+        ok = ceiling > 0.05
+        scores["ev_normalized"] = float(np.mean(np.array(scores["ev_per_site"])[ok] / ceiling[ok]))
+    return scores, pred_val
+
+
+def train_one(config: dict, data: ITData, out: Path, provenance: dict) -> dict:
+    """Fit, evaluate on the official validation set, and write every output to ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+
+    def progress(record: dict, trainer) -> None:
+        log.info("epoch %3d/%d  loss %.4f  inner EV %.4f  r %.4f  (%.1fs)", record["epoch"], config["epochs"],
+                 record["train_loss"], record["inner_ev"], record["inner_r"], record["seconds"])
+
+    history = fit(config, data, on_epoch=progress)
+    scores, pred_val = evaluate(history, data)
+    pred_test = predict(history.model, data.stimulus_test)
+    metrics = {
+        **scores,
+        "seed": config["seed"],
+        "best_epoch": history.best_epoch,
+        "epochs_run": len(history.epochs),
+        "inner_ev": history.best["inner_ev"],
+        "data": data.name,
+        "data_fingerprint": data.fingerprint,
+        "device": str(default_device()),
+        "seconds": time.perf_counter() - start,
+        "history": history.epochs,
+        **({"provenance": provenance} if provenance else {}),
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    np.save(out / "predictions_val.npy", pred_val)
+    np.save(out / "predictions_test.npy", pred_test)
+    torch.save(history.model.state_dict(), out / "model.pt")
+    ev, r = np.array(scores["ev_per_site"]), np.array(scores["r_per_site"])
+    figures.plot_site_distributions(r, ev, out / "site_distributions.png", data.noise_ceiling_val)
+    figures.plot_rdms(data.spikes_val, pred_val, data.object_val, out / "rdm.png")
+    figures.plot_site_responses(data.spikes_val, pred_val, data.object_val, ev, out / "site_responses.png")
+    figures.plot_learning_curve(history.epochs, history.best_epoch, out / "learning_curve.png")
+    ceiling = f"  (noise ceiling EV {scores['noise_ceiling_ev']:.4f})" if "noise_ceiling_ev" in scores else ""
+    log.info("seed %d: validation EV %.4f  r mean %.4f  r median %.4f%s", config["seed"], scores["ev"],
+             scores["r_mean"], scores["r_median"], ceiling)
+    return metrics
+
+
+def summarize_seeds(runs: list[dict]) -> dict:
+    """Mean and standard deviation over seeds of the site-averaged scores."""
+    summary = {"seeds": [m["seed"] for m in runs]}
+    for key in ("ev", "r_mean", "r_median", "r2", "inner_ev"):
+        values = np.array([m[key] for m in runs])
+        summary[key] = float(values.mean())
+        summary[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        summary[f"{key}_per_seed"] = values.tolist()
+    for key in ("noise_ceiling_ev", "data", "data_fingerprint", "provenance"):
+        if key in runs[0]:
+            summary[key] = runs[0][key]
+    return summary
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m trainables.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True, help="JSON config (as exported by the search)")
+    add_data_arguments(parser)
+    parser.add_argument("--out", type=Path, help="output folder (default: runs/train/<config name>)")
+    parser.add_argument("--seeds", type=int, default=1, help="train this many seeds (config seed, +1, ...)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging()
+    try:
+        config = load_config(args.config)
+        check_backbone(config["backbone"])
+        if args.seeds < 1:
+            raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
+        profile = resolve_data_arguments(args)
+        # Build once on the CPU so that missing ImageNet weights fail here, before data or outputs.
+        from trainables.heads import build_model
+
+        build_model(config, 1)
+    except (ConfigError, UsageError, WeightsNotFound, ValueError) as err:
+        fail(str(err))
+    provenance = config.pop("provenance", None) or {}
+    config = profile.cap_epochs(hyperparameters(config))
+    out = args.out or Path("runs") / "train" / Path(args.config).stem
+    log.info("%s", profile_message(args, profile))
+    data = load_data(args, profile)
+    log.info("data %s", data.describe())
+    if args.seeds == 1:
+        metrics = train_one(config, data, out, provenance)
+    else:
+        runs = [train_one({**config, "seed": config["seed"] + k}, data, out / f"seed_{config['seed'] + k}", provenance)
+                for k in range(args.seeds)]
+        metrics = summarize_seeds(runs)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        log.info("over %d seeds: validation EV %.4f +- %.4f, r mean %.4f +- %.4f", args.seeds, metrics["ev"],
+                 metrics["ev_std"], metrics["r_mean"], metrics["r_mean_std"])
+    print(f"validation EV {metrics['ev']:.4f}  r mean {metrics['r_mean']:.4f}  r median {metrics['r_median']:.4f}"
+          + (f"  noise ceiling EV {metrics['noise_ceiling_ev']:.4f}" if "noise_ceiling_ev" in metrics else "")
+          + f"\nwrote {out}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
