@@ -1,0 +1,48 @@
+"""Studies as search spaces: ``SEARCH_SPACES`` maps a CLI name to a define-by-run space function.
+
+A space function takes an Optuna trial, samples hyperparameters on it (named as
+config keys, or as helpers such as ``head_width``/``head_depth`` that it turns into
+config entries) and returns the fixed and derived config entries. Its module
+holds ``POINTS_TO_EVALUATE`` (configurations tried first, e.g. the report's best)
+and ``SCIENTIFIC`` (the hyperparameter the study asks about). Functions are
+module-level so Ray can pickle them.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from search_spaces.backbone_screen import backbone_screen
+from search_spaces.decoder_head import decoder_head
+from search_spaces.resnet_depth import resnet_depth
+from search_spaces.shallow_cnn import shallow_cnn
+from search_spaces.vgg_depth import vgg_depth
+
+SEARCH_SPACES: dict[str, Callable] = {
+    "vgg_depth": vgg_depth,
+    "resnet_depth": resnet_depth,
+    "decoder_head": decoder_head,
+    "backbone_screen": backbone_screen,
+    "shallow_cnn": shallow_cnn,
+}
+
+# Sampled names that are not config keys; the space turns them into config entries.
+HELPER_PARAMS = frozenset({"head_width", "head_depth", "tuning"})
+
+
+def get_space(name: str) -> Callable:
+    """The space function called ``name``; ValueError listing the registry otherwise."""
+    if name not in SEARCH_SPACES:
+        raise ValueError(f"unknown space '{name}' (valid: {', '.join(SEARCH_SPACES)})")
+    return SEARCH_SPACES[name]
+
+
+def points_to_evaluate(name: str) -> list[dict]:
+    """Configurations the study evaluates first."""
+    return list(sys.modules[get_space(name).__module__].POINTS_TO_EVALUATE)
+
+
+def scientific_parameter(name: str) -> str:
+    """The hyperparameter the study asks about (for isolation plots)."""
+    return sys.modules[get_space(name).__module__].SCIENTIFIC

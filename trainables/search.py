@@ -1,0 +1,405 @@
+"""Run a study: Ray Tune with Optuna search, ASHA early stopping and MLflow tracking.
+
+    python -m trainables.search --space vgg_depth
+
+Everything of a search lives in ``<storage>/<name>/``: Ray's experiment folder,
+the Optuna study (``optuna.db``), ``search.json`` (settings, for ``--resume``),
+and at the end ``best_config.json`` and ``trials.csv``. Trials log to MLflow
+(``sqlite:///<storage>/mlflow.db`` by default), nested under one parent run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+
+from analysis.study import OPTUNA_FILE, SEARCH_FILE
+from search_spaces import SEARCH_SPACES, get_space, points_to_evaluate, scientific_parameter
+from trainables.backbones import build_backbone
+from trainables.cli import UsageError, add_data_arguments, fail, load_data, profile_message, resolve_data_arguments, setup_logging
+from trainables.config import ConfigError
+from trainables.profiles import Profile
+from trainables.tune_glue import METRIC, MODE, SEARCHERS, hyperparameters_of
+from trainables.weights import WeightsNotFound
+
+log = logging.getLogger("trainables.search")
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse would print the usage too)
+        fail(message)
+
+
+def parse_args(argv):
+    p = Parser(prog="python -m trainables.search", description=__doc__.split("\n")[0])
+    p.add_argument("--space", choices=list(SEARCH_SPACES), help="the study to run")
+    add_data_arguments(p)
+    p.add_argument("--num-samples", type=int, help="trials (default: the profile's)")
+    p.add_argument("--searcher", default="tpe", choices=SEARCHERS, help="qmc: quasi-random, to explore")
+    p.add_argument("--seed", type=int, default=0, help="seed of the searcher and of every trial")
+    p.add_argument("--grace-period", type=int, default=2, help="ASHA: epochs before a trial can be stopped")
+    p.add_argument("--reduction-factor", type=float, default=2.0, help="ASHA: keep 1/f of trials at each rung")
+    p.add_argument("--gpus-per-trial", type=float, help="fractional allowed (default: 1 with a GPU, else 0)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--max-concurrent", type=int, help="trials at once (default: what the resources allow)")
+    p.add_argument("--checkpoint-every", type=int, default=1, help="epochs between trial checkpoints")
+    p.add_argument("--storage", type=Path, default=Path("runs"))
+    p.add_argument("--name", help="experiment name (default: the space name)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<storage>/mlflow.db)")
+    p.add_argument("--address", help="join an existing Ray cluster (e.g. 127.0.0.1:6379)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted search of this name")
+    args = p.parse_args(argv)
+    if not args.resume and not args.space:
+        fail("--space is required (valid: " + ", ".join(SEARCH_SPACES) + ")")
+    return args
+
+
+def check_numbers(args) -> None:
+    for flag, value, low in (("num-samples", args.num_samples, 1), ("grace-period", args.grace_period, 1),
+                             ("max-concurrent", args.max_concurrent, 1), ("checkpoint-every", args.checkpoint_every, 1)):
+        if value is not None and value < low:
+            raise UsageError(f"--{flag} must be >= {low}, got {value}")
+    if args.reduction_factor <= 1:
+        raise UsageError(f"--reduction-factor must be > 1, got {args.reduction_factor}")
+    if args.cpus_per_trial <= 0 or (args.gpus_per_trial is not None and not 0 <= args.gpus_per_trial):
+        raise UsageError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+
+
+def check_tracking_uri(uri: str, storage: Path) -> None:
+    """Fail before any work on an MLflow URI that cannot be used. Writes nothing."""
+    if uri.startswith("sqlite:///"):
+        parent = Path(uri[len("sqlite:///"):]).expanduser().resolve().parent
+        probe = parent
+        while not probe.exists():
+            probe = probe.parent
+        if not os.access(probe, os.W_OK):
+            raise UsageError(f"MLflow tracking URI {uri}: {probe} is not writable")
+        return
+    if uri.startswith(("http://", "https://")):
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as reply:
+                if reply.status != 200:
+                    raise OSError(f"status {reply.status}")
+        except OSError as err:
+            raise UsageError(f"MLflow tracking server {uri} cannot be reached ({err})") from None
+        return
+    raise UsageError(f"MLflow tracking URI {uri!r} is not supported (use sqlite:///FILE or http://HOST:PORT)")
+
+
+def probe_space(space_name: str, overrides: dict, n: int = 64) -> list[dict]:
+    """Sample the space ``n`` times in memory: a broken space fails here, before Ray starts.
+
+    Returns the distinct validated configs seen (with overrides applied), so that
+    the weights they need can be checked.
+    """
+    space = get_space(space_name)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for point in points_to_evaluate(space_name):
+        study.enqueue_trial(point)
+    configs = []
+    for _ in range(n):
+        trial = study.ask()
+        fixed = space(trial) or {}
+        configs.append(hyperparameters_of({**trial.params, **fixed, **overrides}))
+        study.tell(trial, 0.0)
+    return configs
+
+
+def missing_weights(configs: list[dict]) -> dict[str, str]:
+    """Backbones among ``configs`` whose ImageNet weights are not on this machine -> the reason."""
+    missing = {}
+    for name in sorted({c["backbone"] for c in configs if c["weights"] == "imagenet"}):
+        config = next(c for c in configs if c["backbone"] == name and c["weights"] == "imagenet")
+        try:
+            build_backbone(config)
+        except WeightsNotFound as err:
+            missing[name] = str(err)
+    return missing
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() if out.returncode == 0 else "unknown"
+    except OSError:
+        return "unknown"
+
+
+def versions() -> dict:
+    import ray
+    import torch
+
+    return {"ray": ray.__version__, "optuna": optuna.__version__, "torch": torch.__version__}
+
+
+def plan(args) -> dict:
+    """All checks and decisions of a new search, before anything is written or started."""
+    check_numbers(args)
+    profile: Profile = resolve_data_arguments(args)
+    name = args.name or args.space
+    folder = (args.storage / name).resolve()
+    if (folder / SEARCH_FILE).exists():
+        raise UsageError(f"a search named '{name}' exists in {args.storage}; use --resume, or another --name")
+    tracking_uri = args.tracking_uri or f"sqlite:///{(args.storage / 'mlflow.db').resolve()}"
+    check_tracking_uri(tracking_uri, args.storage)
+    overrides = {} if profile.max_epochs is None else {"epochs": profile.max_epochs}
+    try:
+        configs = probe_space(args.space, overrides)
+    except (ConfigError, ValueError) as err:
+        raise UsageError(f"space '{args.space}' produces an invalid config: {err}") from None
+    notes = []
+    missing = missing_weights(configs)
+    if missing:
+        if profile.name == "full":
+            raise UsageError(next(iter(missing.values())))
+        overrides["weights"] = "random"
+        notes.append(f"ImageNet weights missing for {', '.join(missing)}: every trial uses random weights")
+    import torch
+
+    gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (1.0 if torch.cuda.is_available() else 0.0)
+    return {
+        "space": args.space, "name": name, "folder": str(folder), "storage": str(args.storage.resolve()),
+        "searcher": args.searcher, "seed": args.seed, "scheduler": "asha",
+        "grace_period": args.grace_period, "reduction_factor": args.reduction_factor,
+        "num_samples": args.num_samples or profile.num_samples,
+        "profile": {"name": profile.name, "resolution": profile.resolution,
+                    "images_per_object": profile.images_per_object, "max_epochs": profile.max_epochs},
+        "data": {"source": args.data, "data_seed": args.data_seed, "resolution": profile.resolution,
+                 "images_per_object": profile.images_per_object},
+        "overrides": overrides, "notes": notes,
+        "gpus_per_trial": gpus, "cpus_per_trial": args.cpus_per_trial, "max_concurrent": args.max_concurrent,
+        "checkpoint_every": args.checkpoint_every, "tracking_uri": tracking_uri, "address": args.address,
+        "git_commit": git_commit(),
+    }
+
+
+def plan_resume(args) -> dict:
+    """Settings of the search to resume; UsageError when there is nothing to resume."""
+    name = args.name or args.space
+    if not name:
+        raise UsageError("--resume needs --name or --space to know which search to continue")
+    folder = args.storage / name
+    if not (folder / SEARCH_FILE).is_file():
+        raise UsageError(f"nothing to resume: no search '{name}' in {args.storage}")
+    settings = json.loads((folder / SEARCH_FILE).read_text())
+    if settings.get("finished"):
+        raise UsageError(f"nothing to resume: search '{name}' finished")
+    check_tracking_uri(settings["tracking_uri"], args.storage)
+    if args.address:
+        settings["address"] = args.address
+    return settings
+
+
+def start_mlflow(settings: dict, data) -> None:
+    """Create (or find again) the experiment and the search's parent run; record their ids in settings."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(settings["tracking_uri"])
+    experiment = client.get_experiment_by_name(settings["name"])
+    if experiment is None:
+        location = None
+        if settings["tracking_uri"].startswith("sqlite:"):
+            # Without this, artifacts land relative to the current directory.
+            location = (Path(settings["storage"]) / "mlartifacts").as_uri()
+        experiment_id = client.create_experiment(settings["name"], artifact_location=location)
+    else:
+        experiment_id = experiment.experiment_id
+    import ray  # noqa: F401 - versions() needs it importable
+
+    run = client.create_run(experiment_id, run_name=f"search_{settings['name']}", tags={
+        "git_commit": settings["git_commit"], **{f"{k}_version": v for k, v in versions().items()},
+        "kind": "search",
+    })
+    params = {"space": settings["space"], "searcher": settings["searcher"], "scheduler": settings["scheduler"],
+              "profile": settings["profile"]["name"], "seed": settings["seed"], "data": settings["data"]["source"],
+              "data_fingerprint": data.fingerprint, "num_samples": settings["num_samples"]}
+    for key, value in params.items():
+        client.log_param(run.info.run_id, key, value)
+    settings.update(experiment_id=experiment_id, parent_run_id=run.info.run_id, data_fingerprint=data.fingerprint)
+    del mlflow
+
+
+def build_tuner(settings: dict, data, restore: bool):
+    """The Tuner of a search (new or restored): same trainable, searcher, scheduler and callbacks."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import ConcurrencyLimiter
+
+    from trainables.tune_glue import MLflowTrials, StudySearcher, make_sampler, train_trial
+
+    threads = max(1, int(settings["cpus_per_trial"]))
+    trainable = tune.with_resources(
+        tune.with_parameters(train_trial, data=data, threads=threads, checkpoint_every=settings["checkpoint_every"]),
+        {"cpu": settings["cpus_per_trial"], "gpu": settings["gpus_per_trial"]},
+    )
+    folder = Path(settings["folder"])
+    if restore:
+        return tune.Tuner.restore(str(folder), trainable=trainable, resume_unfinished=True, resume_errored=False,
+                                  restart_errored=False)
+    searcher = StudySearcher(
+        space=get_space(settings["space"]), metric=METRIC, mode=MODE,
+        points_to_evaluate=points_to_evaluate(settings["space"]) or None,
+        sampler=make_sampler(settings["searcher"], settings["seed"]),
+        study_name=settings["name"], storage=optuna.storages.RDBStorage(f"sqlite:///{folder / OPTUNA_FILE}"),
+        overrides={**settings["overrides"], "seed": settings["seed"]},
+    )
+    searcher = ConcurrencyLimiter(searcher, max_concurrent=settings["concurrency"])
+    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=settings["max_t"],
+                              grace_period=min(settings["grace_period"], settings["max_t"]),
+                              reduction_factor=settings["reduction_factor"])
+    scientific = scientific_parameter(settings["space"])
+    reporter = tune.CLIReporter(
+        metric_columns={"training_iteration": "epoch", "inner_ev": "inner EV", "inner_r": "inner r",
+                        METRIC: "best EV"},
+        parameter_columns=[scientific], max_report_frequency=20, sort_by_metric=True,
+    )
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, search_alg=searcher, scheduler=scheduler,
+                                    num_samples=settings["num_samples"], trial_dirname_creator=trial_dirname),
+        run_config=tune.RunConfig(
+            name=settings["name"], storage_path=settings["storage"],
+            callbacks=[MLflowTrials(settings["tracking_uri"], settings["experiment_id"], settings["parent_run_id"])],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            progress_reporter=reporter, verbose=1,
+        ),
+    )
+
+
+def trial_dirname(trial) -> str:
+    """Short trial folder names (Ray's default spells out the whole config)."""
+    return f"trial_{trial.trial_id}"
+
+
+def concurrency(settings: dict) -> int:
+    """Trials at once: the flag, else as many as the cluster's CPUs and GPUs allow."""
+    import ray
+
+    if settings.get("max_concurrent"):
+        return settings["max_concurrent"]
+    resources = ray.cluster_resources()
+    fits = [int(resources.get("CPU", 1) // settings["cpus_per_trial"])]
+    if settings["gpus_per_trial"] > 0:
+        fits.append(int(resources.get("GPU", 0) // settings["gpus_per_trial"]))
+    return max(1, min(fits))
+
+
+def finish(settings: dict) -> dict:
+    """Export, log the parent run's artifacts, close it, and return the summary."""
+    from mlflow.tracking import MlflowClient
+
+    from analysis.export import NothingToExport, export
+    from analysis.study import load_trials
+
+    folder = Path(settings["folder"])
+    trials = load_trials(folder)
+    counts = {s: sum(t.status == s for t in trials) for s in ("completed", "pruned", "failed", "running")}
+    client = MlflowClient(settings["tracking_uri"])
+    summary = {"counts": counts, "best": None}
+    try:
+        best_path, best = export(Path(settings["storage"]), settings["name"])
+        summary.update(best=best, best_path=str(best_path))
+        client.log_artifact(settings["parent_run_id"], str(best_path))
+        client.log_metric(settings["parent_run_id"], "best_" + METRIC, best["provenance"]["value"])
+    except NothingToExport as err:
+        log.warning("%s", err)
+    client.log_artifact(settings["parent_run_id"], str(folder / "trials.csv"))
+    for status, n in counts.items():
+        client.log_metric(settings["parent_run_id"], f"trials_{status}", n)
+    if counts["running"] == 0 and sum(counts.values()) >= settings["num_samples"]:
+        client.set_terminated(settings["parent_run_id"], "FINISHED")
+    return summary
+
+
+def print_summary(settings: dict, summary: dict, seconds: float) -> None:
+    c = summary["counts"]
+    print(f"\nsearch '{settings['name']}' ({settings['space']}) done in {seconds / 60:.1f} min: "
+          f"{c['completed']} completed, {c['pruned']} pruned, {c['failed']} failed"
+          + (f", {c['running']} unfinished" if c["running"] else ""))
+    best = summary["best"]
+    if best:
+        p = best["provenance"]
+        shown = {k: v for k, v in best.items() if k != "provenance"}
+        print(f"best trial {p['trial_id']}: inner-validation EV {p['value']:.4f} after {p['epochs_reached']} epochs")
+        print("config: " + json.dumps(shown))
+        print(f"exported: {summary['best_path']}  (train it: python -m trainables.train --config {summary['best_path']})")
+    print(f"trials table: {Path(settings['folder']) / 'trials.csv'}")
+    uri = settings["tracking_uri"]
+    if uri.startswith("sqlite:"):
+        print(f"browse the trials: mlflow ui --backend-store-uri {uri}  (then open http://127.0.0.1:5000)")
+    else:
+        print(f"browse the trials: {uri}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging()
+    try:
+        settings = plan_resume(args) if args.resume else plan(args)
+    except UsageError as err:
+        fail(str(err))
+    folder = Path(settings["folder"])
+    if not args.resume:
+        log.info("%s", profile_message(args, Profile(**{**settings["profile"], "num_samples": settings["num_samples"]})))
+        log.info("study %s: %d trials, searcher %s, ASHA (grace %d, reduction %g)", settings["space"],
+                 settings["num_samples"], settings["searcher"], settings["grace_period"], settings["reduction_factor"])
+        for note in settings["notes"]:
+            log.info("%s", note)
+    else:
+        log.info("resuming search '%s' from %s", settings["name"], folder)
+    from trainables.data import load_dataset
+    from trainables.synthetic import SyntheticSpec
+
+    d = settings["data"]
+    data = load_dataset(d["source"], SyntheticSpec(d["data_seed"], d["resolution"], d["images_per_object"]))
+    log.info("data %s", data.describe())
+
+    import ray
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic trial table, with our columns
+    # Checkpointing every epoch is intended; Tune's warning about frequent snapshots is noise here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    ray.init(address=settings.get("address"), include_dashboard=False, logging_level=logging.WARNING,
+             log_to_driver=False)
+    start = time.perf_counter()
+    if not args.resume:
+        settings["concurrency"] = concurrency(settings)
+        settings["max_t"] = settings["profile"]["max_epochs"] or 60
+        folder.mkdir(parents=True, exist_ok=True)
+        start_mlflow(settings, data)
+        (folder / SEARCH_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+    # Optuna's default of one pending trial would start fractional-GPU trials one after another.
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(settings["concurrency"])
+    log.info("running up to %d trials at once (%g CPU, %g GPU each)", settings["concurrency"],
+             settings["cpus_per_trial"], settings["gpus_per_trial"])
+    tuner = build_tuner(settings, data, restore=args.resume)
+    tuner.fit()
+    summary = finish(settings)
+    counts = summary["counts"]
+    settings["finished"] = counts["running"] == 0 and sum(counts.values()) >= settings["num_samples"]
+    (folder / SEARCH_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+    print_summary(settings, summary, time.perf_counter() - start)
+    ray.shutdown()
+    if not settings["finished"]:
+        print(f"search interrupted; continue it with: python -m trainables.search --resume --name {settings['name']} "
+              f"--storage {settings['storage']}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""Everything that touches Ray Tune: the trial function, the Optuna searcher and the MLflow callback.
+
+The training core (:mod:`trainables.fit`) knows nothing of Ray; this module adapts
+it. Known pitfalls of ray 2.60 / optuna 5 / mlflow 3 handled here (DESIGN.md §5):
+
+- trials that ASHA stops reach Optuna as COMPLETE with a truncated value; they
+  are told PRUNED here (a trial is complete only when its own fit finished);
+- trials that raise after reporting reach Optuna as COMPLETE; they are told FAIL;
+- MLflow runs are created by one driver-side callback, nested under the search's
+  parent run by the ``mlflow.parentRunId`` tag, reused by trial id after
+  ``Tuner.restore``, and only real metrics are logged (no pid, timestamps, config/*).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import torch
+from ray import tune
+from ray.tune.search.optuna import OptunaSearch
+
+from trainables.config import FIELDS, validate_config
+from trainables.fit import fit
+
+log = logging.getLogger(__name__)
+
+METRIC = "best_inner_ev"
+MODE = "max"
+# Per-epoch values that go to MLflow and the trials table.
+EPOCH_METRICS = ("train_loss", "inner_ev", "inner_r", "best_inner_ev", "lr", "epoch_seconds", "images_per_s")
+# Keys the searcher adds to a trial's config besides the hyperparameters.
+SAMPLED_KEY, OPTUNA_KEY = "_sampled", "_optuna_trial"
+STATE_FILE = "trainer.pt"
+
+
+def hyperparameters_of(trial_config: dict) -> dict:
+    """The training config inside a trial's config (drops sampling helpers and bookkeeping)."""
+    return validate_config({k: v for k, v in trial_config.items() if k in FIELDS})
+
+
+def sampled_params(trial_config: dict) -> dict:
+    """The hyperparameters Optuna sampled for this trial (as opposed to fixed or derived)."""
+    return {k: trial_config[k] for k in trial_config.get(SAMPLED_KEY, ()) if k in trial_config}
+
+
+def train_trial(config: dict, data, threads: int = 1, checkpoint_every: int = 1) -> None:
+    """Ray Tune trial: fit one config, reporting (and checkpointing) every epoch.
+
+    Parameters
+    ----------
+    config : dict
+        Trial config from the searcher.
+    data : ITData
+        Shared through the object store by ``tune.with_parameters``.
+    threads : int
+        CPU threads for torch (the trial's CPU share).
+    checkpoint_every : int
+        Epochs between checkpoints; only the last is kept.
+    """
+    torch.set_num_threads(max(1, threads))
+    hparams = hyperparameters_of(config)
+    resume = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            resume = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+
+    def report(record: dict, trainer) -> None:
+        done = trainer.should_stop()
+        metrics = {
+            "train_loss": record["train_loss"],
+            "inner_ev": record["inner_ev"],
+            "inner_r": record["inner_r"],
+            "best_inner_ev": trainer.best_ev,
+            "best_epoch": trainer.best_epoch,
+            "lr": record["lr"],
+            "epoch_seconds": record["seconds"],
+            "images_per_s": trainer.n_fit / record["seconds"],
+            "fit_done": int(done),
+            "node_id": node_id,
+        }
+        if done or trainer.epoch % checkpoint_every == 0:
+            with tempfile.TemporaryDirectory() as folder:
+                torch.save(trainer.state_dict(), Path(folder) / STATE_FILE)
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        else:
+            tune.report(metrics)
+
+    fit(hparams, data, on_epoch=report, resume_state=resume)
+
+
+class StudySearcher(OptunaSearch):
+    """Optuna search that records ASHA-stopped trials as PRUNED and errored ones as FAIL.
+
+    Parameters
+    ----------
+    overrides : dict
+        Config entries forced on every trial (e.g. random weights where ImageNet
+        weights are missing in the smoke profile).
+    **kwargs
+        As :class:`ray.tune.search.optuna.OptunaSearch`.
+    """
+
+    def __init__(self, *args, overrides: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._overrides = dict(overrides or {})
+
+    def suggest(self, trial_id: str):
+        params = super().suggest(trial_id)
+        if params is None:
+            return None
+        ot_trial = self._ot_trials[trial_id]
+        params[SAMPLED_KEY] = sorted(ot_trial.params)
+        params[OPTUNA_KEY] = ot_trial.number
+        params.update(self._overrides)
+        return params
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return super().on_trial_complete(trial_id, result, error)
+        ot_trial = self._ot_trials[trial_id]
+        if error:
+            state, value = optuna.trial.TrialState.FAIL, None
+        elif result and result.get("fit_done"):
+            state, value = optuna.trial.TrialState.COMPLETE, result.get(self.metric)
+        else:  # stopped by the scheduler before its own fit finished
+            state, value = optuna.trial.TrialState.PRUNED, None
+        try:
+            self._ot_study.tell(ot_trial, value, state=state)
+        except (ValueError, RuntimeError) as err:  # e.g. already finished in storage after a restore
+            log.warning("optuna: could not record trial %s: %s", trial_id, err)
+        self._completed_trials.add(trial_id)
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    """Optuna sampler for ``--searcher``: tpe, qmc (quasi-random, to explore) or random."""
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ValueError(f"unknown searcher '{name}' (valid: tpe, qmc, random)")
+
+
+SEARCHERS = ("tpe", "qmc", "random")
+
+
+class MLflowTrials(tune.Callback):
+    """One MLflow run per trial, nested under the search's parent run; logged from the driver only.
+
+    Runs are found again by their ``trial_id`` tag, so a restored search reuses
+    them instead of opening duplicates, and each ends FINISHED or FAILED with a
+    ``status`` tag of completed / pruned / failed.
+    """
+
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str):
+        self.tracking_uri, self.experiment_id, self.parent_run_id = tracking_uri, experiment_id, parent_run_id
+        self._client = None
+        self._runs: dict[str, str] = {}
+
+    def __getstate__(self):  # the client holds connections; rebuild it after unpickling
+        return {**self.__dict__, "_client": None, "_runs": {}}
+
+    @property
+    def client(self):
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
+
+    def run_id(self, trial) -> str:
+        """The trial's run: cached, else found by tag, else created with the sampled params."""
+        if trial.trial_id in self._runs:
+            return self._runs[trial.trial_id]
+        found = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.trial_id = '{trial.trial_id}' and tags.`mlflow.parentRunId` = '{self.parent_run_id}'",
+            max_results=1,
+        )
+        if found:
+            run_id = found[0].info.run_id
+        else:
+            run = self.client.create_run(
+                self.experiment_id,
+                run_name=f"trial_{trial.trial_id}",
+                tags={"mlflow.parentRunId": self.parent_run_id, "trial_id": trial.trial_id, "status": "running"},
+            )
+            run_id = run.info.run_id
+            from mlflow.entities import Param
+
+            params = [Param(k, str(v)) for k, v in sorted(sampled_params(trial.config).items())]
+            if params:
+                self.client.log_batch(run_id, params=params)
+        self._runs[trial.trial_id] = run_id
+        return run_id
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.run_id(trial)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        from mlflow.entities import Metric
+
+        step = int(result.get("training_iteration", 0))
+        stamp = int(time.time() * 1000)
+        metrics = [Metric(k, float(result[k]), stamp, step) for k in EPOCH_METRICS if k in result]
+        self.client.log_batch(self.run_id(trial), metrics=metrics)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        status = "completed" if (trial.last_result or {}).get("fit_done") else "pruned"
+        self._finish(trial, status, "FINISHED")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._finish(trial, "failed", "FAILED")
+
+    def _finish(self, trial, status: str, run_status: str) -> None:
+        run_id = self.run_id(trial)
+        self.client.set_tag(run_id, "status", status)
+        node = (trial.last_result or {}).get("node_id")
+        if node:
+            self.client.set_tag(run_id, "node_id", node)
+        self.client.set_terminated(run_id, run_status)
