@@ -53,7 +53,7 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile("smoke", resolution=64, images_per_object=20, max_epochs=12, num_samples=6),
+    "smoke": Profile("smoke", resolution=32, images_per_object=20, max_epochs=8, num_samples=10),
     "full": Profile("full", resolution=224, images_per_object=50, max_epochs=None, num_samples=64),
 }
 
