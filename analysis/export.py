@@ -86,11 +86,11 @@ def write_trials_table(trials: list[TrialRecord], path: Path) -> Path:
 def export(storage: Path, name: str, out: Path | None = None, top: int = 0) -> tuple[Path, dict]:
     """Write ``best_config.json`` and ``trials.csv`` (and the top-K table) for a search."""
     folder = study_folder(storage, name)
+    trials = load_trials(folder)
+    write_trials_table(trials, folder / TRIALS_FILE)  # written even when no trial completed
     config = best_config(folder)
     out = Path(out) if out else folder / BEST_FILE
     out.write_text(json.dumps(config, indent=2) + "\n")
-    trials = load_trials(folder)
-    write_trials_table(trials, folder / TRIALS_FILE)
     if top:
         ranked = rank(trials)[:top]
         table = [{"rank": i + 1, "trial_id": t.trial_id, METRIC: t.best(METRIC), "epochs": t.epochs,

@@ -15,7 +15,9 @@ from typing import Callable
 
 from search_spaces.backbone_screen import backbone_screen
 from search_spaces.decoder_head import decoder_head
+from search_spaces.layer_sweep import layer_sweep
 from search_spaces.resnet_depth import resnet_depth
+from search_spaces.ridge_pixels import ridge_pixels
 from search_spaces.shallow_cnn import shallow_cnn
 from search_spaces.vgg_depth import vgg_depth
 
@@ -25,10 +27,12 @@ SEARCH_SPACES: dict[str, Callable] = {
     "decoder_head": decoder_head,
     "backbone_screen": backbone_screen,
     "shallow_cnn": shallow_cnn,
+    "ridge_pixels": ridge_pixels,
+    "layer_sweep": layer_sweep,
 }
 
 # Sampled names that are not config keys; the space turns them into config entries.
-HELPER_PARAMS = frozenset({"head_width", "head_depth", "tuning"})
+HELPER_PARAMS = frozenset({"head_width", "head_depth", "tuning", "regression"})
 
 
 def get_space(name: str) -> Callable:
@@ -41,6 +45,11 @@ def get_space(name: str) -> Callable:
 def points_to_evaluate(name: str) -> list[dict]:
     """Configurations the study evaluates first."""
     return list(sys.modules[get_space(name).__module__].POINTS_TO_EVALUATE)
+
+
+def profile_hints(name: str) -> dict:
+    """Sizes the study prefers per profile (module attribute ``PROFILE_HINTS``, default none)."""
+    return dict(getattr(sys.modules[get_space(name).__module__], "PROFILE_HINTS", {}))
 
 
 def scientific_parameter(name: str) -> str:

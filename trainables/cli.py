@@ -34,8 +34,13 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic data set")
 
 
-def resolve_data_arguments(args: argparse.Namespace) -> Profile:
-    """Check the data and profile flags; raise UsageError on bad ones. Loads nothing."""
+def resolve_data_arguments(args: argparse.Namespace, hints: dict | None = None) -> Profile:
+    """Check the data and profile flags; raise UsageError on bad ones. Loads nothing.
+
+    ``hints`` maps a profile name to sizes a study prefers under it (e.g. a readout
+    study needs more pixels than 32 for ImageNet features to mean anything);
+    explicit flags win over hints.
+    """
     for flag in ("resolution", "images_per_object", "max_epochs"):
         value = getattr(args, flag)
         if value is not None and value < (16 if flag == "resolution" else 2 if flag == "images_per_object" else 1):
@@ -44,7 +49,11 @@ def resolve_data_arguments(args: argparse.Namespace) -> Profile:
         check_source(args.data)
     except ValueError as err:
         raise UsageError(str(err)) from None
-    return resolve_profile(args.profile, args.resolution, args.images_per_object, args.max_epochs)
+    profile = resolve_profile(args.profile)
+    sizes = {**(hints or {}).get(profile.name, {})}
+    sizes.update({k: v for k, v in (("resolution", args.resolution), ("images_per_object", args.images_per_object),
+                                    ("max_epochs", args.max_epochs)) if v is not None})
+    return resolve_profile(profile.name, **sizes)
 
 
 def load_data(args: argparse.Namespace, profile: Profile) -> ITData:

@@ -33,7 +33,16 @@ class Field:
 
 _NUM = (int, float)
 FIELDS: dict[str, Field] = {
-    # model
+    # what is fitted: a network trained end to end, or a ridge readout of fixed features
+    "model": Field((str,), "network", ("network", "ridge")),
+    # ridge readouts
+    "layer": Field((str,), "pixels", help="ridge: 'pixels' or a layer of the backbone (trainables.features.layer_names)"),
+    "feature_pool": Field((int,), 1, help="ridge: adaptive average pool side of the layer's map; 0: flatten"),
+    "pca_components": Field((int,), 0, help="ridge: PCA components fitted on the training fold; 0: none"),
+    "alpha": Field((int, float, type(None)), None, help="ridge: regularisation; null: cross-validated; 0: least squares"),
+    "alpha_per_site": Field((bool,), False, help="ridge: one cross-validated alpha per site"),
+    "cv_folds": Field((int,), 5, help="ridge: object-stratified folds for alpha"),
+    # network
     "backbone": Field((str,), "shallow_cnn", help="name in trainables.backbones.BACKBONES"),
     "weights": Field((str,), "random", ("random", "imagenet")),
     "trainable_blocks": Field(
@@ -73,7 +82,7 @@ def default_config() -> dict:
 def _check_value(name: str, value: Any) -> None:
     field = FIELDS[name]
     # bool is an int in Python; a flag set to true where a number is expected is a mistake.
-    if isinstance(value, bool) or not isinstance(value, field.types):
+    if (isinstance(value, bool) and bool not in field.types) or not isinstance(value, field.types):
         names = "/".join("null" if t is type(None) else t.__name__ for t in field.types)
         raise ConfigError(f"config key '{name}': expected {names}, got {value!r}")
     if field.choices and value not in field.choices:
@@ -121,6 +130,13 @@ def validate_config(config: dict) -> dict:
         raise ConfigError(f"config key 'weight_decay': must be >= 0, got {full['weight_decay']!r}")
     if not 1 <= full["vgg_blocks"] <= 8:
         raise ConfigError(f"config key 'vgg_blocks': must be in 1..8, got {full['vgg_blocks']!r}")
+    for name in ("feature_pool", "pca_components"):
+        if full[name] < 0:
+            raise ConfigError(f"config key '{name}': must be >= 0, got {full[name]!r}")
+    if full["alpha"] is not None and full["alpha"] < 0:
+        raise ConfigError(f"config key 'alpha': must be null or >= 0, got {full['alpha']!r}")
+    if full["cv_folds"] < 2:
+        raise ConfigError(f"config key 'cv_folds': must be >= 2, got {full['cv_folds']!r}")
     if full["trainable_blocks"] is not None and full["trainable_blocks"] < 0:
         raise ConfigError(f"config key 'trainable_blocks': must be null or >= 0, got {full['trainable_blocks']!r}")
     return full

@@ -58,14 +58,10 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def resolve_profile(name: str, resolution: int | None = None, images_per_object: int | None = None,
-                    max_epochs: int | None = None) -> Profile:
-    """The profile called ``name`` (``auto``, ``smoke`` or ``full``), with any explicit overrides applied."""
+def resolve_profile(name: str, **overrides) -> Profile:
+    """The profile called ``name`` (``auto``, ``smoke`` or ``full``), with ``overrides`` of its fields applied."""
     if name == "auto":
         name = "full" if torch.cuda.is_available() else "smoke"
     if name not in PROFILES:
         raise ValueError(f"unknown profile '{name}' (valid: auto, {', '.join(PROFILES)})")
-    profile = PROFILES[name]
-    overrides = {k: v for k, v in (("resolution", resolution), ("images_per_object", images_per_object),
-                                   ("max_epochs", max_epochs)) if v is not None}
-    return replace(profile, **overrides) if overrides else profile
+    return replace(PROFILES[name], **{k: v for k, v in overrides.items() if v is not None})

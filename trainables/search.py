@@ -22,7 +22,7 @@ from pathlib import Path
 import optuna
 
 from analysis.study import OPTUNA_FILE, SEARCH_FILE
-from search_spaces import SEARCH_SPACES, get_space, points_to_evaluate, scientific_parameter
+from search_spaces import SEARCH_SPACES, get_space, points_to_evaluate, profile_hints, scientific_parameter
 from trainables.backbones import build_backbone
 from trainables.cli import UsageError, add_data_arguments, fail, load_data, profile_message, resolve_data_arguments, setup_logging
 from trainables.config import ConfigError
@@ -119,6 +119,7 @@ def probe_space(space_name: str, overrides: dict, n: int = 64) -> list[dict]:
 def missing_weights(configs: list[dict]) -> dict[str, str]:
     """Backbones among ``configs`` whose ImageNet weights are not on this machine -> the reason."""
     missing = {}
+    configs = [c for c in configs if not (c["model"] == "ridge" and c["layer"] == "pixels")]
     for name in sorted({c["backbone"] for c in configs if c["weights"] == "imagenet"}):
         config = next(c for c in configs if c["backbone"] == name and c["weights"] == "imagenet")
         try:
@@ -126,6 +127,23 @@ def missing_weights(configs: list[dict]) -> dict[str, str]:
         except WeightsNotFound as err:
             missing[name] = str(err)
     return missing
+
+
+def precompute_features(space: str, overrides: dict, data, storage: Path) -> None:
+    """Fill the feature cache for the layers a readout study can ask for: one pass per network, in the driver.
+
+    Trials would compute a missing entry themselves; doing it here first means each
+    activation is computed once, not once per concurrent trial.
+    """
+    from trainables.features import FeatureCache, layer_features
+
+    groups: dict[tuple, set] = {}
+    for c in probe_space(space, overrides, n=256):
+        if c["model"] == "ridge" and c["layer"] != "pixels":
+            groups.setdefault((c["backbone"], c["weights"], c["feature_pool"]), set()).add(c["layer"])
+    cache = FeatureCache(storage / "features")
+    for (backbone, weights, pool), layers in sorted(groups.items()):
+        layer_features(data, backbone, weights, sorted(layers), pool, cache)
 
 
 def git_commit() -> str:
@@ -147,7 +165,7 @@ def versions() -> dict:
 def plan(args) -> dict:
     """All checks and decisions of a new search, before anything is written or started."""
     check_numbers(args)
-    profile: Profile = resolve_data_arguments(args)
+    profile: Profile = resolve_data_arguments(args, profile_hints(args.space))
     name = args.name or args.space
     folder = (args.storage / name).resolve()
     if (folder / SEARCH_FILE).exists():
@@ -242,7 +260,8 @@ def build_tuner(settings: dict, data, restore: bool):
 
     threads = max(1, int(settings["cpus_per_trial"]))
     trainable = tune.with_resources(
-        tune.with_parameters(train_trial, data=data, threads=threads, checkpoint_every=settings["checkpoint_every"]),
+        tune.with_parameters(train_trial, data=data, threads=threads, checkpoint_every=settings["checkpoint_every"],
+                             feature_cache=str(Path(settings["storage"]) / "features")),
         {"cpu": settings["cpus_per_trial"], "gpu": settings["gpus_per_trial"]},
     )
     folder = Path(settings["folder"])
@@ -382,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         start_mlflow(settings, data)
         (folder / SEARCH_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+    precompute_features(settings["space"], settings["overrides"], data, Path(settings["storage"]))
     # Optuna's default of one pending trial would start fractional-GPU trials one after another.
     os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(settings["concurrency"])
     log.info("running up to %d trials at once (%g CPU, %g GPU each)", settings["concurrency"],

@@ -27,15 +27,14 @@ from trainables.backbones import check_backbone
 from trainables.cli import UsageError, add_data_arguments, fail, load_data, profile_message, resolve_data_arguments, setup_logging
 from trainables.config import ConfigError, hyperparameters, load_config
 from trainables.data import ITData
-from trainables.fit import History, default_device, fit, predict
+from trainables.fit import default_device, fit, predict
 from trainables.weights import WeightsNotFound
 
 log = logging.getLogger("trainables.train")
 
 
-def evaluate(history: History, data: ITData) -> dict:
-    """Official-validation scores of a fitted model, with the noise ceiling where known."""
-    pred_val = predict(history.model, data.stimulus_val)
+def evaluate(pred_val: np.ndarray, data: ITData) -> dict:
+    """Official-validation scores of predictions (N_val, n_sites), with the noise ceiling where known."""
     scores = summarize(data.spikes_val, pred_val)
     if data.noise_ceiling_val is not None:
         ceiling = data.noise_ceiling_val
@@ -44,44 +43,62 @@ def evaluate(history: History, data: ITData) -> dict:
         # EV / ceiling, site by site then averaged (sites with ceiling ~0 carry no information).
         ok = ceiling > 0.05
         scores["ev_normalized"] = float(np.mean(np.array(scores["ev_per_site"])[ok] / ceiling[ok]))
-    return scores, pred_val
+    return scores
 
 
-def train_one(config: dict, data: ITData, out: Path, provenance: dict) -> dict:
-    """Fit, evaluate on the official validation set, and write every output to ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
+def train_network(config: dict, data: ITData, out: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Fit a network with early stopping on the inner split; save its weights; return val/test predictions."""
 
     def progress(record: dict, trainer) -> None:
         log.info("epoch %3d/%d  loss %.4f  inner EV %.4f  r %.4f  (%.1fs)", record["epoch"], config["epochs"],
                  record["train_loss"], record["inner_ev"], record["inner_r"], record["seconds"])
 
     history = fit(config, data, on_epoch=progress)
-    scores, pred_val = evaluate(history, data)
-    pred_test = predict(history.model, data.stimulus_test)
+    torch.save(history.model.state_dict(), out / "model.pt")
+    figures.plot_learning_curve(history.epochs, history.best_epoch, out / "learning_curve.png")
+    info = {"best_epoch": history.best_epoch, "epochs_run": len(history.epochs),
+            "inner_ev": history.best["inner_ev"], "history": history.epochs}
+    return predict(history.model, data.stimulus_val), predict(history.model, data.stimulus_test), info
+
+
+def train_ridge(config: dict, data: ITData, out: Path, feature_cache: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Fit a ridge readout on the whole training set (alpha by CV there); return val/test predictions."""
+    from trainables.readout import fit_readout_final
+
+    result = fit_readout_final(config, data, feature_cache)
+    alpha = np.asarray(result.alpha)
+    log.info("ridge on %s: alpha %s", config["layer"], f"{float(alpha):.4g}" if alpha.ndim == 0 else "per site")
+    info = {"alpha": alpha.tolist()}
+    return result.predictions["val"], result.predictions["test"], info
+
+
+def train_one(config: dict, data: ITData, out: Path, provenance: dict, feature_cache: Path) -> dict:
+    """Fit, evaluate on the official validation set, and write every output to ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    if config["model"] == "ridge":
+        pred_val, pred_test, info = train_ridge(config, data, out, feature_cache)
+    else:
+        pred_val, pred_test, info = train_network(config, data, out)
+    scores = evaluate(pred_val, data)
     metrics = {
         **scores,
         "seed": config["seed"],
-        "best_epoch": history.best_epoch,
-        "epochs_run": len(history.epochs),
-        "inner_ev": history.best["inner_ev"],
+        **info,
         "data": data.name,
         "data_fingerprint": data.fingerprint,
         "device": str(default_device()),
         "seconds": time.perf_counter() - start,
-        "history": history.epochs,
         **({"provenance": provenance} if provenance else {}),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     np.save(out / "predictions_val.npy", pred_val)
     np.save(out / "predictions_test.npy", pred_test)
-    torch.save(history.model.state_dict(), out / "model.pt")
     ev, r = np.array(scores["ev_per_site"]), np.array(scores["r_per_site"])
     figures.plot_site_distributions(r, ev, out / "site_distributions.png", data.noise_ceiling_val)
     figures.plot_rdms(data.spikes_val, pred_val, data.object_val, out / "rdm.png")
     figures.plot_site_responses(data.spikes_val, pred_val, data.object_val, ev, out / "site_responses.png")
-    figures.plot_learning_curve(history.epochs, history.best_epoch, out / "learning_curve.png")
     ceiling = f"  (noise ceiling EV {scores['noise_ceiling_ev']:.4f})" if "noise_ceiling_ev" in scores else ""
     log.info("seed %d: validation EV %.4f  r mean %.4f  r median %.4f%s", config["seed"], scores["ev"],
              scores["r_mean"], scores["r_median"], ceiling)
@@ -92,6 +109,8 @@ def summarize_seeds(runs: list[dict]) -> dict:
     """Mean and standard deviation over seeds of the site-averaged scores."""
     summary = {"seeds": [m["seed"] for m in runs]}
     for key in ("ev", "r_mean", "r_median", "r2", "inner_ev"):
+        if key not in runs[0]:
+            continue
         values = np.array([m[key] for m in runs])
         summary[key] = float(values.mean())
         summary[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
@@ -108,6 +127,8 @@ def parse_args(argv):
     add_data_arguments(parser)
     parser.add_argument("--out", type=Path, help="output folder (default: runs/train/<config name>)")
     parser.add_argument("--seeds", type=int, default=1, help="train this many seeds (config seed, +1, ...)")
+    parser.add_argument("--feature-cache", type=Path, default=Path("runs") / "features",
+                        help="cache of layer activations for ridge readouts")
     return parser.parse_args(argv)
 
 
@@ -124,6 +145,12 @@ def main(argv: list[str] | None = None) -> int:
         from trainables.heads import build_model
 
         build_model(config, 1)
+        if config["model"] == "ridge" and config["layer"] != "pixels":
+            from trainables.features import layer_names
+
+            if config["layer"] not in layer_names(config["backbone"]):
+                raise UsageError(f"config key 'layer': {config['layer']!r} is not a layer of {config['backbone']} "
+                                 f"(valid: pixels, {', '.join(layer_names(config['backbone']))})")
     except (ConfigError, UsageError, WeightsNotFound, ValueError) as err:
         fail(str(err))
     provenance = config.pop("provenance", None) or {}
@@ -133,9 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     data = load_data(args, profile)
     log.info("data %s", data.describe())
     if args.seeds == 1:
-        metrics = train_one(config, data, out, provenance)
+        metrics = train_one(config, data, out, provenance, args.feature_cache)
     else:
-        runs = [train_one({**config, "seed": config["seed"] + k}, data, out / f"seed_{config['seed'] + k}", provenance)
+        runs = [train_one({**config, "seed": config["seed"] + k}, data, out / f"seed_{config['seed'] + k}", provenance,
+                          args.feature_cache)
                 for k in range(args.seeds)]
         metrics = summarize_seeds(runs)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 METRIC = "best_inner_ev"
 MODE = "max"
 # Per-epoch values that go to MLflow and the trials table.
-EPOCH_METRICS = ("train_loss", "inner_ev", "inner_r", "best_inner_ev", "lr", "epoch_seconds", "images_per_s")
+EPOCH_METRICS = ("train_loss", "inner_ev", "inner_r", "best_inner_ev", "lr", "epoch_seconds", "images_per_s", "alpha")
 # Keys the searcher adds to a trial's config besides the hyperparameters.
 SAMPLED_KEY, OPTUNA_KEY = "_sampled", "_optuna_trial"
 STATE_FILE = "trainer.pt"
@@ -47,8 +47,11 @@ def sampled_params(trial_config: dict) -> dict:
     return {k: trial_config[k] for k in trial_config.get(SAMPLED_KEY, ()) if k in trial_config}
 
 
-def train_trial(config: dict, data, threads: int = 1, checkpoint_every: int = 1) -> None:
+def train_trial(config: dict, data, threads: int = 1, checkpoint_every: int = 1,
+                feature_cache: str | None = None) -> None:
     """Ray Tune trial: fit one config, reporting (and checkpointing) every epoch.
+
+    A ridge readout (``model: ridge``) is fitted in one step and reports once.
 
     Parameters
     ----------
@@ -60,9 +63,20 @@ def train_trial(config: dict, data, threads: int = 1, checkpoint_every: int = 1)
         CPU threads for torch (the trial's CPU share).
     checkpoint_every : int
         Epochs between checkpoints; only the last is kept.
+    feature_cache : str, optional
+        Folder of the layer-activation cache (ridge readouts).
     """
     torch.set_num_threads(max(1, threads))
     hparams = hyperparameters_of(config)
+    if hparams["model"] == "ridge":
+        from trainables.readout import fit_readout_inner
+
+        start = time.perf_counter()
+        scores = fit_readout_inner(hparams, data, Path(feature_cache) if feature_cache else None)
+        tune.report({"inner_ev": scores["inner_ev"], "inner_r": scores["inner_r"], "best_inner_ev": scores["inner_ev"],
+                     "alpha": scores["alpha"], "n_features": scores["n_features"], "fit_done": 1,
+                     "epoch_seconds": time.perf_counter() - start})
+        return
     resume = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
