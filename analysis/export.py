@@ -15,20 +15,16 @@ import logging
 import sys
 from pathlib import Path
 
+from analysis.study import OBJECTIVE as METRIC
 from analysis.study import TrialRecord, load_trials, read_settings, study_folder
-from trainables.config import FIELDS, validate_config
+from trainables.config import from_trial
 
 log = logging.getLogger(__name__)
-METRIC = "best_inner_ev"
 BEST_FILE, TRIALS_FILE = "best_config.json", "trials.csv"
 
 
 class NothingToExport(RuntimeError):
     """No trial of the search finished."""
-
-
-def trial_hyperparameters(trial: TrialRecord) -> dict:
-    return validate_config({k: v for k, v in trial.config.items() if k in FIELDS})
 
 
 def rank(trials: list[TrialRecord], statuses=("completed",)) -> list[TrialRecord]:
@@ -50,7 +46,7 @@ def best_config(folder: Path) -> dict:
     if not ranked:
         raise NothingToExport(f"search '{settings['name']}' has no completed trial yet")
     best = ranked[0]
-    config = trial_hyperparameters(best)
+    config = from_trial(best.config)
     config["provenance"] = {
         "experiment": settings["name"],
         "space": settings["space"],
@@ -94,7 +90,7 @@ def export(storage: Path, name: str, out: Path | None = None, top: int = 0) -> t
     if top:
         ranked = rank(trials)[:top]
         table = [{"rank": i + 1, "trial_id": t.trial_id, METRIC: t.best(METRIC), "epochs": t.epochs,
-                  "config": trial_hyperparameters(t)} for i, t in enumerate(ranked)]
+                  "config": from_trial(t.config)} for i, t in enumerate(ranked)]
         (folder / f"top{top}.json").write_text(json.dumps(table, indent=2) + "\n")
     return out, config
 

@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# What every search maximises: the best inner-validation EV a trial reached.
+OBJECTIVE = "best_inner_ev"
 SEARCH_FILE = "search.json"
 OPTUNA_FILE = "optuna.db"
 STATUS_BY_OPTUNA_STATE = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running",
@@ -50,6 +52,11 @@ class TrialRecord:
     def best(self, metric: str) -> float | None:
         values = [r[metric] for r in self.results if r.get(metric) is not None]
         return max(values) if values else None
+
+
+def status_counts(trials: list[TrialRecord]) -> dict[str, int]:
+    """Trials per status: completed, pruned, failed, running (unfinished)."""
+    return {s: sum(t.status == s for t in trials) for s in ("completed", "pruned", "failed", "running")}
 
 
 def list_studies(storage: Path) -> list[str]:

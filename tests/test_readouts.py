@@ -51,7 +51,7 @@ def test_train_accepts_a_ridge_config(tmp_path):
                                   "layer": "block8", "feature_pool": 2}))
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, "-m", "trainables.train", "--config", str(config), "--out", str(out),
-                           "--feature-cache", str(tmp_path / "features"), "--resolution", "32",
+                           "--storage", str(tmp_path), "--resolution", "32",
                            "--images-per-object", "6", "--profile", "smoke"], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr

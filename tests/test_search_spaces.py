@@ -4,7 +4,7 @@ import pytest
 from search_spaces import HELPER_PARAMS, SEARCH_SPACES, get_space, points_to_evaluate, scientific_parameter
 from searchutil import TINY, mlflow_runs, run_search
 from trainables.config import FIELDS
-from trainables.search import probe_space
+from trainables.space_probe import probe_space
 
 
 @pytest.mark.parametrize("name", list(SEARCH_SPACES))

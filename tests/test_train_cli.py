@@ -16,9 +16,15 @@ def run_train(*args, cwd=None):
                           timeout=600, cwd=cwd)
 
 
+def mlflow_client(storage):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(f"sqlite:///{storage / 'mlflow.db'}")
+
+
 def test_train_end_to_end_writes_every_output(tmp_path):
-    out = tmp_path / "shallow"
-    done = run_train("--config", str(EXAMPLES / "shallow_cnn.json"), "--out", str(out), *TINY_FLAGS)
+    out = tmp_path / "train" / "shallow_cnn"
+    done = run_train("--config", str(EXAMPLES / "shallow_cnn.json"), "--storage", str(tmp_path), *TINY_FLAGS)
     assert done.returncode == 0, done.stderr
     assert "validation EV" in done.stdout and "epoch   3/3" in done.stderr
     metrics = json.loads((out / "metrics.json").read_text())
@@ -32,10 +38,30 @@ def test_train_end_to_end_writes_every_output(tmp_path):
         with Image.open(out / f"{png}.png") as im:
             assert im.size[0] > 300
 
+    # Tracked in MLflow: params, validation metrics, figures, and a model that loads back and predicts the same.
+    import mlflow.pytorch
+    import torch
+
+    client = mlflow_client(tmp_path)
+    run = client.get_run(metrics["mlflow"]["run_id"])
+    assert run.data.params["backbone"] == "shallow_cnn" and run.data.params["epochs"] == "3"
+    assert run.data.metrics["val_ev"] == pytest.approx(metrics["ev"])
+    assert {"rdm.png", "metrics.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    model = mlflow.pytorch.load_model(metrics["mlflow"]["model_uri"])
+    from trainables.data import load_synthetic
+    from trainables.synthetic import SyntheticSpec
+
+    data = load_synthetic(SyntheticSpec(resolution=32, images_per_object=10))
+    with torch.no_grad():
+        again = model(torch.from_numpy(data.stimulus_val)).numpy()
+    np.testing.assert_allclose(again, np.load(out / "predictions_val.npy"), rtol=1e-4, atol=1e-5)
+
 
 def test_train_several_seeds_reports_spread(tmp_path):
     out = tmp_path / "seeds"
-    done = run_train("--config", str(EXAMPLES / "shallow_cnn.json"), "--out", str(out), "--seeds", "2", *TINY_FLAGS)
+    done = run_train("--config", str(EXAMPLES / "shallow_cnn.json"), "--out", str(out), "--seeds", "2",
+                     "--no-mlflow", *TINY_FLAGS)
     assert done.returncode == 0, done.stderr
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["seeds"] == [0, 1] and len(summary["ev_per_seed"]) == 2 and summary["ev_std"] > 0
@@ -56,11 +82,11 @@ def test_bad_config_is_rejected_before_any_work(tmp_path, config, message):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(config))
     out = tmp_path / "out"
-    done = run_train("--config", str(path), "--out", str(out), *TINY_FLAGS)
+    done = run_train("--config", str(path), "--out", str(out), "--storage", str(tmp_path / "runs"), *TINY_FLAGS)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
-    assert not out.exists()
+    assert not out.exists() and not (tmp_path / "runs").exists()
 
 
 def test_missing_config_and_data_files(tmp_path):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from pathlib import Path
 
 from trainables.data import ITData, check_source, load_dataset
 from trainables.profiles import Profile, resolve_profile
@@ -25,22 +27,26 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", default="synthetic", help="'synthetic' (default) or a path to an IT_data.h5-style file")
+    parser.add_argument("--data", help="'synthetic' (default) or a path to an IT_data.h5-style file")
     parser.add_argument("--profile", default="auto", choices=("auto", "smoke", "full"),
                         help="auto: smoke without a GPU, full with one")
     parser.add_argument("--resolution", type=int, help="synthetic image side in px (overrides the profile)")
     parser.add_argument("--images-per-object", type=int, help="synthetic images per object (overrides the profile)")
     parser.add_argument("--max-epochs", type=int, help="cap on epochs (overrides the profile)")
-    parser.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic data set")
+    parser.add_argument("--data-seed", type=int, help="seed of the synthetic data set (default 0)")
 
 
 def resolve_data_arguments(args: argparse.Namespace, hints: dict | None = None) -> Profile:
     """Check the data and profile flags; raise UsageError on bad ones. Loads nothing.
 
+    Unset ``--data`` / ``--data-seed`` become ``synthetic`` / 0.
+
     ``hints`` maps a profile name to sizes a study prefers under it (e.g. a readout
     study needs more pixels than 32 for ImageNet features to mean anything);
     explicit flags win over hints.
     """
+    args.data = args.data or "synthetic"
+    args.data_seed = 0 if args.data_seed is None else args.data_seed
     for flag in ("resolution", "images_per_object", "max_epochs"):
         value = getattr(args, flag)
         if value is not None and value < (16 if flag == "resolution" else 2 if flag == "images_per_object" else 1):
@@ -70,3 +76,26 @@ def profile_message(args: argparse.Namespace, profile: Profile) -> str:
     if profile.name == "smoke":
         base += " (reduced for a CPU; --profile full runs at report scale)"
     return base
+
+
+def check_tracking_uri(uri: str) -> None:
+    """Fail before any work on an MLflow URI that cannot be used. Writes nothing."""
+    if uri.startswith("sqlite:///"):
+        parent = Path(uri[len("sqlite:///"):]).expanduser().resolve().parent
+        probe = parent
+        while not probe.exists():
+            probe = probe.parent
+        if not os.access(probe, os.W_OK):
+            raise UsageError(f"MLflow tracking URI {uri}: {probe} is not writable")
+        return
+    if uri.startswith(("http://", "https://")):
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as reply:
+                if reply.status != 200:
+                    raise OSError(f"status {reply.status}")
+        except OSError as err:
+            raise UsageError(f"MLflow tracking server {uri} cannot be reached ({err})") from None
+        return
+    raise UsageError(f"MLflow tracking URI {uri!r} is not supported (use sqlite:///FILE or http://HOST:PORT)")

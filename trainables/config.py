@@ -143,8 +143,13 @@ def validate_config(config: dict) -> dict:
 
 
 def hyperparameters(config: dict) -> dict:
-    """The config without the non-hyperparameter keys (``provenance``)."""
+    """The config without the non-hyperparameter keys (``provenance``, a trial's sampling helpers)."""
     return {k: v for k, v in config.items() if k in FIELDS}
+
+
+def from_trial(trial_config: dict) -> dict:
+    """The validated training config inside a search trial's config (sampling helpers and bookkeeping dropped)."""
+    return validate_config(hyperparameters(trial_config))
 
 
 def load_config(path: str | Path) -> dict:

@@ -47,7 +47,17 @@ class ReadoutFit:
 
 def fit_ridge(config: dict, x_fit: np.ndarray, y_fit: np.ndarray, objects_fit: np.ndarray,
               x_new: dict[str, np.ndarray]) -> ReadoutFit:
-    """Choose alpha on (x_fit, y_fit) by CV unless fixed, fit, predict every array in ``x_new``."""
+    """Choose alpha on (x_fit, y_fit) by CV unless fixed, fit, predict every array in ``x_new``.
+
+    Features are divided by one number, the root mean variance of the fitted images'
+    features, so that the alpha grid means the same for every layer (activations of
+    a random deep network can be 1e-6 in scale, where every alpha of the grid would
+    shrink the fit to nothing). One global factor leaves ridge's solution path
+    unchanged; alphas are reported in these units.
+    """
+    scale = float(np.sqrt(np.mean(np.var(x_fit, axis=0)))) or 1.0
+    x_fit = x_fit / scale
+    x_new = {part: x / scale for part, x in x_new.items()}
     components = config["pca_components"] or None
     alpha = config["alpha"]
     if alpha is None:

@@ -21,14 +21,22 @@ from pathlib import Path
 
 import optuna
 
-from analysis.study import OPTUNA_FILE, SEARCH_FILE
+from analysis.study import OBJECTIVE, OPTUNA_FILE, SEARCH_FILE
 from search_spaces import SEARCH_SPACES, get_space, points_to_evaluate, profile_hints, scientific_parameter
-from trainables.backbones import build_backbone
-from trainables.cli import UsageError, add_data_arguments, fail, load_data, profile_message, resolve_data_arguments, setup_logging
+from trainables.cli import (
+    UsageError,
+    add_data_arguments,
+    check_tracking_uri,
+    fail,
+    profile_message,
+    resolve_data_arguments,
+    setup_logging,
+)
 from trainables.config import ConfigError
 from trainables.profiles import Profile
-from trainables.tune_glue import METRIC, MODE, SEARCHERS, hyperparameters_of
-from trainables.weights import WeightsNotFound
+from trainables.space_probe import missing_weights, precompute_features, probe_space
+from trainables.tracking import close_search_run, start_search_run
+from trainables.samplers import SAMPLERS, make_sampler
 
 log = logging.getLogger("trainables.search")
 
@@ -43,7 +51,7 @@ def parse_args(argv):
     p.add_argument("--space", choices=list(SEARCH_SPACES), help="the study to run")
     add_data_arguments(p)
     p.add_argument("--num-samples", type=int, help="trials (default: the profile's)")
-    p.add_argument("--searcher", default="tpe", choices=SEARCHERS, help="qmc: quasi-random, to explore")
+    p.add_argument("--searcher", default="tpe", choices=list(SAMPLERS), help="qmc: quasi-random, to explore")
     p.add_argument("--seed", type=int, default=0, help="seed of the searcher and of every trial")
     p.add_argument("--grace-period", type=int, default=2, help="ASHA: epochs before a trial can be stopped")
     p.add_argument("--reduction-factor", type=float, default=2.0, help="ASHA: keep 1/f of trials at each rung")
@@ -73,79 +81,6 @@ def check_numbers(args) -> None:
         raise UsageError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
 
 
-def check_tracking_uri(uri: str, storage: Path) -> None:
-    """Fail before any work on an MLflow URI that cannot be used. Writes nothing."""
-    if uri.startswith("sqlite:///"):
-        parent = Path(uri[len("sqlite:///"):]).expanduser().resolve().parent
-        probe = parent
-        while not probe.exists():
-            probe = probe.parent
-        if not os.access(probe, os.W_OK):
-            raise UsageError(f"MLflow tracking URI {uri}: {probe} is not writable")
-        return
-    if uri.startswith(("http://", "https://")):
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as reply:
-                if reply.status != 200:
-                    raise OSError(f"status {reply.status}")
-        except OSError as err:
-            raise UsageError(f"MLflow tracking server {uri} cannot be reached ({err})") from None
-        return
-    raise UsageError(f"MLflow tracking URI {uri!r} is not supported (use sqlite:///FILE or http://HOST:PORT)")
-
-
-def probe_space(space_name: str, overrides: dict, n: int = 64) -> list[dict]:
-    """Sample the space ``n`` times in memory: a broken space fails here, before Ray starts.
-
-    Returns the distinct validated configs seen (with overrides applied), so that
-    the weights they need can be checked.
-    """
-    space = get_space(space_name)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for point in points_to_evaluate(space_name):
-        study.enqueue_trial(point)
-    configs = []
-    for _ in range(n):
-        trial = study.ask()
-        fixed = space(trial) or {}
-        configs.append(hyperparameters_of({**trial.params, **fixed, **overrides}))
-        study.tell(trial, 0.0)
-    return configs
-
-
-def missing_weights(configs: list[dict]) -> dict[str, str]:
-    """Backbones among ``configs`` whose ImageNet weights are not on this machine -> the reason."""
-    missing = {}
-    configs = [c for c in configs if not (c["model"] == "ridge" and c["layer"] == "pixels")]
-    for name in sorted({c["backbone"] for c in configs if c["weights"] == "imagenet"}):
-        config = next(c for c in configs if c["backbone"] == name and c["weights"] == "imagenet")
-        try:
-            build_backbone(config)
-        except WeightsNotFound as err:
-            missing[name] = str(err)
-    return missing
-
-
-def precompute_features(space: str, overrides: dict, data, storage: Path) -> None:
-    """Fill the feature cache for the layers a readout study can ask for: one pass per network, in the driver.
-
-    Trials would compute a missing entry themselves; doing it here first means each
-    activation is computed once, not once per concurrent trial.
-    """
-    from trainables.features import FeatureCache, layer_features
-
-    groups: dict[tuple, set] = {}
-    for c in probe_space(space, overrides, n=256):
-        if c["model"] == "ridge" and c["layer"] != "pixels":
-            groups.setdefault((c["backbone"], c["weights"], c["feature_pool"]), set()).add(c["layer"])
-    cache = FeatureCache(storage / "features")
-    for (backbone, weights, pool), layers in sorted(groups.items()):
-        layer_features(data, backbone, weights, sorted(layers), pool, cache)
-
-
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
@@ -153,13 +88,6 @@ def git_commit() -> str:
         return out.stdout.strip() if out.returncode == 0 else "unknown"
     except OSError:
         return "unknown"
-
-
-def versions() -> dict:
-    import ray
-    import torch
-
-    return {"ray": ray.__version__, "optuna": optuna.__version__, "torch": torch.__version__}
 
 
 def plan(args) -> dict:
@@ -171,7 +99,7 @@ def plan(args) -> dict:
     if (folder / SEARCH_FILE).exists():
         raise UsageError(f"a search named '{name}' exists in {args.storage}; use --resume, or another --name")
     tracking_uri = args.tracking_uri or f"sqlite:///{(args.storage / 'mlflow.db').resolve()}"
-    check_tracking_uri(tracking_uri, args.storage)
+    check_tracking_uri(tracking_uri)
     overrides = {} if profile.max_epochs is None else {"epochs": profile.max_epochs}
     try:
         configs = probe_space(args.space, overrides)
@@ -188,7 +116,7 @@ def plan(args) -> dict:
 
     gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (1.0 if torch.cuda.is_available() else 0.0)
     return {
-        "space": args.space, "name": name, "folder": str(folder), "storage": str(args.storage.resolve()),
+        "space": args.space, "scientific": scientific_parameter(args.space), "name": name, "folder": str(folder), "storage": str(args.storage.resolve()),
         "searcher": args.searcher, "seed": args.seed, "scheduler": "asha",
         "grace_period": args.grace_period, "reduction_factor": args.reduction_factor,
         "num_samples": args.num_samples or profile.num_samples,
@@ -214,40 +142,10 @@ def plan_resume(args) -> dict:
     settings = json.loads((folder / SEARCH_FILE).read_text())
     if settings.get("finished"):
         raise UsageError(f"nothing to resume: search '{name}' finished")
-    check_tracking_uri(settings["tracking_uri"], args.storage)
+    check_tracking_uri(settings["tracking_uri"])
     if args.address:
         settings["address"] = args.address
     return settings
-
-
-def start_mlflow(settings: dict, data) -> None:
-    """Create (or find again) the experiment and the search's parent run; record their ids in settings."""
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(settings["tracking_uri"])
-    experiment = client.get_experiment_by_name(settings["name"])
-    if experiment is None:
-        location = None
-        if settings["tracking_uri"].startswith("sqlite:"):
-            # Without this, artifacts land relative to the current directory.
-            location = (Path(settings["storage"]) / "mlartifacts").as_uri()
-        experiment_id = client.create_experiment(settings["name"], artifact_location=location)
-    else:
-        experiment_id = experiment.experiment_id
-    import ray  # noqa: F401 - versions() needs it importable
-
-    run = client.create_run(experiment_id, run_name=f"search_{settings['name']}", tags={
-        "git_commit": settings["git_commit"], **{f"{k}_version": v for k, v in versions().items()},
-        "kind": "search",
-    })
-    params = {"space": settings["space"], "searcher": settings["searcher"], "scheduler": settings["scheduler"],
-              "profile": settings["profile"]["name"], "seed": settings["seed"], "data": settings["data"]["source"],
-              "data_fingerprint": data.fingerprint, "num_samples": settings["num_samples"]}
-    for key, value in params.items():
-        client.log_param(run.info.run_id, key, value)
-    settings.update(experiment_id=experiment_id, parent_run_id=run.info.run_id, data_fingerprint=data.fingerprint)
-    del mlflow
 
 
 def build_tuner(settings: dict, data, restore: bool):
@@ -256,7 +154,8 @@ def build_tuner(settings: dict, data, restore: bool):
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
 
-    from trainables.tune_glue import MLflowTrials, StudySearcher, make_sampler, train_trial
+    # Imported here, after connect_ray: Ray reads RAY_AUTH_MODE when it is first imported.
+    from trainables.tune_glue import MLflowTrials, StudySearcher, train_trial
 
     threads = max(1, int(settings["cpus_per_trial"]))
     trainable = tune.with_resources(
@@ -269,7 +168,7 @@ def build_tuner(settings: dict, data, restore: bool):
         return tune.Tuner.restore(str(folder), trainable=trainable, resume_unfinished=True, resume_errored=False,
                                   restart_errored=False)
     searcher = StudySearcher(
-        space=get_space(settings["space"]), metric=METRIC, mode=MODE,
+        space=get_space(settings["space"]), metric=OBJECTIVE, mode="max",
         points_to_evaluate=points_to_evaluate(settings["space"]) or None,
         sampler=make_sampler(settings["searcher"], settings["seed"]),
         study_name=settings["name"], storage=optuna.storages.RDBStorage(f"sqlite:///{folder / OPTUNA_FILE}"),
@@ -282,12 +181,12 @@ def build_tuner(settings: dict, data, restore: bool):
     scientific = scientific_parameter(settings["space"])
     reporter = tune.CLIReporter(
         metric_columns={"training_iteration": "epoch", "inner_ev": "inner EV", "inner_r": "inner r",
-                        METRIC: "best EV"},
+                        OBJECTIVE: "best EV"},
         parameter_columns=[scientific], max_report_frequency=20, sort_by_metric=True,
     )
     return tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, search_alg=searcher, scheduler=scheduler,
+        tune_config=tune.TuneConfig(metric=OBJECTIVE, mode="max", search_alg=searcher, scheduler=scheduler,
                                     num_samples=settings["num_samples"], trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
             name=settings["name"], storage_path=settings["storage"],
@@ -318,29 +217,19 @@ def concurrency(settings: dict) -> int:
 
 
 def finish(settings: dict) -> dict:
-    """Export, log the parent run's artifacts, close it, and return the summary."""
-    from mlflow.tracking import MlflowClient
-
+    """Export the best config and trials table, log them to the parent run, and return the summary."""
     from analysis.export import NothingToExport, export
-    from analysis.study import load_trials
+    from analysis.study import load_trials, status_counts
 
-    folder = Path(settings["folder"])
-    trials = load_trials(folder)
-    counts = {s: sum(t.status == s for t in trials) for s in ("completed", "pruned", "failed", "running")}
-    client = MlflowClient(settings["tracking_uri"])
+    counts = status_counts(load_trials(Path(settings["folder"])))
     summary = {"counts": counts, "best": None}
     try:
         best_path, best = export(Path(settings["storage"]), settings["name"])
         summary.update(best=best, best_path=str(best_path))
-        client.log_artifact(settings["parent_run_id"], str(best_path))
-        client.log_metric(settings["parent_run_id"], "best_" + METRIC, best["provenance"]["value"])
     except NothingToExport as err:
         log.warning("%s", err)
-    client.log_artifact(settings["parent_run_id"], str(folder / "trials.csv"))
-    for status, n in counts.items():
-        client.log_metric(settings["parent_run_id"], f"trials_{status}", n)
-    if counts["running"] == 0 and sum(counts.values()) >= settings["num_samples"]:
-        client.set_terminated(settings["parent_run_id"], "FINISHED")
+    complete = counts["running"] == 0 and sum(counts.values()) >= settings["num_samples"]
+    close_search_run(settings, counts, summary["best"], summary.get("best_path"), complete)
     return summary
 
 
@@ -364,6 +253,54 @@ def print_summary(settings: dict, summary: dict, seconds: float) -> None:
         print(f"browse the trials: {uri}")
 
 
+def ray_token_available() -> bool:
+    """Whether a Ray authentication token can be found (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token)."""
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    return bool(os.environ.get("RAY_AUTH_TOKEN")) or bool(path and Path(path).is_file()) or (
+        Path.home() / ".ray" / "auth_token").is_file()
+
+
+def connect_ray(address: str | None) -> None:
+    """Start a local Ray instance, or join the cluster at ``address``; one-line error and exit 2 if refused."""
+    # Ray 2.60 clusters started with `ray start --head` require a token, but a client only sends
+    # one in token mode; a token-mode client also works with clusters that have auth disabled.
+    # Ray reads the mode when first imported, so this comes before `import ray`.
+    if address and "RAY_AUTH_MODE" not in os.environ and ray_token_available():
+        os.environ["RAY_AUTH_MODE"] = "token"
+    import ray
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic trial table, with our columns
+    # Checkpointing every epoch is intended; Tune's warning about frequent snapshots is noise here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        hint = " (token authentication? see README, 'Running on a cluster')" if "auth" in str(err).lower() else ""
+        fail(f"cannot connect to the Ray cluster at {address}: {str(err).splitlines()[0]}{hint}")
+
+
+def load_search_data(settings: dict):
+    """The data set of a search, loaded once by the driver (trials get it through the object store)."""
+    from trainables.data import load_dataset
+    from trainables.synthetic import SyntheticSpec
+
+    d = settings["data"]
+    data = load_dataset(d["source"], SyntheticSpec(d["data_seed"], d["resolution"], d["images_per_object"]))
+    log.info("data %s", data.describe())
+    return data
+
+
+def announce(settings: dict, args) -> None:
+    if args.resume:
+        log.info("resuming search '%s' from %s", settings["name"], settings["folder"])
+        return
+    log.info("%s", profile_message(args, Profile(**{**settings["profile"], "num_samples": settings["num_samples"]})))
+    log.info("study %s: %d trials, searcher %s, ASHA (grace %d, reduction %g)", settings["space"],
+             settings["num_samples"], settings["searcher"], settings["grace_period"], settings["reduction_factor"])
+    for note in settings["notes"]:
+        log.info("%s", note)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging()
@@ -371,48 +308,30 @@ def main(argv: list[str] | None = None) -> int:
         settings = plan_resume(args) if args.resume else plan(args)
     except UsageError as err:
         fail(str(err))
+    announce(settings, args)
+    connect_ray(settings.get("address"))
+    data = load_search_data(settings)
     folder = Path(settings["folder"])
-    if not args.resume:
-        log.info("%s", profile_message(args, Profile(**{**settings["profile"], "num_samples": settings["num_samples"]})))
-        log.info("study %s: %d trials, searcher %s, ASHA (grace %d, reduction %g)", settings["space"],
-                 settings["num_samples"], settings["searcher"], settings["grace_period"], settings["reduction_factor"])
-        for note in settings["notes"]:
-            log.info("%s", note)
-    else:
-        log.info("resuming search '%s' from %s", settings["name"], folder)
-    from trainables.data import load_dataset
-    from trainables.synthetic import SyntheticSpec
-
-    d = settings["data"]
-    data = load_dataset(d["source"], SyntheticSpec(d["data_seed"], d["resolution"], d["images_per_object"]))
-    log.info("data %s", data.describe())
-
-    import ray
-
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic trial table, with our columns
-    # Checkpointing every epoch is intended; Tune's warning about frequent snapshots is noise here.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    ray.init(address=settings.get("address"), include_dashboard=False, logging_level=logging.WARNING,
-             log_to_driver=False)
     start = time.perf_counter()
     if not args.resume:
         settings["concurrency"] = concurrency(settings)
         settings["max_t"] = settings["profile"]["max_epochs"] or 60
         folder.mkdir(parents=True, exist_ok=True)
-        start_mlflow(settings, data)
+        settings.update(start_search_run(settings, data.fingerprint))
         (folder / SEARCH_FILE).write_text(json.dumps(settings, indent=2) + "\n")
     precompute_features(settings["space"], settings["overrides"], data, Path(settings["storage"]))
     # Optuna's default of one pending trial would start fractional-GPU trials one after another.
     os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(settings["concurrency"])
     log.info("running up to %d trials at once (%g CPU, %g GPU each)", settings["concurrency"],
              settings["cpus_per_trial"], settings["gpus_per_trial"])
-    tuner = build_tuner(settings, data, restore=args.resume)
-    tuner.fit()
+    build_tuner(settings, data, restore=args.resume).fit()
     summary = finish(settings)
     counts = summary["counts"]
     settings["finished"] = counts["running"] == 0 and sum(counts.values()) >= settings["num_samples"]
     (folder / SEARCH_FILE).write_text(json.dumps(settings, indent=2) + "\n")
     print_summary(settings, summary, time.perf_counter() - start)
+    import ray
+
     ray.shutdown()
     if not settings["finished"]:
         print(f"search interrupted; continue it with: python -m trainables.search --resume --name {settings['name']} "

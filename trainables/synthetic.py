@@ -33,7 +33,7 @@ N_SITES = 168
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 # Bump when the generator's output changes, so that old caches are not reused.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 _N_HARMONICS = 7
 _EMBED_DIM = 16
 
@@ -200,7 +200,8 @@ def simulate_sites(rng: np.random.Generator, spec: SyntheticSpec, bank: dict, pa
     luminance = (luminance - luminance.mean()) / luminance.std()
     lin = (
         drive * size_gain * (0.6 + 0.4 * rf)
-        + 0.25 * rng.normal(0, 1, N_SITES) * luminance[:, None]
+        # Weak on purpose: mean luminance is the one thing a linear map of the pixels reads directly.
+        + 0.1 * rng.normal(0, 1, N_SITES) * luminance[:, None]
     )
     # Rectifying nonlinearity with a site-specific threshold, like a firing rate.
     threshold = rng.uniform(-0.5, 0.5, N_SITES)

@@ -24,7 +24,16 @@ import torch
 from analysis import figures
 from analysis.metrics import summarize
 from trainables.backbones import check_backbone
-from trainables.cli import UsageError, add_data_arguments, fail, load_data, profile_message, resolve_data_arguments, setup_logging
+from trainables.cli import (
+    UsageError,
+    add_data_arguments,
+    check_tracking_uri,
+    fail,
+    load_data,
+    profile_message,
+    resolve_data_arguments,
+    setup_logging,
+)
 from trainables.config import ConfigError, hyperparameters, load_config
 from trainables.data import ITData
 from trainables.fit import default_device, fit, predict
@@ -58,7 +67,7 @@ def train_network(config: dict, data: ITData, out: Path) -> tuple[np.ndarray, np
     figures.plot_learning_curve(history.epochs, history.best_epoch, out / "learning_curve.png")
     info = {"best_epoch": history.best_epoch, "epochs_run": len(history.epochs),
             "inner_ev": history.best["inner_ev"], "history": history.epochs}
-    return predict(history.model, data.stimulus_val), predict(history.model, data.stimulus_test), info
+    return predict(history.model, data.stimulus_val), predict(history.model, data.stimulus_test), info, history.model
 
 
 def train_ridge(config: dict, data: ITData, out: Path, feature_cache: Path) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -69,17 +78,18 @@ def train_ridge(config: dict, data: ITData, out: Path, feature_cache: Path) -> t
     alpha = np.asarray(result.alpha)
     log.info("ridge on %s: alpha %s", config["layer"], f"{float(alpha):.4g}" if alpha.ndim == 0 else "per site")
     info = {"alpha": alpha.tolist()}
-    return result.predictions["val"], result.predictions["test"], info
+    return result.predictions["val"], result.predictions["test"], info, None
 
 
-def train_one(config: dict, data: ITData, out: Path, provenance: dict, feature_cache: Path) -> dict:
-    """Fit, evaluate on the official validation set, and write every output to ``out``."""
+def train_one(config: dict, data: ITData, out: Path, provenance: dict, feature_cache: Path,
+              tracking_uri: str | None = None, parent_run_id: str | None = None) -> dict:
+    """Fit, evaluate on the official validation set, write every output to ``out``, log to MLflow."""
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if config["model"] == "ridge":
-        pred_val, pred_test, info = train_ridge(config, data, out, feature_cache)
+        pred_val, pred_test, info, model = train_ridge(config, data, out, feature_cache)
     else:
-        pred_val, pred_test, info = train_network(config, data, out)
+        pred_val, pred_test, info, model = train_network(config, data, out)
     scores = evaluate(pred_val, data)
     metrics = {
         **scores,
@@ -99,6 +109,14 @@ def train_one(config: dict, data: ITData, out: Path, provenance: dict, feature_c
     figures.plot_site_distributions(r, ev, out / "site_distributions.png", data.noise_ceiling_val)
     figures.plot_rdms(data.spikes_val, pred_val, data.object_val, out / "rdm.png")
     figures.plot_site_responses(data.spikes_val, pred_val, data.object_val, ev, out / "site_responses.png")
+    if tracking_uri:
+        from trainables.tracking import log_final_training
+
+        logged = log_final_training(tracking_uri, config, metrics, out, model, provenance, parent_run_id)
+        metrics["mlflow"] = logged
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        log.info("logged to MLflow run %s%s", logged["run_id"],
+                 f" (model: {logged['model_uri']})" if logged["model_uri"] else "")
     ceiling = f"  (noise ceiling EV {scores['noise_ceiling_ev']:.4f})" if "noise_ceiling_ev" in scores else ""
     log.info("seed %d: validation EV %.4f  r mean %.4f  r median %.4f%s", config["seed"], scores["ev"],
              scores["r_mean"], scores["r_median"], ceiling)
@@ -121,14 +139,35 @@ def summarize_seeds(runs: list[dict]) -> dict:
     return summary
 
 
+def data_from_provenance(args, provenance: dict) -> list[str]:
+    """Use the data an exported config was searched on, for every data flag the user did not set."""
+    data = provenance.get("data") or {}
+    taken = []
+    for flag, key in (("data", "source"), ("data_seed", "data_seed"), ("resolution", "resolution"),
+                      ("images_per_object", "images_per_object")):
+        if getattr(args, flag) is None and data.get(key) is not None:
+            setattr(args, flag, data[key])
+            taken.append(f"{flag.replace('_', '-')} {data[key]}")
+    if args.data is None:
+        args.data = "synthetic"
+    if args.data_seed is None:
+        args.data_seed = 0
+    return taken
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m trainables.train", description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True, help="JSON config (as exported by the search)")
     add_data_arguments(parser)
-    parser.add_argument("--out", type=Path, help="output folder (default: runs/train/<config name>)")
+    parser.add_argument("--storage", type=Path, default=Path("runs"), help="where runs live (default ./runs)")
+    parser.add_argument("--out", type=Path,
+                        help="output folder (default: <storage>/train/<search name, or config file name>)")
+    parser.add_argument("--tracking-uri", help="MLflow URI (default: the search's for an export, "
+                                               "else sqlite:///<storage>/mlflow.db)")
+    parser.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     parser.add_argument("--seeds", type=int, default=1, help="train this many seeds (config seed, +1, ...)")
-    parser.add_argument("--feature-cache", type=Path, default=Path("runs") / "features",
-                        help="cache of layer activations for ridge readouts")
+    parser.add_argument("--feature-cache", type=Path, help="cache of layer activations for ridge readouts "
+                                                           "(default: <storage>/features)")
     return parser.parse_args(argv)
 
 
@@ -140,7 +179,13 @@ def main(argv: list[str] | None = None) -> int:
         check_backbone(config["backbone"])
         if args.seeds < 1:
             raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
+        provenance = config.pop("provenance", None) or {}
+        from_export = data_from_provenance(args, provenance)
         profile = resolve_data_arguments(args)
+        tracking_uri = None if args.no_mlflow else (
+            args.tracking_uri or provenance.get("tracking_uri") or f"sqlite:///{(args.storage / 'mlflow.db').resolve()}")
+        if tracking_uri:
+            check_tracking_uri(tracking_uri)
         # Build once on the CPU so that missing ImageNet weights fail here, before data or outputs.
         from trainables.heads import build_model
 
@@ -153,20 +198,37 @@ def main(argv: list[str] | None = None) -> int:
                                  f"(valid: pixels, {', '.join(layer_names(config['backbone']))})")
     except (ConfigError, UsageError, WeightsNotFound, ValueError) as err:
         fail(str(err))
-    provenance = config.pop("provenance", None) or {}
     config = profile.cap_epochs(hyperparameters(config))
-    out = args.out or Path("runs") / "train" / Path(args.config).stem
+    out = args.out or args.storage / "train" / (provenance.get("experiment") or Path(args.config).stem)
+    feature_cache = args.feature_cache or args.storage / "features"
     log.info("%s", profile_message(args, profile))
+    if from_export:
+        log.info("data settings from the export's provenance: %s", ", ".join(from_export))
     data = load_data(args, profile)
     log.info("data %s", data.describe())
     if args.seeds == 1:
-        metrics = train_one(config, data, out, provenance, args.feature_cache)
+        metrics = train_one(config, data, out, provenance, feature_cache, tracking_uri)
     else:
+        parent = None
+        if tracking_uri:
+            from mlflow.tracking import MlflowClient
+
+            from trainables.tracking import experiment_id
+
+            client = MlflowClient(tracking_uri)
+            exp = experiment_id(client, provenance.get("experiment") or "final_training", tracking_uri)
+            parent = client.create_run(exp, run_name=f"train_{out.name}_{args.seeds}seeds",
+                                       tags={"kind": "final_training_seeds"}).info.run_id
         runs = [train_one({**config, "seed": config["seed"] + k}, data, out / f"seed_{config['seed'] + k}", provenance,
-                          args.feature_cache)
+                          feature_cache, tracking_uri, parent)
                 for k in range(args.seeds)]
         metrics = summarize_seeds(runs)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        if parent:
+            for key in ("ev", "ev_std", "r_mean", "r_mean_std", "inner_ev", "inner_ev_std"):
+                if key in metrics:
+                    client.log_metric(parent, f"val_{key}", metrics[key])
+            client.set_terminated(parent, "FINISHED")
         log.info("over %d seeds: validation EV %.4f +- %.4f, r mean %.4f +- %.4f", args.seeds, metrics["ev"],
                  metrics["ev_std"], metrics["r_mean"], metrics["r_mean_std"])
     print(f"validation EV {metrics['ev']:.4f}  r mean {metrics['r_mean']:.4f}  r median {metrics['r_median']:.4f}"

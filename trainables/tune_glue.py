@@ -23,23 +23,16 @@ import torch
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
-from trainables.config import FIELDS, validate_config
+from trainables.config import from_trial
 from trainables.fit import fit
 
 log = logging.getLogger(__name__)
 
-METRIC = "best_inner_ev"
-MODE = "max"
 # Per-epoch values that go to MLflow and the trials table.
 EPOCH_METRICS = ("train_loss", "inner_ev", "inner_r", "best_inner_ev", "lr", "epoch_seconds", "images_per_s", "alpha")
 # Keys the searcher adds to a trial's config besides the hyperparameters.
 SAMPLED_KEY, OPTUNA_KEY = "_sampled", "_optuna_trial"
 STATE_FILE = "trainer.pt"
-
-
-def hyperparameters_of(trial_config: dict) -> dict:
-    """The training config inside a trial's config (drops sampling helpers and bookkeeping)."""
-    return validate_config({k: v for k, v in trial_config.items() if k in FIELDS})
 
 
 def sampled_params(trial_config: dict) -> dict:
@@ -67,7 +60,7 @@ def train_trial(config: dict, data, threads: int = 1, checkpoint_every: int = 1,
         Folder of the layer-activation cache (ridge readouts).
     """
     torch.set_num_threads(max(1, threads))
-    hparams = hyperparameters_of(config)
+    hparams = from_trial(config)
     if hparams["model"] == "ridge":
         from trainables.readout import fit_readout_inner
 
@@ -151,20 +144,6 @@ class StudySearcher(OptunaSearch):
         except (ValueError, RuntimeError) as err:  # e.g. already finished in storage after a restore
             log.warning("optuna: could not record trial %s: %s", trial_id, err)
         self._completed_trials.add(trial_id)
-
-
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    """Optuna sampler for ``--searcher``: tpe, qmc (quasi-random, to explore) or random."""
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
-    if name == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise ValueError(f"unknown searcher '{name}' (valid: tpe, qmc, random)")
-
-
-SEARCHERS = ("tpe", "qmc", "random")
 
 
 class MLflowTrials(tune.Callback):

@@ -1,0 +1,99 @@
+"""The report's Table 1 for this project's runs: one row per final-trained model.
+
+    python -m analysis.compare [--storage DIR] [--out FILE]
+
+Reads every ``metrics.json`` written by ``trainables.train`` under ``<storage>/train``
+and writes a Markdown table (``--out``, default ``<storage>/compare.md``), the same
+as CSV beside it, and a bar chart of validation EV with the noise ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+COLUMNS = ("model", "EV", "EV sd", "mean r", "median r", "noise ceiling EV", "seeds", "data")
+
+
+def collect(storage: Path) -> list[dict]:
+    """One row per trained model folder (a ``--seeds N`` folder counts once, with its spread)."""
+    rows = []
+    for path in sorted((Path(storage) / "train").glob("*/metrics.json")):
+        m = json.loads(path.read_text())
+        rows.append({"model": path.parent.name, "EV": m["ev"], "EV sd": m.get("ev_std"),
+                     "mean r": m["r_mean"], "median r": m["r_median"],
+                     "noise ceiling EV": m.get("noise_ceiling_ev"), "seeds": len(m.get("seeds") or [m.get("seed")]),
+                     "data": m.get("data_fingerprint", "")})
+    return sorted(rows, key=lambda r: r["EV"])
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return ""
+    return f"{100 * value:.2f}" if isinstance(value, float) else str(value)
+
+
+def write_markdown(rows: list[dict], path: Path) -> None:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r[c]) if c not in ("model", "data", "seeds") else str(r[c])
+                                       for c in COLUMNS) + " |")
+    lines.append("")
+    lines.append("EV, r and ceiling in % on the official validation set; EV ceiling = split-half reliability "
+                 "(Spearman-Brown) of the trial-averaged responses.")
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    with Path(path).open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot_bars(rows: list[dict], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(rows) + 2), 4))
+    x = range(len(rows))
+    ax.bar(x, [100 * r["EV"] for r in rows], yerr=[100 * (r["EV sd"] or 0) for r in rows], color="tab:blue",
+           capsize=3, label="validation EV")
+    ceilings = [r["noise ceiling EV"] for r in rows]
+    if any(c is not None for c in ceilings):
+        ax.scatter(x, [100 * c if c is not None else float("nan") for c in ceilings], marker="_", s=400, color="k",
+                   label="noise ceiling")
+    ax.set_xticks(list(x), [r["model"] for r in rows], rotation=30, ha="right")
+    ax.set_ylabel("explained variance (%)")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis.compare", description=__doc__.split("\n")[0])
+    parser.add_argument("--storage", type=Path, default=Path("runs"))
+    parser.add_argument("--out", type=Path, help="Markdown file (default: <storage>/compare.md)")
+    args = parser.parse_args(argv)
+    rows = collect(args.storage)
+    if not rows:
+        print(f"error: no trained models under {args.storage / 'train'} (run python -m trainables.train first)",
+              file=sys.stderr)
+        return 2
+    out = args.out or args.storage / "compare.md"
+    write_markdown(rows, out)
+    write_csv(rows, out.with_suffix(".csv"))
+    plot_bars(rows, out.with_suffix(".png"))
+    print(out.read_text(), end="")
+    print(f"wrote {out}, {out.with_suffix('.csv')}, {out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

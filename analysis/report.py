@@ -1,0 +1,193 @@
+"""A finished (or interrupted) search as static files: PNGs and one self-contained index.html.
+
+    python -m analysis.report --experiment NAME [--storage DIR] [--out DIR]
+
+Reads the Ray experiment folder and the Optuna study (no Ray cluster needed),
+writes the figures and the page to ``<storage>/<name>/report/`` (or ``--out``),
+and attaches them to the search's parent MLflow run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+
+from analysis import study_plots
+from analysis.study import OPTUNA_FILE, load_trials, read_settings, status_counts, study_folder
+
+log = logging.getLogger(__name__)
+EDGE_FRACTION = 0.05
+
+
+def load_optuna_study(folder: Path, name: str):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{Path(folder) / OPTUNA_FILE}")
+
+
+def importances(study) -> dict[str, float]:
+    """PED-ANOVA importance of every sampled hyperparameter, conditional ones included (fANOVA drops them)."""
+    import warnings
+
+    import optuna
+
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(complete) < 2:
+        return {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+
+
+def edge_warnings(study) -> list[str]:
+    """Hyperparameters whose best value lies within 5% of an end of their range (log scale where sampled so)."""
+    import optuna
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
+    if not complete:
+        return []
+    best = max(complete, key=lambda t: t.value)
+    warnings = []
+    for name, value in best.params.items():
+        dist = best.distributions[name]
+        if not isinstance(dist, (FloatDistribution, IntDistribution)) or dist.high == dist.low:
+            continue
+        lo, hi, v = dist.low, dist.high, value
+        if dist.log:
+            lo, hi, v = math.log(lo), math.log(hi), math.log(v)
+        where = (v - lo) / (hi - lo)
+        if where <= EDGE_FRACTION or where >= 1 - EDGE_FRACTION:
+            side = "lower" if where <= EDGE_FRACTION else "upper"
+            warnings.append(f"best {name} = {value:.4g} lies at the {side} edge of its range "
+                            f"[{dist.low:.4g}, {dist.high:.4g}]: widen the range and search again")
+    return warnings
+
+
+def seed_rechecks(storage: Path, experiment: str) -> list[dict]:
+    """Final-training results (``trainables.train`` outputs under ``<storage>/train``) of this search's exports."""
+    found = []
+    for path in sorted((Path(storage) / "train").glob("*/metrics.json")):
+        metrics = json.loads(path.read_text())
+        if (metrics.get("provenance") or {}).get("experiment") == experiment:
+            found.append({"folder": path.parent.name, **{k: metrics.get(k) for k in
+                          ("ev", "ev_std", "r_mean", "seeds", "inner_ev", "inner_ev_std", "noise_ceiling_ev")},
+                          "search_value": metrics["provenance"].get("value")})
+    return found
+
+
+def _table(rows: list[list], header: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def build_report(storage: Path, name: str, out: Path | None = None) -> Path:
+    """Write the figures and index.html of a search; return the page's path."""
+    folder = study_folder(storage, name)
+    settings = read_settings(folder)
+    out = Path(out) if out else folder / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    trials = load_trials(folder)
+    study = load_optuna_study(folder, settings["name"])
+    counts = status_counts(trials)
+    figures = []
+    scored = [t for t in trials if t.results]
+    if scored:
+        figures.append(("Optimisation history", study_plots.plot_history(scored, out / "history.png")))
+        figures.append(("Learning curves", study_plots.plot_learning_curves(scored, out / "learning_curves.png")))
+    imp = importances(study)
+    if imp:
+        figures.append(("Hyperparameter importance (PED-ANOVA)", study_plots.plot_importance(imp, out / "importance.png")))
+    figures.append(("Parallel coordinates", study_plots.plot_parallel(study.trials, out / "parallel.png")))
+    scientific = settings.get("scientific")
+    if scientific:
+        split = "weights" if any("weights" in t.config.get("_sampled", ()) for t in trials) else None
+        order = None
+        dist = next((t.distributions[scientific] for t in study.trials if scientific in t.distributions), None)
+        if dist is not None and hasattr(dist, "choices"):
+            order = list(dist.choices)
+        table = study_plots.isolation_table(trials, scientific, split, order)
+        if table:
+            figures.append((f"Isolation: {scientific}" + (f" by {split}" if split else ""),
+                            study_plots.plot_isolation(table, scientific, out / "isolation.png", split)))
+    warnings = edge_warnings(study)
+    if counts["completed"] < 10:
+        warnings.append(f"only {counts['completed']} completed trials: importance and isolation are rough")
+    best = max((t for t in trials if t.status == "completed"), key=lambda t: t.best("best_inner_ev"), default=None)
+    rechecks = seed_rechecks(storage, settings["name"])
+    page = _render(settings, counts, best, warnings, rechecks, imp, figures)
+    index = out / "index.html"
+    index.write_text(page)
+    _attach(settings, out)
+    return index
+
+
+def _render(settings, counts, best, warnings, rechecks, imp, figures) -> str:
+    parts = [f"<h1>Search {html.escape(settings['name'])} ({html.escape(settings['space'])})</h1>"]
+    parts.append(_table([[settings["searcher"], settings["profile"]["name"], settings.get("data_fingerprint", ""),
+                          counts["completed"], counts["pruned"], counts["failed"], counts["running"]]],
+                        ["searcher", "profile", "data", "completed", "pruned", "failed", "unfinished"]))
+    if warnings:
+        parts.append("<div class='warn'><b>Warnings</b><ul>" + "".join(
+            f"<li>{html.escape(w)}</li>" for w in warnings) + "</ul></div>")
+    if best is not None:
+        shown = {k: best.config[k] for k in best.config.get("_sampled", ())}
+        parts.append(f"<h2>Best trial {html.escape(best.trial_id)}: inner-validation EV "
+                     f"{best.best('best_inner_ev'):.4f} after {best.epochs} epochs</h2>")
+        parts.append(_table([[k, v] for k, v in shown.items()], ["hyperparameter", "value"]))
+    if rechecks:
+        parts.append("<h2>Re-trained over seeds (official validation set)</h2>")
+        parts.append(_table([[r["folder"], r["seeds"] or 1, f"{r['search_value']:.4f}" if r["search_value"] else "",
+                              f"{r['inner_ev']:.4f} ± {r.get('inner_ev_std') or 0:.4f}",
+                              f"{r['ev']:.4f} ± {r.get('ev_std') or 0:.4f}", f"{r['r_mean']:.4f}",
+                              "" if r["noise_ceiling_ev"] is None else f"{r['noise_ceiling_ev']:.4f}"]
+                             for r in rechecks],
+                            ["run", "seeds", "search EV (inner)", "re-trained inner EV", "validation EV",
+                             "validation r", "noise ceiling EV"]))
+    if imp:
+        parts.append(_table([[k, f"{v:.3f}"] for k, v in imp.items()], ["hyperparameter", "importance"]))
+    for title, path in figures:
+        parts.append(f"<h2>{html.escape(title)}</h2><img src='{html.escape(path.name)}' alt='{html.escape(title)}'>")
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
+             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}img{max-width:100%}"
+             ".warn{background:#fff3cd;border:1px solid #e0c060;padding:0.5em 1em}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(settings['name'])}</title>"
+            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
+
+
+def _attach(settings: dict, out: Path) -> None:
+    """Log the report's files to the search's parent MLflow run (skipped, with a warning, if unreachable)."""
+    try:
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(settings["tracking_uri"]).log_artifacts(settings["parent_run_id"], str(out), "report")
+    except Exception as err:  # noqa: BLE001 - the files are written either way
+        log.warning("could not attach the report to MLflow run %s: %s", settings.get("parent_run_id"), err)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.split("\n")[0])
+    parser.add_argument("--experiment", required=True)
+    parser.add_argument("--storage", type=Path, default=Path("runs"))
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        index = build_report(args.storage, args.experiment, args.out)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {index}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""The search on an existing Ray cluster (head + one worker node) with an MLflow tracking server, all on loopback.
+
+These start real processes (``ray start``, ``mlflow server``) and stop them after.
+"""
+
+import collections
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from searchutil import TINY, run_search
+
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout=60.0, step=0.5):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination",
+         str(tmp_path / "server-artifacts")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+
+    def healthy():
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(uri + "/health", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    assert wait_for(healthy, 90), "mlflow server did not start"
+    yield uri
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+@pytest.fixture
+def ray_cluster(tmp_path, monkeypatch):
+    """A head (1 CPU) and a worker node (1 CPU) on 127.0.0.1, with token authentication as Ray 2.60 does it.
+
+    The token lives in a file of the test's own; the search gets only its path
+    (RAY_AUTH_TOKEN_PATH) and must switch to token mode by itself. The worker runs
+    in its own process group so that it can be killed alone.
+    """
+    port = free_port()
+    token = tmp_path / "ray_token"
+    token.write_text(os.urandom(16).hex())
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token))
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    head = subprocess.run([str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                           "--num-cpus", "1", "--include-dashboard", "false", "--disable-usage-stats"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert head.returncode == 0, head.stderr
+    address = f"127.0.0.1:{port}"
+    worker = subprocess.Popen([str(BIN / "ray"), "start", "--address", address, "--node-ip-address", "127.0.0.1",
+                               "--num-cpus", "1", "--block", "--disable-usage-stats"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+
+    def two_nodes():
+        status = subprocess.run([str(BIN / "ray"), "status", "--address", address], capture_output=True, text=True,
+                                timeout=60, env=env)
+        return status.stdout.count("node_") >= 2
+
+    assert wait_for(two_nodes, 90, 2), "worker node did not join"
+    yield address, worker
+    if worker.poll() is None:
+        os.killpg(worker.pid, signal.SIGKILL)
+    subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, timeout=120, env=env)
+
+
+def read_trials(storage, name):
+    with open(Path(storage) / name / "trials.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def server_runs(uri, experiment):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    return client, [r for r in runs if "mlflow.parentRunId" not in r.data.tags], [
+        r for r in runs if "mlflow.parentRunId" in r.data.tags]
+
+
+def test_search_on_a_cluster_with_a_tracking_server(tmp_path, ray_cluster, mlflow_server):
+    address, _ = ray_cluster
+    storage = tmp_path / "shared"
+    done = run_search("--space", "shallow_cnn", "--storage", str(storage), "--num-samples", "4", "--max-epochs", "3",
+                      "--grace-period", "3", "--address", address, "--tracking-uri", mlflow_server, *TINY)
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = read_trials(storage, "shallow_cnn")
+    assert len(trials) == 4 and all(t["status"] == "completed" for t in trials)
+    nodes = {t["node_id"] for t in trials}
+    assert len(nodes) == 2, f"trials ran on {nodes}"
+    client, parents, children = server_runs(mlflow_server, "shallow_cnn")
+    assert len(parents) == 1 and len(children) == 4
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    assert {r.data.tags["node_id"] for r in children} == nodes
+    # Artifacts went through the server into its artifact store.
+    assert {"best_config.json", "trials.csv"} <= {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    assert any((tmp_path / "server-artifacts").rglob("best_config.json"))
+    print(f"nodes: {sorted(nodes)}; MLflow runs: {len(parents)} parent + {len(children)} trials")
+
+
+def test_worker_node_killed_mid_search(tmp_path, ray_cluster, mlflow_server):
+    address, worker = ray_cluster
+    storage = tmp_path / "shared"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trainables.search", "--space", "shallow_cnn", "--storage", str(storage),
+         "--num-samples", "4", "--max-epochs", "8", "--grace-period", "8", "--address", address,
+         "--tracking-uri", mlflow_server, *TINY], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    folder = storage / "shallow_cnn"
+    assert wait_for(lambda: len(list(folder.glob("trial_*/result.json"))) >= 2, 180), "trials did not start"
+    os.killpg(worker.pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    trials = read_trials(storage, "shallow_cnn")
+    counts = collections.Counter(t["status"] for t in trials)
+    assert len(trials) == 4 and counts["running"] == 0, counts
+    assert f"{counts['completed']} completed, {counts['pruned']} pruned, {counts['failed']} failed" in out
+    _, _, children = server_runs(mlflow_server, "shallow_cnn")
+    assert len(children) == 4 and all(r.info.status in ("FINISHED", "FAILED") for r in children)
+    print(f"after killing the worker node: {dict(counts)}")
+
+
+def test_unreachable_tracking_server_stops_before_ray(tmp_path):
+    port = free_port()
+    storage = tmp_path / "runs"
+    done = run_search("--space", "shallow_cnn", "--storage", str(storage), "--tracking-uri",
+                      f"http://127.0.0.1:{port}", *TINY, timeout=120)
+    assert done.returncode == 2
+    assert "cannot be reached" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not storage.exists()

@@ -1,0 +1,113 @@
+"""MLflow tracking from the driver: a search's parent run, and one run per final training.
+
+A search has one parent run (params: space, searcher, scheduler, profile, seed,
+data fingerprint; tags: git commit and library versions; artifacts: best config
+and trials table); its trials are nested under it by
+:class:`trainables.tune_glue.MLflowTrials`.
+
+Final training (``trainables.train``) logs the config as params, the
+official-validation scores as metrics, the output folder's figures and files as
+artifacts, and a network with MLflow's PyTorch flavour so that
+``mlflow.pytorch.load_model`` gives it back; a config exported by a search is
+tagged with the search and trial it came from.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+SCORES = ("ev", "r_mean", "r_median", "r2", "noise_ceiling_ev", "ev_normalized", "inner_ev")
+
+
+def experiment_id(client, name: str, tracking_uri: str) -> str:
+    """The experiment called ``name``, created (with a local artifact folder for SQLite stores) when missing."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None
+    if tracking_uri.startswith("sqlite:///"):
+        # Without an explicit location, artifacts land relative to the current directory.
+        location = (Path(tracking_uri[len("sqlite:///"):]).resolve().parent / "mlartifacts").as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def start_search_run(settings: dict, data_fingerprint: str) -> dict:
+    """Create the search's parent run; returns ``experiment_id``, ``parent_run_id`` and ``data_fingerprint``."""
+    import optuna
+    import ray
+    import torch
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(settings["tracking_uri"])
+    exp = experiment_id(client, settings["name"], settings["tracking_uri"])
+    versions = {"ray_version": ray.__version__, "optuna_version": optuna.__version__, "torch_version": torch.__version__}
+    run = client.create_run(exp, run_name=f"search_{settings['name']}",
+                            tags={"git_commit": settings["git_commit"], "kind": "search", **versions})
+    from mlflow.entities import Param
+
+    params = {"space": settings["space"], "searcher": settings["searcher"], "scheduler": settings["scheduler"],
+              "profile": settings["profile"]["name"], "seed": settings["seed"], "data": settings["data"]["source"],
+              "data_fingerprint": data_fingerprint, "num_samples": settings["num_samples"]}
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    return {"experiment_id": exp, "parent_run_id": run.info.run_id, "data_fingerprint": data_fingerprint}
+
+
+def close_search_run(settings: dict, counts: dict, best: dict | None, best_path: str | None, complete: bool) -> None:
+    """Attach the best config and trials table, log the best score and trial counts; end the run if complete."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(settings["tracking_uri"])
+    run_id = settings["parent_run_id"]
+    if best_path:
+        client.log_artifact(run_id, best_path)
+        client.log_metric(run_id, "best_inner_ev", best["provenance"]["value"])
+    client.log_artifact(run_id, str(Path(settings["folder"]) / "trials.csv"))
+    for status, n in counts.items():
+        client.log_metric(run_id, f"trials_{status}", n)
+    if complete:
+        client.set_terminated(run_id, "FINISHED")
+
+
+def log_final_training(tracking_uri: str, config: dict, metrics: dict, out: Path, model=None,
+                       provenance: dict | None = None, parent_run_id: str | None = None) -> dict:
+    """Log one trained model; return ``{"run_id", "model_uri"}`` (model_uri None for ridge readouts)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    provenance = provenance or {}
+    client = MlflowClient(tracking_uri)
+    exp = experiment_id(client, provenance.get("experiment") or "final_training", tracking_uri)
+    tags = {"kind": "final_training", "output": str(Path(out).resolve())}
+    if provenance:
+        tags.update({"search": str(provenance.get("experiment")), "search_trial_id": str(provenance.get("trial_id")),
+                     "search_value": str(provenance.get("value"))})
+        if provenance.get("parent_run_id"):
+            tags["search_run_id"] = provenance["parent_run_id"]
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id
+    run = client.create_run(exp, run_name=f"train_{Path(out).name}", tags=tags)
+    run_id = run.info.run_id
+    from mlflow.entities import Metric, Param
+
+    params = [Param(k, str(v)) for k, v in sorted(config.items())]
+    stamp = 0
+    scores = [Metric(f"val_{k}", float(metrics[k]), stamp, 0) for k in SCORES if metrics.get(k) is not None]
+    client.log_batch(run_id, params=params, metrics=scores)
+    for path in sorted(Path(out).iterdir()):
+        if path.suffix in (".png", ".json", ".npy"):
+            client.log_artifact(run_id, str(path))
+    model_uri = None
+    if model is not None:
+        import torch
+
+        mlflow.set_tracking_uri(tracking_uri)
+        with mlflow.start_run(run_id=run_id):
+            # Pickle format: the traced 'pt2' default needs an example and cannot trace every backbone.
+            # Explicit requirements: inferring them imports the model in a subprocess (slow).
+            info = mlflow.pytorch.log_model(model.cpu().eval(), name="model", serialization_format="pickle",
+                                            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+        model_uri = info.model_uri
+    client.set_terminated(run_id, "FINISHED")
+    return {"run_id": run_id, "model_uri": model_uri}
