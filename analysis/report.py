@@ -102,7 +102,8 @@ def build_report(storage: Path, name: str, out: Path | None = None) -> Path:
     scored = [t for t in trials if t.results]
     if scored:
         figures.append(("Optimisation history", study_plots.plot_history(scored, out / "history.png")))
-        figures.append(("Learning curves", study_plots.plot_learning_curves(scored, out / "learning_curves.png")))
+        if max(t.epochs for t in scored) > 1:  # readout studies report once: no curve to draw
+            figures.append(("Learning curves", study_plots.plot_learning_curves(scored, out / "learning_curves.png")))
     imp = importances(study)
     if imp:
         figures.append(("Hyperparameter importance (PED-ANOVA)", study_plots.plot_importance(imp, out / "importance.png")))
@@ -141,7 +142,7 @@ def _render(settings, counts, best, warnings, rechecks, imp, figures) -> str:
     if best is not None:
         shown = {k: best.config[k] for k in best.config.get("_sampled", ())}
         parts.append(f"<h2>Best trial {html.escape(best.trial_id)}: inner-validation EV "
-                     f"{best.best('best_inner_ev'):.4f} after {best.epochs} epochs</h2>")
+                     f"{best.best('best_inner_ev'):.4f} after {best.epochs} epoch{'s' if best.epochs > 1 else ''}</h2>")
         parts.append(_table([[k, v] for k, v in shown.items()], ["hyperparameter", "value"]))
     if rechecks:
         parts.append("<h2>Re-trained over seeds (official validation set)</h2>")

@@ -21,7 +21,7 @@ def mlflow_runs(storage: Path, experiment: str):
     client = MlflowClient(f"sqlite:///{Path(storage).resolve() / 'mlflow.db'}")
     exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs([exp.experiment_id], max_results=1000)
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    parents = [r for r in runs if r.data.tags.get("kind") == "search"]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     return client, parents, children
 

@@ -45,8 +45,8 @@ def test_export_top_k_and_retrain_reproduces_the_trial(finished_search, tmp_path
     metrics = json.loads((finished_search / "train" / "shallow_cnn" / "metrics.json").read_text())
     assert metrics["data_fingerprint"] == prov["data_fingerprint"]
     assert metrics["inner_ev"] == pytest.approx(prov["value"], abs=0.01)
-    client, parents, children = mlflow_runs(finished_search, "shallow_cnn")
-    final = [r for r in children + parents if r.data.tags.get("kind") == "final_training"]
+    client, parents, _ = mlflow_runs(finished_search, "shallow_cnn")
+    final = client.search_runs([parents[0].info.experiment_id], "tags.kind = 'final_training'")
     assert len(final) == 1 and final[0].data.tags["search_trial_id"] == prov["trial_id"]
 
     compare = run_module("analysis.compare", "--storage", str(finished_search))

@@ -17,7 +17,7 @@ import pytest
 
 from searchutil import TINY, run_search
 
-pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+pytestmark = [pytest.mark.cluster]
 BIN = Path(sys.executable).parent
 
 
@@ -75,25 +75,32 @@ def ray_cluster(tmp_path, monkeypatch):
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token))
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
-    head = subprocess.run([str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
-                           "--num-cpus", "1", "--include-dashboard", "false", "--disable-usage-stats"],
-                          capture_output=True, text=True, timeout=120, env=env)
-    assert head.returncode == 0, head.stderr
     address = f"127.0.0.1:{port}"
-    worker = subprocess.Popen([str(BIN / "ray"), "start", "--address", address, "--node-ip-address", "127.0.0.1",
-                               "--num-cpus", "1", "--block", "--disable-usage-stats"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
 
-    def two_nodes():
+    def start(*args):
+        # --block keeps each node's processes under one process group that this test owns, so the
+        # teardown stops this cluster only (never `ray stop`, which would stop every Ray on the machine).
+        return subprocess.Popen([str(BIN / "ray"), "start", "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
+                                 "--disable-usage-stats", "--block", *args], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+
+    def nodes_up(n):
         status = subprocess.run([str(BIN / "ray"), "status", "--address", address], capture_output=True, text=True,
                                 timeout=60, env=env)
-        return status.stdout.count("node_") >= 2
+        return status.stdout.count(" node_") >= n
 
-    assert wait_for(two_nodes, 90, 2), "worker node did not join"
+    head = start("--head", "--port", str(port), "--include-dashboard", "false")
+    assert wait_for(lambda: nodes_up(1), 90, 2), "head node did not start"
+    worker = start("--address", address)
+    assert wait_for(lambda: nodes_up(2), 90, 2), "worker node did not join"
     yield address, worker
-    if worker.poll() is None:
-        os.killpg(worker.pid, signal.SIGKILL)
-    subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, timeout=120, env=env)
+    for node in (worker, head):
+        if node.poll() is None:
+            os.killpg(node.pid, signal.SIGTERM)
+            try:
+                node.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(node.pid, signal.SIGKILL)
 
 
 def read_trials(storage, name):
@@ -111,6 +118,7 @@ def server_runs(uri, experiment):
         r for r in runs if "mlflow.parentRunId" in r.data.tags]
 
 
+@pytest.mark.slow
 def test_search_on_a_cluster_with_a_tracking_server(tmp_path, ray_cluster, mlflow_server):
     address, _ = ray_cluster
     storage = tmp_path / "shared"
@@ -131,6 +139,7 @@ def test_search_on_a_cluster_with_a_tracking_server(tmp_path, ray_cluster, mlflo
     print(f"nodes: {sorted(nodes)}; MLflow runs: {len(parents)} parent + {len(children)} trials")
 
 
+@pytest.mark.slow
 def test_worker_node_killed_mid_search(tmp_path, ray_cluster, mlflow_server):
     address, worker = ray_cluster
     storage = tmp_path / "shared"
@@ -160,3 +169,10 @@ def test_unreachable_tracking_server_stops_before_ray(tmp_path):
     assert done.returncode == 2
     assert "cannot be reached" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not storage.exists()
+
+
+def test_search_imports_ray_only_after_choosing_the_auth_mode():
+    """Ray reads RAY_AUTH_MODE when first imported; the launcher must set it before that happens."""
+    code = "import sys, trainables.search; print('ray' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "False", done.stderr

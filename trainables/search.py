@@ -242,7 +242,8 @@ def print_summary(settings: dict, summary: dict, seconds: float) -> None:
     if best:
         p = best["provenance"]
         shown = {k: v for k, v in best.items() if k != "provenance"}
-        print(f"best trial {p['trial_id']}: inner-validation EV {p['value']:.4f} after {p['epochs_reached']} epochs")
+        epochs = p["epochs_reached"]
+        print(f"best trial {p['trial_id']}: inner-validation EV {p['value']:.4f} after {epochs} epoch{'s' * (epochs > 1)}")
         print("config: " + json.dumps(shown))
         print(f"exported: {summary['best_path']}  (train it: python -m trainables.train --config {summary['best_path']})")
     print(f"trials table: {Path(settings['folder']) / 'trials.csv'}")
@@ -273,7 +274,9 @@ def connect_ray(address: str | None) -> None:
     # Checkpointing every epoch is intended; Tune's warning about frequent snapshots is noise here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     try:
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+        # "local": a private instance, even when a `ray start` cluster runs on this machine.
+        ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING,
+                 log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as err:
         hint = " (token authentication? see README, 'Running on a cluster')" if "auth" in str(err).lower() else ""
         fail(f"cannot connect to the Ray cluster at {address}: {str(err).splitlines()[0]}{hint}")

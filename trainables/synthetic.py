@@ -11,9 +11,11 @@ randomly coloured background, under a random illumination gain.
 
 Sites: 168 simulated IT sites respond to a latent identity code (category plus
 object, the same wherever the object is drawn: tolerant to position, scale and
-rotation), gain-modulated by object size, plus a weak position receptive field
-and a weak dependence on background luminance (the only parts a linear model of
-the pixels can reach). Single trials add Gaussian noise over ``n_repetitions``;
+rotation), gain-modulated by object size; a tuning to the spatial frequency of
+the object's texture (phase- and position-invariant: local filters with pooling
+read it, a linear map of the pixels cannot); a weak position receptive field and
+a weak dependence on background luminance (the parts a linear model of the
+pixels can reach). Single trials add Gaussian noise over ``n_repetitions``;
 each site's noise level is set so that its reliability is known, so the noise
 ceiling of the trial-averaged responses is known too.
 """
@@ -33,9 +35,10 @@ N_SITES = 168
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 # Bump when the generator's output changes, so that old caches are not reused.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 _N_HARMONICS = 7
 _EMBED_DIM = 16
+_FREQ_WEIGHT = 2.0
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,12 @@ def simulate_sites(rng: np.random.Generator, spec: SyntheticSpec, bank: dict, pa
     code = obj_code[params["object"]]  # (n, d): identical wherever the object is drawn
     w = rng.normal(0, 1, (_EMBED_DIM, N_SITES)) / np.sqrt(_EMBED_DIM)
     drive = code @ w  # (n, S)
+    # Spatial-frequency tuning to the object's texture: an image feature that is phase- and
+    # position-invariant, so local filters with pooling read it and a linear map of pixels cannot.
+    preferred = rng.uniform(1.0, 4.0, N_SITES)
+    freq = bank["stripe_freq"][params["object"]][:, None]
+    tuning = np.exp(-((freq - preferred) ** 2) / (2 * 0.6**2))
+    drive = drive + _FREQ_WEIGHT * rng.uniform(0.5, 1.0, N_SITES) * (tuning - tuning.mean(axis=0))
     size = (params["scale"] - params["scale"].mean()) / params["scale"].std()
     size_gain = 1.0 + 0.25 * rng.uniform(-1, 1, N_SITES)[None, :] * size[:, None]
     # Broad position receptive fields.

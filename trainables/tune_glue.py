@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import optuna
+import ray
 import torch
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
@@ -61,6 +62,7 @@ def train_trial(config: dict, data, threads: int = 1, checkpoint_every: int = 1,
     """
     torch.set_num_threads(max(1, threads))
     hparams = from_trial(config)
+    node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
     if hparams["model"] == "ridge":
         from trainables.readout import fit_readout_inner
 
@@ -68,16 +70,13 @@ def train_trial(config: dict, data, threads: int = 1, checkpoint_every: int = 1,
         scores = fit_readout_inner(hparams, data, Path(feature_cache) if feature_cache else None)
         tune.report({"inner_ev": scores["inner_ev"], "inner_r": scores["inner_r"], "best_inner_ev": scores["inner_ev"],
                      "alpha": scores["alpha"], "n_features": scores["n_features"], "fit_done": 1,
-                     "epoch_seconds": time.perf_counter() - start})
+                     "epoch_seconds": time.perf_counter() - start, "node_id": node_id})
         return
     resume = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             resume = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
-    import ray
-
-    node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
 
     def report(record: dict, trainer) -> None:
         done = trainer.should_stop()
