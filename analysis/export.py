@@ -54,6 +54,7 @@ def best_config(folder: Path) -> dict:
         "metric": METRIC,
         "value": best.best(METRIC),
         "epochs_reached": best.epochs,
+        "sampled": {k: best.config[k] for k in best.config.get("_sampled", ()) if k in best.config},
         "git_commit": settings.get("git_commit"),
         "data": settings.get("data"),
         "data_fingerprint": settings.get("data_fingerprint"),

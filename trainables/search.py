@@ -241,10 +241,11 @@ def print_summary(settings: dict, summary: dict, seconds: float) -> None:
     best = summary["best"]
     if best:
         p = best["provenance"]
-        shown = {k: v for k, v in best.items() if k != "provenance"}
+        # The study's own choices; the exported file holds the complete config.
+        shown = {"backbone": best["backbone"], **p.get("sampled", {})}
         epochs = p["epochs_reached"]
         print(f"best trial {p['trial_id']}: inner-validation EV {p['value']:.4f} after {epochs} epoch{'s' * (epochs > 1)}")
-        print("config: " + json.dumps(shown))
+        print("sampled: " + json.dumps(shown))
         print(f"exported: {summary['best_path']}  (train it: python -m trainables.train --config {summary['best_path']})")
     print(f"trials table: {Path(settings['folder']) / 'trials.csv'}")
     uri = settings["tracking_uri"]
