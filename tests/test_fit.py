@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import torch
 
 from trainables.config import validate_config
 from trainables.fit import DivergedError, Trainer, fit, predict
@@ -52,8 +51,13 @@ def test_divergence_raises(tiny_data):
 def test_schedulers_and_optimizers_run(tiny_data, scheduler):
     config = validate_config({**BASE, "epochs": 3, "scheduler": scheduler, "step_size": 1, "optimizer": "sgd"})
     history = fit(config, tiny_data)
-    if scheduler == "step":
-        assert history.epochs[1]["lr"] == pytest.approx(history.epochs[0]["lr"] * 0.5)
+    lrs = [r["lr"] for r in history.epochs]
+    if scheduler == "step":  # step_size 1, gamma 0.5
+        assert lrs[1] == pytest.approx(lrs[0] * 0.5)
+    elif scheduler == "cosine":  # annealed over the 3 epochs
+        assert lrs[0] > lrs[1] > lrs[2]
+    else:  # plateau waits 3 epochs without improvement before it decays
+        assert lrs == [lrs[0]] * 3
 
 
 def test_resume_from_state_continues_identically(tiny_data):

@@ -3,7 +3,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from trainables.config import validate_config
 from trainables.features import FeatureCache, layer_features, layer_names
