@@ -22,6 +22,13 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
+class Parser(argparse.ArgumentParser):
+    """Argument parser whose errors are one line and exit 2 (argparse would print the usage too)."""
+
+    def error(self, message):
+        fail(message)
+
+
 def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
 

@@ -10,7 +10,6 @@ and at the end ``best_config.json`` and ``trials.csv``. Trials log to MLflow
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ import optuna
 from analysis.study import OBJECTIVE, OPTUNA_FILE, SEARCH_FILE
 from search_spaces import SEARCH_SPACES, get_space, points_to_evaluate, profile_hints, scientific_parameter
 from trainables.cli import (
+    Parser,
     UsageError,
     add_data_arguments,
     check_tracking_uri,
@@ -39,11 +39,6 @@ from trainables.tracking import close_search_run, start_search_run
 from trainables.samplers import SAMPLERS, make_sampler
 
 log = logging.getLogger("trainables.search")
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2 (argparse would print the usage too)
-        fail(message)
 
 
 def parse_args(argv):

@@ -70,6 +70,28 @@ def close_search_run(settings: dict, counts: dict, best: dict | None, best_path:
         client.set_terminated(run_id, "FINISHED")
 
 
+def start_seeds_run(tracking_uri: str, out: Path, n_seeds: int, provenance: dict) -> str:
+    """A parent run for ``--seeds N``: each seed's run is nested under it; returns its id."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    exp = experiment_id(client, provenance.get("experiment") or "final_training", tracking_uri)
+    run = client.create_run(exp, run_name=f"train_{Path(out).name}_{n_seeds}seeds",
+                            tags={"kind": "final_training_seeds"})
+    return run.info.run_id
+
+
+def close_seeds_run(tracking_uri: str, run_id: str, summary: dict) -> None:
+    """Log the mean and spread over seeds to the parent run and end it."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    for key in ("ev", "ev_std", "r_mean", "r_mean_std", "inner_ev", "inner_ev_std"):
+        if key in summary:
+            client.log_metric(run_id, f"val_{key}", summary[key])
+    client.set_terminated(run_id, "FINISHED")
+
+
 def log_final_training(tracking_uri: str, config: dict, metrics: dict, out: Path, model=None,
                        provenance: dict | None = None, parent_run_id: str | None = None) -> dict:
     """Log one trained model; return ``{"run_id", "model_uri"}`` (model_uri None for ridge readouts)."""

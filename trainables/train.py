@@ -11,7 +11,6 @@ each seed goes to ``DIR/seed_K`` and ``DIR/metrics.json`` holds mean and spread.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -25,6 +24,7 @@ from analysis import figures
 from analysis.metrics import summarize
 from trainables.backbones import check_backbone
 from trainables.cli import (
+    Parser,
     UsageError,
     add_data_arguments,
     check_tracking_uri,
@@ -156,7 +156,7 @@ def data_from_provenance(args, provenance: dict) -> list[str]:
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m trainables.train", description=__doc__.split("\n")[0])
+    parser = Parser(prog="python -m trainables.train", description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True, help="JSON config (as exported by the search)")
     add_data_arguments(parser)
     parser.add_argument("--storage", type=Path, default=Path("runs"), help="where runs live (default ./runs)")
@@ -209,26 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds == 1:
         metrics = train_one(config, data, out, provenance, feature_cache, tracking_uri)
     else:
-        parent = None
-        if tracking_uri:
-            from mlflow.tracking import MlflowClient
+        from trainables.tracking import close_seeds_run, start_seeds_run
 
-            from trainables.tracking import experiment_id
-
-            client = MlflowClient(tracking_uri)
-            exp = experiment_id(client, provenance.get("experiment") or "final_training", tracking_uri)
-            parent = client.create_run(exp, run_name=f"train_{out.name}_{args.seeds}seeds",
-                                       tags={"kind": "final_training_seeds"}).info.run_id
+        parent = start_seeds_run(tracking_uri, out, args.seeds, provenance) if tracking_uri else None
         runs = [train_one({**config, "seed": config["seed"] + k}, data, out / f"seed_{config['seed'] + k}", provenance,
                           feature_cache, tracking_uri, parent)
                 for k in range(args.seeds)]
         metrics = summarize_seeds(runs)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         if parent:
-            for key in ("ev", "ev_std", "r_mean", "r_mean_std", "inner_ev", "inner_ev_std"):
-                if key in metrics:
-                    client.log_metric(parent, f"val_{key}", metrics[key])
-            client.set_terminated(parent, "FINISHED")
+            close_seeds_run(tracking_uri, parent, metrics)
         log.info("over %d seeds: validation EV %.4f +- %.4f, r mean %.4f +- %.4f", args.seeds, metrics["ev"],
                  metrics["ev_std"], metrics["r_mean"], metrics["r_mean_std"])
     print(f"validation EV {metrics['ev']:.4f}  r mean {metrics['r_mean']:.4f}  r median {metrics['r_median']:.4f}"
