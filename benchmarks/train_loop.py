@@ -23,7 +23,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from trainables.config import validate_config
 from trainables.data import from_arrays
-from trainables.fit import Trainer, default_device
+from trainables.devices import default_device
+from trainables.fit import Trainer
 from trainables.synthetic import SyntheticSpec, generate
 
 SCALES = {

@@ -25,6 +25,7 @@ from torch import nn
 
 from trainables.backbones import build_backbone
 from trainables.config import validate_config
+from trainables.devices import default_device
 
 log = logging.getLogger(__name__)
 PARTS = ("train", "val", "test")
@@ -47,6 +48,11 @@ def _block_index(backbone: str, layer: str, n_blocks: int) -> int:
     if backbone.startswith("resnet"):
         return _RESNET_LAYERS.index(layer) + 1
     return int(layer.removeprefix("block"))
+
+
+def _pool_of(layer: str, pool: int) -> int:
+    """The pool size a layer's features actually use: avgpool is always the global average."""
+    return 1 if layer == "avgpool" else pool
 
 
 def _pool(maps: torch.Tensor, pool: int) -> torch.Tensor:
@@ -85,7 +91,7 @@ def compute_layers(backbone: str, weights: str, layers: list[str], pool: int, im
             x = block(x)
             for layer, d in depth.items():
                 if d == k:
-                    out[layer].append(_pool(x, 1 if layer == "avgpool" else pool).float().cpu())
+                    out[layer].append(_pool(x, _pool_of(layer, pool)).float().cpu())
             if k >= max(depth.values()):
                 break
     return {layer: torch.cat(chunks).numpy() for layer, chunks in out.items()}
@@ -142,14 +148,15 @@ def layer_features(data, backbone: str, weights: str, layers: list[str], pool: i
     -------
     dict layer -> dict part -> array (N_part, F)
     """
-    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or default_device()
     result: dict[str, dict[str, np.ndarray]] = {layer: {} for layer in layers}
     missing = set()
     for layer in layers:
         for part in PARTS:
             array = None
             if cache is not None:
-                array = cache.load(FeatureCache.key(backbone, weights, layer, pool, data.fingerprint, part))
+                array = cache.load(FeatureCache.key(backbone, weights, layer, _pool_of(layer, pool), data.fingerprint,
+                                                    part))
             if array is None:
                 missing.add(layer)
             else:
@@ -162,7 +169,8 @@ def layer_features(data, backbone: str, weights: str, layers: list[str], pool: i
             for layer, array in computed.items():
                 result[layer][part] = array
                 if cache is not None:
-                    cache.store(FeatureCache.key(backbone, weights, layer, pool, data.fingerprint, part), array)
+                    cache.store(FeatureCache.key(backbone, weights, layer, _pool_of(layer, pool), data.fingerprint,
+                                                 part), array)
     return result
 
 

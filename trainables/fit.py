@@ -25,6 +25,7 @@ from torch import nn
 
 from analysis.metrics import explained_variance, pearson_per_site
 from trainables.data import ITData, inner_split
+from trainables.devices import default_device
 from trainables.heads import EncodingModel, build_model
 
 log = logging.getLogger(__name__)
@@ -57,10 +58,6 @@ class History:
     @property
     def best(self) -> dict:
         return self.epochs[self.best_epoch - 1]
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def make_optimizer(config: dict, params, device: torch.device) -> torch.optim.Optimizer:

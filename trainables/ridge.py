@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from sklearn.model_selection import StratifiedKFold
 
+from trainables.devices import default_device
+
 log = logging.getLogger(__name__)
 DEFAULT_ALPHAS = np.logspace(-3, 6, 100)
 
@@ -124,10 +126,6 @@ class RidgeCVResult:
     def mean_scores(self) -> np.ndarray:
         """R^2 averaged over sites per alpha, shape (n_alphas,) (GridSearchCV's mean_test_score)."""
         return self.cv_scores.mean(axis=1)
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def ridge_cv(x, y, folds, alphas=DEFAULT_ALPHAS, per_site: bool = False, components: int | None = None,

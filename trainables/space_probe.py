@@ -19,7 +19,7 @@ from trainables.weights import WeightsNotFound
 def probe_space(space_name: str, overrides: dict, n: int = 64) -> list[dict]:
     """Sample the space ``n`` times in memory: a broken space fails here, before Ray starts.
 
-    Returns the distinct validated configs seen (with overrides applied), so that
+    Returns the ``n`` validated configs sampled (with overrides applied), so that
     the weights they need can be checked.
     """
     space = get_space(space_name)

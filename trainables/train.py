@@ -36,7 +36,8 @@ from trainables.cli import (
 )
 from trainables.config import ConfigError, hyperparameters, load_config
 from trainables.data import ITData
-from trainables.fit import default_device, fit, predict
+from trainables.devices import default_device
+from trainables.fit import fit, predict
 from trainables.weights import WeightsNotFound
 
 log = logging.getLogger("trainables.train")
