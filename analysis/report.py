@@ -83,6 +83,13 @@ def seed_rechecks(storage: Path, experiment: str) -> list[dict]:
     return found
 
 
+def _number(value, spread=None) -> str:
+    """``0.1234 ± 0.0056``, ``0.1234``, or empty where there is no value (a ridge readout has no inner EV)."""
+    if value is None:
+        return ""
+    return f"{value:.4f}" + ("" if spread is None else f" ± {spread:.4f}")
+
+
 def _table(rows: list[list], header: list[str]) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
@@ -146,10 +153,9 @@ def _render(settings, counts, best, warnings, rechecks, imp, figures) -> str:
         parts.append(_table([[k, v] for k, v in shown.items()], ["hyperparameter", "value"]))
     if rechecks:
         parts.append("<h2>Re-trained over seeds (official validation set)</h2>")
-        parts.append(_table([[r["folder"], r["seeds"] or 1, f"{r['search_value']:.4f}" if r["search_value"] else "",
-                              f"{r['inner_ev']:.4f} ± {r.get('inner_ev_std') or 0:.4f}",
-                              f"{r['ev']:.4f} ± {r.get('ev_std') or 0:.4f}", f"{r['r_mean']:.4f}",
-                              "" if r["noise_ceiling_ev"] is None else f"{r['noise_ceiling_ev']:.4f}"]
+        parts.append(_table([[r["folder"], r["seeds"] or 1, _number(r["search_value"]),
+                              _number(r["inner_ev"], r.get("inner_ev_std")), _number(r["ev"], r.get("ev_std")),
+                              _number(r["r_mean"]), _number(r["noise_ceiling_ev"])]
                              for r in rechecks],
                             ["run", "seeds", "search EV (inner)", "re-trained inner EV", "validation EV",
                              "validation r", "noise ceiling EV"]))

@@ -116,9 +116,12 @@ def _axis_values(values: list, distribution) -> tuple[np.ndarray, list | None]:
 def plot_parallel(study_trials, path: Path) -> Path:
     """Parallel coordinates of the sampled hyperparameters of completed trials, coloured by score.
 
-    ``study_trials``: Optuna FrozenTrials (COMPLETE).
+    ``study_trials``: Optuna FrozenTrials; only COMPLETE ones are drawn (Optuna gives a PRUNED
+    trial the last intermediate value it reported, an early score that is not comparable).
     """
-    trials = [t for t in study_trials if t.value is not None]
+    from optuna.trial import TrialState
+
+    trials = [t for t in study_trials if t.state == TrialState.COMPLETE and t.value is not None]
     names = sorted({p for t in trials for p in t.params})
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(names) + 2), 4.5))
     if not trials or not names:

@@ -80,7 +80,7 @@ def main() -> None:
     init = {k: v.clone() for k, v in trainer.model.state_dict().items()}
 
     # Report-style loop on the same images (fit split) and the same initial weights.
-    x = trainer.x_fit.float().cpu().contiguous()
+    x = torch.from_numpy(data.stimulus_train[trainer.fit_idx.cpu().numpy()])
     z = trainer.z_fit.cpu()
     loader = DataLoader(TensorDataset(x, z), batch_size=batch, shuffle=True)
     eval_loader = DataLoader(TensorDataset(x, z), batch_size=batch)

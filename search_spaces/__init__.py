@@ -1,8 +1,10 @@
 """Studies as search spaces: ``SEARCH_SPACES`` maps a CLI name to a define-by-run space function.
 
-A space function takes an Optuna trial, samples hyperparameters on it (named as
-config keys, or as helpers such as ``head_width``/``head_depth`` that it turns into
-config entries) and returns the fixed and derived config entries. Its module
+A space function takes an Optuna trial and the search's
+:class:`~search_spaces.context.SpaceContext`, samples hyperparameters on the trial
+(named as config keys, or as helpers such as ``head_width``/``head_depth`` that it
+turns into config entries) and returns the fixed and derived config entries; Ray
+and the probe call it bound to its context (:class:`~search_spaces.context.BoundSpace`). Its module
 holds ``POINTS_TO_EVALUATE`` (configurations tried first, e.g. the report's best)
 and ``SCIENTIFIC`` (the hyperparameter the study asks about). Functions are
 module-level so Ray can pickle them.

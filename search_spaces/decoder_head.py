@@ -2,7 +2,7 @@
 
 - scientific: decoder width (256-8192), depth (1-3), dropout (0-0.7), activation
 - nuisance: optimiser, lr, weight decay, scheduler (StepLR step / gamma when chosen), batch size
-- fixed: ResNet-34 with ImageNet weights, fully fine-tuned, 60 epochs, patience 10
+- fixed: ResNet-34 with ImageNet weights (random where they are missing in a smoke run), fully fine-tuned, 60 epochs, patience 10
 """
 
 from search_spaces._common import suggest_head, suggest_optimizer, suggest_schedule
@@ -15,10 +15,10 @@ POINTS_TO_EVALUATE = [
 ]
 
 
-def decoder_head(trial) -> dict:
+def decoder_head(trial, ctx) -> dict:
     derived = suggest_head(trial, activations=("relu", "gelu", "elu", "silu"))
     suggest_optimizer(trial)
     suggest_schedule(trial)
     trial.suggest_categorical("batch_size", [32, 64, 128, 256])
-    return {"backbone": "resnet34", "weights": "imagenet", "trainable_blocks": None, "epochs": 60,
+    return {"backbone": "resnet34", "weights": ctx.imagenet_or_random("resnet34"), "trainable_blocks": None, "epochs": 60,
             "patience": 10, **derived}

@@ -12,7 +12,7 @@ each trial) on the activations of one layer, pretrained vs. random weights.
 
 from functools import lru_cache
 
-from trainables.weights import WeightsNotFound
+from trainables.weights import WeightsNotFound, imagenet_checkpoint
 
 SCIENTIFIC = "layer"
 # Readouts are cheap, and ImageNet features need more than 32 px: the smoke profile uses the
@@ -29,21 +29,17 @@ SWEPT_LAYERS = {
 @lru_cache(maxsize=1)
 def sweep_backbone() -> str:
     """ResNet-50 if its ImageNet weights are cached here, else EfficientNet-Lite0."""
-    import torchvision
-
-    from trainables.weights import torchvision_checkpoint
-
     try:
-        torchvision_checkpoint("resnet50", torchvision.models.ResNet50_Weights.IMAGENET1K_V1)
+        imagenet_checkpoint("resnet50")
         return "resnet50"
     except WeightsNotFound:
         return "efficientnet_lite0"
 
 
-def layer_sweep(trial) -> dict:
+def layer_sweep(trial, ctx) -> dict:
     backbone = sweep_backbone()
     trial.suggest_categorical("layer", SWEPT_LAYERS[backbone])
-    trial.suggest_categorical("weights", ["imagenet", "random"])
+    fixed = ctx.suggest_weights(trial, backbone)
     trial.suggest_categorical("feature_pool", [1, 2, 4])
     trial.suggest_categorical("pca_components", [0, 256])
-    return {"model": "ridge", "backbone": backbone}
+    return {"model": "ridge", "backbone": backbone, **fixed}

@@ -18,7 +18,7 @@ POINTS_TO_EVALUATE = [
 ]
 
 
-def ridge_pixels(trial) -> dict:
+def ridge_pixels(trial, ctx) -> dict:
     regression = trial.suggest_categorical("regression", ["linear", "ridge"])
     trial.suggest_categorical("pca_components", [0, 50, 100, 200, 500, 1000])
     return {"model": "ridge", "layer": "pixels", "alpha": 0.0 if regression == "linear" else None}

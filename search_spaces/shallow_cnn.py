@@ -10,7 +10,7 @@ SCIENTIFIC = "width_mult"
 POINTS_TO_EVALUATE = [{"width_mult": 1.0, "lr": 3e-3, "weight_decay": 1e-6, "batch_size": 32}]
 
 
-def shallow_cnn(trial) -> dict:
+def shallow_cnn(trial, ctx) -> dict:
     trial.suggest_float("width_mult", 0.5, 4.0, log=True)
     trial.suggest_float("lr", 1e-4, 1e-2, log=True)
     trial.suggest_float("weight_decay", 1e-7, 1e-3, log=True)

@@ -3,7 +3,7 @@
 - scientific: ``vgg_blocks`` (first k = 1..8 conv blocks of VGG11_BN)
 - nuisance: decoder width, depth and dropout; optimiser, lr, weight decay;
   StepLR step and gamma; batch size
-- fixed: ImageNet weights, fully fine-tuned, ReLU head, 60 epochs, patience 7
+- fixed: ImageNet weights (random where they are missing in a smoke run), fully fine-tuned, ReLU head, 60 epochs, patience 7
 """
 
 from search_spaces._common import suggest_head, suggest_optimizer, suggest_step_schedule
@@ -17,11 +17,11 @@ POINTS_TO_EVALUATE = [
 ]
 
 
-def vgg_depth(trial) -> dict:
+def vgg_depth(trial, ctx) -> dict:
     trial.suggest_int("vgg_blocks", 1, 8)
     derived = suggest_head(trial)
     suggest_optimizer(trial, optimizers=("adam", "adamw"))
     derived.update(suggest_step_schedule(trial))
     trial.suggest_categorical("batch_size", [32, 64, 128])
-    return {"backbone": "vgg11_bn", "weights": "imagenet", "trainable_blocks": None, "epochs": 60,
+    return {"backbone": "vgg11_bn", "weights": ctx.imagenet_or_random("vgg11_bn"), "trainable_blocks": None, "epochs": 60,
             "patience": 7, **derived}

@@ -13,7 +13,7 @@ SCIENTIFIC = "explode"
 POINTS_TO_EVALUATE = [{"explode": True}, {"explode": False}]
 
 
-def flaky(trial) -> dict:
+def flaky(trial, ctx) -> dict:
     explode = trial.suggest_categorical("explode", [True, False])
     fixed = {"backbone": "shallow_cnn", "head_hidden": [], "batch_size": 32, "epochs": 60}
     if explode:  # SGD at an absurd rate: the loss overflows within an epoch or two

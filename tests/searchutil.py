@@ -9,9 +9,9 @@ from pathlib import Path
 TINY = ["--resolution", "32", "--images-per-object", "6", "--profile", "smoke"]
 
 
-def run_search(*args, timeout=600, script=None) -> subprocess.CompletedProcess:
+def run_search(*args, timeout=600, script=None, env=None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, script] if script else [sys.executable, "-m", "trainables.search"]
-    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def mlflow_runs(storage: Path, experiment: str):

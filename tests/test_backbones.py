@@ -50,7 +50,7 @@ def test_unknown_backbone_lists_the_registry():
 
 
 def test_missing_imagenet_weights_say_how_to_get_them(tmp_path, monkeypatch):
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(WeightsNotFound) as err:
         build_backbone(validate_config({"backbone": "resnet34", "weights": "imagenet"}))
     message = str(err.value)
@@ -62,10 +62,10 @@ def test_cached_torchvision_weights_are_loaded(tmp_path, monkeypatch):
     """A checkpoint placed in the cache is what the backbone gets."""
     import torchvision
 
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     reference = torchvision.models.resnet18(weights=None)
-    (tmp_path / "checkpoints").mkdir()
-    torch.save(reference.state_dict(), tmp_path / "checkpoints" / "resnet18-f37072fd.pth")
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(reference.state_dict(), tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
     trunk = build_backbone(validate_config({"backbone": "resnet18", "weights": "imagenet"}))
     assert torch.equal(trunk.blocks[0][0].weight, reference.conv1.weight)
 
@@ -76,11 +76,11 @@ def test_efficientnet_lite0_imagenet_weights_and_normalisation():
     from sklearn.datasets import load_sample_image
 
     from trainables.backbones import IMAGENET_NORM
-    from trainables.weights import efficientnet_lite0_checkpoint
+    from trainables.weights import imagenet_checkpoint
 
     trunk = build_backbone(validate_config({"backbone": "efficientnet_lite0", "weights": "imagenet"})).eval()
     classifier = EfficientNet.from_name("efficientnet-lite0")
-    classifier.load_state_dict(torch.load(efficientnet_lite0_checkpoint(), weights_only=True))
+    classifier.load_state_dict(torch.load(imagenet_checkpoint("efficientnet_lite0"), weights_only=True))
     image = torch.tensor(load_sample_image("china.jpg")).permute(2, 0, 1).float()[None] / 255
     image = torch.nn.functional.interpolate(image, size=224, mode="bilinear", antialias=True)
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in IMAGENET_NORM)

@@ -176,3 +176,34 @@ def test_search_imports_ray_only_after_choosing_the_auth_mode():
     code = "import sys, trainables.search; print('ray' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "False", done.stderr
+
+
+@pytest.fixture
+def empty_node_torch_home(tmp_path, monkeypatch):
+    """The torch cache of every Ray node started after this fixture: an empty folder."""
+    home = tmp_path / "node_torch_home"
+    home.mkdir()
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    return home
+
+
+def test_worker_nodes_need_no_torch_cache(empty_node_torch_home, ray_cluster, tmp_path, checkpoint_mirror):
+    """The driver fetches the ImageNet checkpoints once (from a mirror on 127.0.0.1, into its own cache) and ships
+    them through Ray's object store: trials on both nodes, whose torch caches are empty, train pretrained."""
+    import json
+
+    address, _ = ray_cluster
+    driver_home = tmp_path / "driver_torch_home"
+    storage = tmp_path / "runs"
+    done = run_search("--space", "resnet_depth", "--profile", "full", "--address", address, "--storage", str(storage),
+                      "--num-samples", "4", "--max-epochs", "1", "--weights-mirror", checkpoint_mirror.url,
+                      "--resolution", "32", "--images-per-object", "3",
+                      env={**os.environ, "TORCH_HOME": str(driver_home)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = read_trials(storage, "resnet_depth")
+    assert len(trials) == 4 and all(t["status"] == "completed" for t in trials)
+    assert len({t["node_id"] for t in trials}) == 2, "trials did not run on both nodes"
+    for params in (storage / "resnet_depth").glob("trial_*/params.json"):
+        assert json.loads(params.read_text())["weights"] == "imagenet"
+    assert len(list((driver_home / "hub" / "checkpoints").glob("resnet*.pth"))) == 4
+    assert not [p for p in empty_node_torch_home.rglob("*") if p.is_file()], "a node wrote to its torch cache"

@@ -5,7 +5,7 @@ from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
-from trainables.ridge import object_folds, ridge_cv, ridge_predict
+from trainables.ridge import gram_matrix, object_folds, ridge_cv, ridge_predict, ridge_predict_gram
 
 
 def problem(n, p, sites=6, seed=0):
@@ -62,3 +62,28 @@ def test_object_folds_keep_every_object_on_both_sides():
     objects = np.repeat([f"o{i}" for i in range(8)], 10)
     for train, test in object_folds(objects, 5, seed=0):
         assert set(objects[train]) == set(objects[test]) == set(objects)
+
+
+@pytest.mark.parametrize("components", [None, 15])
+def test_gram_path_reads_features_in_chunks_and_agrees_with_sklearn(components):
+    """Many features: one Gram matrix accumulated over column chunks (float32 products), features never copied,
+    gives sklearn's choice of alpha and its predictions, with or without PCA, despite a large common offset."""
+    x, y, objects = problem(80, 700)
+    x = (x + 40.0).astype(np.float32)  # an offset the centring must remove before float32 products
+    x_new = (np.random.default_rng(1).normal(size=(7, 700)) + 40.0).astype(np.float32)
+    folds = object_folds(objects, 5, seed=0)
+    alphas = np.logspace(-3, 5, 40)
+    gram = gram_matrix([(x, None)], n_fit=len(x), chunk=64)
+    ours = ridge_cv(None, y, folds, alphas, components=components, gram=gram)
+    direct = ridge_cv(x.astype(np.float64), y, folds, alphas, components=components)
+    assert ours.alpha == direct.alpha
+    np.testing.assert_allclose(ours.cv_scores, direct.cv_scores, atol=1e-6)
+    model = Ridge(alpha=ours.alpha) if components is None else make_pipeline(PCA(components, svd_solver="full"), Ridge(alpha=ours.alpha))
+    expected = model.fit(x.astype(np.float64), y).predict(x_new.astype(np.float64))
+    both = gram_matrix([(x, None), (x_new, None)], n_fit=len(x), chunk=64)
+    got = ridge_predict_gram(both, len(x), y, ours.alpha, components)
+    assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
+    # Rows picked by index from a larger array give the same matrix as the array of those rows.
+    rows = np.arange(0, 80, 3)
+    np.testing.assert_allclose(gram_matrix([(x, rows)], n_fit=len(rows), chunk=50),
+                               gram_matrix([(x[rows], None)], n_fit=len(rows), chunk=700), rtol=1e-5, atol=1e-2)

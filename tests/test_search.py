@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from searchutil import TINY, mlflow_runs, optuna_states, run_search
+from trainables.config import FIELDS
 from trainables.tune_glue import EPOCH_METRICS
 
 pytestmark = pytest.mark.slow
@@ -39,11 +40,18 @@ def test_search_end_to_end(tmp_path):
     states = optuna_states(storage, "shallow_cnn")
     assert collections.Counter(states.values()) == {"COMPLETE": statuses["completed"], "PRUNED": statuses["pruned"]}
 
-    # MLflow: one parent, every trial nested under it, per-epoch history, real metrics only.
+    # MLflow: one parent, every trial nested under it, per-epoch history, real metrics only; the experiment
+    # says it holds model training (MLflow 3's UI then opens on the runs table, not its GenAI view).
     client, parents, children = mlflow_runs(storage, "shallow_cnn")
     assert len(parents) == 1 and len(children) == 5
+    assert client.get_experiment_by_name("shallow_cnn").tags["mlflow.experimentKind"] == "custom_model_development"
     parent = parents[0]
     assert parent.info.status == "FINISHED"
+    exported = json.loads((storage / "shallow_cnn" / "best_config.json").read_text())["provenance"]
+    assert parent.data.tags["best_trial_id"] == exported["trial_id"]
+    assert parent.data.metrics["best_inner_ev"] == pytest.approx(exported["value"])
+    assert {k: parent.data.tags[f"best.{k}"] for k in exported["sampled"]} == {
+        k: str(v) for k, v in exported["sampled"].items()}
     assert {"space", "searcher", "scheduler", "profile", "seed", "data_fingerprint"} <= set(parent.data.params)
     assert {"git_commit", "ray_version", "optuna_version", "torch_version"} <= set(parent.data.tags)
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
@@ -54,10 +62,19 @@ def test_search_end_to_end(tmp_path):
         assert run.info.status == "FINISHED"
         trial = by_trial[run.data.tags["trial_id"]]
         assert run.data.tags["status"] == trial["status"]
-        assert set(run.data.params) == {"batch_size", "lr", "weight_decay", "width_mult"}
+        assert set(run.data.params) == set(FIELDS)  # the whole config it trained
+        assert run.data.tags["sampled"] == "batch_size,lr,weight_decay,width_mult"
         assert set(run.data.metrics) <= set(EPOCH_METRICS)
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "inner_ev")]
         assert steps == list(range(1, int(trial["epochs"]) + 1))
+
+    # optuna-dashboard opens the study: every trial, PRUNED ones with the intermediate values they reported.
+    dashboard = dashboard_study(storage / "shallow_cnn" / "optuna.db")
+    states = collections.Counter(t["state"] for t in dashboard["trials"])
+    assert states == {"Complete": statuses["completed"], "Pruned": statuses["pruned"]}
+    for t in dashboard["trials"]:
+        assert len(t["intermediate_values"]) >= 1 and {p["name"] for p in t["params"]} == {
+            "batch_size", "lr", "weight_decay", "width_mult"}
 
     # The report's point was evaluated first.
     first = json.loads((sorted((storage / "shallow_cnn").glob("trial_*/params.json"),
@@ -73,6 +90,34 @@ def test_search_end_to_end(tmp_path):
                             "--max-epochs", "1", *TINY], capture_output=True, text=True, timeout=300)
     assert train.returncode == 0, train.stderr
     assert (out / "metrics.json").exists()
+
+
+def dashboard_study(db: Path) -> dict:
+    """The study as optuna-dashboard serves it (its REST API), from a server started on 127.0.0.1 for the call."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([str(Path(sys.executable).parent / "optuna-dashboard"), f"sqlite:///{db}", "--host",
+                               "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as reply:
+                    studies = json.load(reply)["study_summaries"]
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{studies[0]['study_id']}", timeout=30) as r:
+            return json.load(r)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def _finished_trials(folder: Path) -> set:
@@ -127,3 +172,96 @@ def test_failing_trials_are_counted_and_the_study_goes_on(tmp_path):
     assert len(failed) == statuses["failed"] and all(r.info.status == "FAILED" for r in failed)
     best = json.loads((storage / "flaky" / "best_config.json").read_text())
     assert best["optimizer"] == "adam"
+
+
+def assert_one_truth(storage: Path, name: str) -> list[dict]:
+    """What ran (Ray's params.json) = what Optuna recorded = what MLflow shows = the trials table = the export.
+
+    Returns the trials' configs, each with its ``_sampled`` names, for further checks.
+    """
+    import optuna
+
+    from trainables.config import from_trial
+    from trainables.tracking import mlflow_value
+
+    folder = storage / name
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{folder / 'optuna.db'}")
+    by_number = {t.number: t for t in study.trials}
+    _, _, runs = mlflow_runs(storage, name)
+    runs = {r.data.tags["trial_id"]: r for r in runs}
+    rows = {r["trial_id"]: r for r in read_trials(storage, name)}
+    ran = []
+    for params_file in sorted(folder.glob("trial_*/params.json")):
+        params = json.loads(params_file.read_text())
+        config = from_trial(params)
+        trial_id = params_file.parent.name.removeprefix("trial_")
+        optuna_trial = by_number[params["_optuna_trial"]]
+        assert optuna_trial.params == {k: params[k] for k in params["_sampled"]}
+        assert optuna_trial.user_attrs["config"] == config
+        assert {k: v for k, v in config.items() if k in optuna_trial.params} == {
+            k: v for k, v in optuna_trial.params.items() if k in config}
+        run = runs[trial_id]
+        assert run.data.params == {k: mlflow_value(v) for k, v in config.items()}
+        assert run.data.tags["sampled"] == ",".join(params["_sampled"])
+        row = rows[trial_id]
+        for key in params["_sampled"]:
+            assert row[key] == str(params[key])
+        ran.append({**config, "_sampled": params["_sampled"], "_id": trial_id})
+    best = json.loads((folder / "best_config.json").read_text())
+    exported = next(c for c in ran if c["_id"] == best["provenance"]["trial_id"])
+    assert {k: v for k, v in best.items() if k != "provenance"} == {
+        k: v for k, v in exported.items() if not k.startswith("_")}
+    return ran
+
+
+def test_smoke_fallback_is_per_backbone_and_recorded_the_same_everywhere(tmp_path, monkeypatch):
+    """An empty torch cache: EfficientNet-Lite0 still runs pretrained (its weights ship with its package) and
+    its weights are sampled; ResNet-34 (the second point) falls back to random, and nothing anywhere says otherwise."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    storage = tmp_path / "runs"
+    done = run_search("--space", "backbone_screen", "--storage", str(storage), "--num-samples", "3",
+                      "--max-epochs", "1", "--resolution", "32", "--images-per-object", "3", "--profile", "smoke")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "those backbones run with random weights; ImageNet weights used for efficientnet_lite0" in done.stderr
+    assert "resnet34" in done.stderr.split("ImageNet weights not in the torch cache for")[1].split(":")[0]
+    ran = {c["backbone"]: c for c in assert_one_truth(storage, "backbone_screen")}
+    assert ran["efficientnet_lite0"]["weights"] == "imagenet" and "weights" in ran["efficientnet_lite0"]["_sampled"]
+    assert ran["resnet34"]["weights"] == "random" and "weights" not in ran["resnet34"]["_sampled"]
+    assert all(c["epochs"] == 1 for c in ran.values())
+    # Ended trials leave no checkpoint behind; the best trial's weights are kept once.
+    assert not list((storage / "backbone_screen").glob("trial_*/checkpoint_*"))
+    assert (storage / "backbone_screen" / "best_model.pt").is_file()
+
+
+def test_full_profile_starts_with_every_checkpoint_cached_and_records_one_truth(tmp_path, monkeypatch,
+                                                                                 checkpoint_mirror):
+    """Every torchvision checkpoint in the torch cache (torchvision's randomly initialised state dicts under the
+    real file names, see ``checkpoint_mirror``): the full profile starts, nothing falls back, one truth."""
+    home = tmp_path / "torch"
+    (home / "hub").mkdir(parents=True)
+    (home / "hub" / "checkpoints").symlink_to(checkpoint_mirror.folder)
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    storage = tmp_path / "runs"
+    done = run_search("--space", "backbone_screen", "--profile", "full", "--storage", str(storage),
+                      "--num-samples", "3", "--max-epochs", "1", "--resolution", "32", "--images-per-object", "3")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "3 completed" in done.stdout and "random weights" not in done.stderr
+    ran = assert_one_truth(storage, "backbone_screen")
+    for config in ran:
+        assert config["backbone"] != "shallow_cnn" or config["weights"] == "random"
+        assert ("weights" in config["_sampled"]) == (config["backbone"] != "shallow_cnn")
+    lite0 = [c for c in ran if c["backbone"] == "efficientnet_lite0"]  # the first point: pretrained, fine-tuned
+    assert lite0 and lite0[0]["weights"] == "imagenet"
+
+
+def test_full_profile_with_checkpoints_missing_names_every_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    storage = tmp_path / "runs"
+    done = run_search("--space", "backbone_screen", "--profile", "full", "--storage", str(storage), *TINY[:4],
+                      timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--profile full needs ImageNet weights missing for" in lines[0]
+    for name in ("resnet34-b627a593.pth", "vgg11_bn-6002323d.pth", "alexnet-owt-7be5be79.pth"):
+        assert name in lines[0]
+    assert not storage.exists()

@@ -2,9 +2,11 @@ import optuna
 import pytest
 
 from search_spaces import HELPER_PARAMS, SEARCH_SPACES, get_space, points_to_evaluate, scientific_parameter
+from search_spaces.context import BoundSpace, SpaceContext
 from searchutil import TINY, mlflow_runs, run_search
 from trainables.config import FIELDS
 from trainables.space_probe import probe_space
+from trainables.weights import IMAGENET_WEIGHTS
 
 
 @pytest.mark.parametrize("name", list(SEARCH_SPACES))
@@ -14,12 +16,12 @@ def test_space_samples_valid_configs_and_documents_itself(name):
     for word in ("scientific", "nuisance", "fixed"):
         assert word in doc, f"{name}: docstring does not mark {word} hyperparameters"
     assert scientific_parameter(name)
-    configs = probe_space(name, {}, n=40)
+    configs = probe_space(name, n=40)
     assert len(configs) == 40
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     for _ in range(40):
         trial = study.ask()
-        space(trial)
+        space(trial, SpaceContext())
         assert set(trial.params) <= set(FIELDS) | HELPER_PARAMS, set(trial.params) - set(FIELDS) - HELPER_PARAMS
         # Conditional hyperparameters are sampled only where they apply.
         if "momentum" in trial.params:
@@ -32,9 +34,9 @@ def test_space_samples_valid_configs_and_documents_itself(name):
 
 
 def test_report_points_are_in_their_spaces():
-    vgg = probe_space("vgg_depth", {}, n=1)[0]
+    vgg = probe_space("vgg_depth", n=1)[0]
     assert (vgg["vgg_blocks"], vgg["head_hidden"], vgg["head_dropout"], vgg["optimizer"]) == (5, [7000, 7000], 0.47, "adamw")
-    head = probe_space("decoder_head", {}, n=1)[0]
+    head = probe_space("decoder_head", n=1)[0]
     assert (head["backbone"], head["head_hidden"], head["head_dropout"], head["optimizer"]) == ("resnet34", [7000, 7000], 0.52, "adam")
 
 
@@ -70,3 +72,49 @@ def test_bad_input_exits_2_before_anything_is_written(tmp_path, args, message):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], done.stderr
     assert not storage.exists()
+
+
+@pytest.mark.parametrize("name", list(SEARCH_SPACES))
+def test_no_space_asks_for_weights_that_cannot_be_loaded(name):
+    """In a context where only EfficientNet-Lite0's ImageNet weights can be loaded (a CPU machine with an empty
+    torch cache), no config is pretrained on anything else, and ``weights`` is sampled only for Lite0."""
+    ctx = SpaceContext(pretrained=frozenset({"efficientnet_lite0"}))
+    for config in probe_space(name, ctx):
+        if config["weights"] == "imagenet" and not (config["model"] == "ridge" and config["layer"] == "pixels"):
+            assert config["backbone"] == "efficientnet_lite0", config
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))
+    for _ in range(200):
+        trial = study.ask()
+        fixed = BoundSpace(name, ctx)(trial)
+        if "weights" in trial.params:
+            assert {**trial.params, **fixed}["backbone"] == "efficientnet_lite0"
+        study.tell(trial, 0.0)
+
+
+def test_backbone_screen_never_pairs_a_backbone_with_weights_it_has_none_of():
+    configs = probe_space("backbone_screen")
+    pairs = {(c["backbone"], c["weights"]) for c in configs}
+    assert ("shallow_cnn", "imagenet") not in pairs and ("shallow_cnn", "random") in pairs
+    assert {b for b, w in pairs if w == "imagenet"} == set(IMAGENET_WEIGHTS)
+
+
+def test_the_epoch_cap_caps_and_never_raises():
+    capped = probe_space("decoder_head", SpaceContext(max_epochs=8), n=5)
+    assert {c["epochs"] for c in capped} == {8}
+    above = probe_space("decoder_head", SpaceContext(max_epochs=100), n=5)
+    assert {c["epochs"] for c in above} == {60}  # the recipe's 60, not the cap's 100
+    assert {c["seed"] for c in probe_space("shallow_cnn", SpaceContext(seed=7), n=3)} == {7}
+
+
+def test_a_space_may_not_fix_what_it_sampled():
+    def both(trial, ctx):
+        trial.suggest_float("lr", 1e-4, 1e-2)
+        return {"lr": 1e-3}
+
+    SEARCH_SPACES["both"] = both
+    try:
+        trial = optuna.create_study().ask()
+        with pytest.raises(ValueError, match="both samples and fixes 'lr'"):
+            BoundSpace("both", SpaceContext())(trial)
+    finally:
+        del SEARCH_SPACES["both"]

@@ -18,7 +18,15 @@ from typing import Callable
 import torch
 from torch import nn
 
-from trainables.weights import WeightsNotFound, efficientnet_lite0_checkpoint, load_torchvision_state
+from trainables.weights import load_imagenet_state
+
+# A builder takes the validated config and, optionally, the backbone's ImageNet state dict (a search ships it to
+# its trials); without one it reads the torch cache when the config asks for ImageNet weights.
+Builder = Callable[[dict, "dict | None"], "Backbone"]
+
+
+def _imagenet(name: str, state: dict | None) -> dict:
+    return state if state is not None else load_imagenet_state(name)
 
 IMAGENET_NORM = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 HALF_NORM = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -72,14 +80,10 @@ class Backbone(nn.Module):
         return self.blocks(x)
 
 
-def _no_imagenet(name: str, weights: str) -> None:
-    if weights == "imagenet":
-        raise WeightsNotFound(f"backbone '{name}' has no ImageNet weights; use weights 'random'")
-
-
-def build_shallow_cnn(config: dict) -> Backbone:
+def build_shallow_cnn(config: dict, state: dict | None = None) -> Backbone:
     """The report's four-block CNN: 3x3 conv, ReLU, 2x2 max-pool; 16-32-64-128 channels x width_mult."""
-    _no_imagenet("shallow_cnn", config["weights"])
+    if config["weights"] == "imagenet":
+        load_imagenet_state("shallow_cnn")  # raises: it has none
     widths = [max(1, round(c * config["width_mult"])) for c in (16, 32, 64, 128)]
     blocks, c_in = [], 3
     for c in widths:
@@ -88,13 +92,13 @@ def build_shallow_cnn(config: dict) -> Backbone:
     return Backbone(blocks, c_in)
 
 
-def build_vgg11_bn(config: dict) -> Backbone:
+def build_vgg11_bn(config: dict, state: dict | None = None) -> Backbone:
     """VGG11_BN truncated after its first ``vgg_blocks`` conv blocks (conv-BN-ReLU, with the pools before it)."""
     import torchvision
 
     model = torchvision.models.vgg11_bn(weights=None)
     if config["weights"] == "imagenet":
-        model.load_state_dict(load_torchvision_state("vgg11_bn", torchvision.models.VGG11_BN_Weights.IMAGENET1K_V1))
+        model.load_state_dict(_imagenet("vgg11_bn", state))
     blocks, pending = [], []
     for layer in model.features:
         pending.append(layer)
@@ -105,14 +109,13 @@ def build_vgg11_bn(config: dict) -> Backbone:
     return Backbone(kept, kept[-1][-3].out_channels)  # [-3]: the block's conv, before BN and ReLU
 
 
-def _resnet(arch: str, out_channels: int) -> Callable[[dict], Backbone]:
-    def build(config: dict) -> Backbone:
+def _resnet(arch: str, out_channels: int) -> Builder:
+    def build(config: dict, state: dict | None = None) -> Backbone:
         import torchvision
 
         model = getattr(torchvision.models, arch)(weights=None)
         if config["weights"] == "imagenet":
-            enum = torchvision.models.get_model_weights(arch).IMAGENET1K_V1
-            model.load_state_dict(load_torchvision_state(arch, enum))
+            model.load_state_dict(_imagenet(arch, state))
         stem = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool)
         return Backbone([stem, model.layer1, model.layer2, model.layer3, model.layer4], out_channels)
 
@@ -120,14 +123,13 @@ def _resnet(arch: str, out_channels: int) -> Callable[[dict], Backbone]:
     return build
 
 
-def _torchvision_features(arch: str, out_channels: int, split_on_relu: bool = False):
-    def build(config: dict) -> Backbone:
+def _torchvision_features(arch: str, out_channels: int, split_on_relu: bool = False) -> Builder:
+    def build(config: dict, state: dict | None = None) -> Backbone:
         import torchvision
 
         model = getattr(torchvision.models, arch)(weights=None)
         if config["weights"] == "imagenet":
-            enum = torchvision.models.get_model_weights(arch).IMAGENET1K_V1
-            model.load_state_dict(load_torchvision_state(arch, enum))
+            model.load_state_dict(_imagenet(arch, state))
         if split_on_relu:  # AlexNet's features are a flat list: one block per conv (+ its pool)
             layers = list(model.features)[:-1]  # the head's adaptive pool replaces the last max-pool
             for layer in layers:
@@ -159,14 +161,13 @@ class _LiteBlock(nn.Module):
         return self.block(x, drop_connect_rate=self.rate)
 
 
-def build_efficientnet_lite0(config: dict) -> Backbone:
+def build_efficientnet_lite0(config: dict, state: dict | None = None) -> Backbone:
     """EfficientNet-Lite0 (efficientnet-lite-pytorch): stem, 16 MBConv blocks, head conv; inputs (x-0.5)/0.5."""
     from efficientnet_lite_pytorch import EfficientNet
 
     model = EfficientNet.from_name("efficientnet-lite0")
     if config["weights"] == "imagenet":
-        state = torch.load(efficientnet_lite0_checkpoint(), map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
+        model.load_state_dict(_imagenet("efficientnet_lite0", state))
     act = model._swish
     n = len(model._blocks)
     rate = model._global_params.drop_connect_rate or 0.0
@@ -176,7 +177,7 @@ def build_efficientnet_lite0(config: dict) -> Backbone:
     return Backbone(blocks, model._bn1.num_features, norm=HALF_NORM)
 
 
-BACKBONES: dict[str, Callable[[dict], Backbone]] = {
+BACKBONES: dict[str, Builder] = {
     "shallow_cnn": build_shallow_cnn,
     "vgg11_bn": build_vgg11_bn,
     "resnet18": _resnet("resnet18", 512),
@@ -196,9 +197,13 @@ def check_backbone(name: str) -> None:
         raise ValueError(f"unknown backbone '{name}' (valid: {', '.join(BACKBONES)})")
 
 
-def build_backbone(config: dict) -> Backbone:
-    """Build the trunk named by ``config['backbone']`` with its weights and trainable blocks."""
+def build_backbone(config: dict, imagenet_state: dict | None = None) -> Backbone:
+    """Build the trunk named by ``config['backbone']`` with its weights and trainable blocks.
+
+    ``imagenet_state``: its ImageNet state dict, when the caller has it; else, for
+    ``weights: imagenet``, the checkpoint is read from the torch cache.
+    """
     check_backbone(config["backbone"])
-    trunk = BACKBONES[config["backbone"]](config)
+    trunk = BACKBONES[config["backbone"]](config, imagenet_state)
     trunk.set_trainable_blocks(config["trainable_blocks"])
     return trunk

@@ -43,6 +43,30 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-seed", type=int, help="seed of the synthetic data set (default 0)")
 
 
+def add_weights_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--offline", action="store_true",
+                        help="never download ImageNet weights: only the torch cache counts (also $ITSEARCH_OFFLINE=1)")
+    parser.add_argument("--weights-mirror", metavar="URL_OR_DIR",
+                        help="fetch missing ImageNet checkpoints from a lab's mirror (a base URL or a folder) instead "
+                             "of torchvision's URL (also $ITSEARCH_WEIGHTS_MIRROR)")
+
+
+def weights_policy(args: argparse.Namespace, profile: Profile | None = None):
+    """Where missing ImageNet checkpoints may come from: flags, then environment.
+
+    A smoke search (a CPU demo) uses what is cached unless a mirror is named; the full
+    profile and final training fetch what is missing unless offline.
+    """
+    from dataclasses import replace
+
+    from trainables.weights import WeightsPolicy
+
+    policy = WeightsPolicy.from_environment(args.offline, args.weights_mirror)
+    if profile is not None and profile.name == "smoke" and not policy.mirror:
+        policy = replace(policy, offline=True)
+    return policy
+
+
 def resolve_data_arguments(args: argparse.Namespace, hints: dict | None = None) -> Profile:
     """Check the data and profile flags; raise UsageError on bad ones. Loads nothing.
 

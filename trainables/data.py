@@ -133,8 +133,17 @@ def validate_arrays(arrays: dict, source: str) -> None:
             raise DataError(f"{source}: key 'reps_val' has shape {reps.shape}, expected (R>=2, "
                             f"{arrays['spikes_val'].shape[0]}, {arrays['spikes_val'].shape[1]})")
     for key, a in arrays.items():
-        if key.startswith(("stimulus", "spikes", "reps")) and not np.isfinite(a).all():
+        if not key.startswith(("stimulus", "spikes", "reps")):
+            continue
+        if not np.issubdtype(a.dtype, np.number):
+            raise DataError(f"{source}: key '{key}' must hold numbers, got dtype {a.dtype}")
+        if not _all_finite(a):
             raise DataError(f"{source}: key '{key}' holds non-finite values (NaN or inf)")
+
+
+def _all_finite(a: np.ndarray, rows: int = 256) -> bool:
+    """``np.isfinite(a).all()`` a few rows at a time (2 GB of images would need a 0.5 GB mask at once)."""
+    return all(np.isfinite(a[i : i + rows]).all() for i in range(0, len(a), rows))
 
 
 def _decode(names: np.ndarray) -> np.ndarray:

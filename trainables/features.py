@@ -64,7 +64,7 @@ def _pool(maps: torch.Tensor, pool: int) -> torch.Tensor:
 
 @torch.no_grad()
 def compute_layers(backbone: str, weights: str, layers: list[str], pool: int, images: np.ndarray,
-                   device: torch.device, batch: int = 64) -> dict[str, np.ndarray]:
+                   device: torch.device, batch: int = 64, imagenet_state: dict | None = None) -> dict[str, np.ndarray]:
     """Activations of several layers in one pass.
 
     Parameters
@@ -78,7 +78,7 @@ def compute_layers(backbone: str, weights: str, layers: list[str], pool: int, im
     # Random weights are drawn from a fixed seed, so a cached entry and a recomputed one agree.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_WEIGHTS_SEED)
-        trunk = build_backbone(validate_config({"backbone": backbone, "weights": weights}))
+        trunk = build_backbone(validate_config({"backbone": backbone, "weights": weights}), imagenet_state)
     trunk = trunk.to(device).eval()
     n_blocks = len(trunk.blocks)
     depth = {layer: _block_index(backbone, layer, n_blocks) for layer in layers}
@@ -141,8 +141,11 @@ class FeatureCache:
 
 
 def layer_features(data, backbone: str, weights: str, layers: list[str], pool: int, cache: FeatureCache | None,
-                   device: torch.device | None = None) -> dict[str, dict[str, np.ndarray]]:
+                   device: torch.device | None = None,
+                   imagenet_state: dict | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Features of ``layers`` for the train / val / test images, from the cache or computed (then cached).
+
+    ``imagenet_state``: the backbone's ImageNet state dict when the caller has it (else the torch cache).
 
     Returns
     -------
@@ -165,7 +168,8 @@ def layer_features(data, backbone: str, weights: str, layers: list[str], pool: i
         todo = [layer for layer in layers if layer in missing]
         log.info("computing %s %s features of %s on %s", backbone, weights, ", ".join(todo), device)
         for part in PARTS:
-            computed = compute_layers(backbone, weights, todo, pool, getattr(data, f"stimulus_{part}"), device)
+            computed = compute_layers(backbone, weights, todo, pool, getattr(data, f"stimulus_{part}"), device,
+                                      imagenet_state=imagenet_state)
             for layer, array in computed.items():
                 result[layer][part] = array
                 if cache is not None:

@@ -4,7 +4,8 @@ On CUDA the training images live on the GPU in bf16 and channels_last, batches
 are drawn by a device-side permutation, the forward pass runs under bf16
 autocast, Adam/AdamW are fused, and the host synchronises once per epoch (to read
 the epoch's loss and the inner-validation predictions together). On the CPU the
-same code runs in fp32.
+same code runs in fp32, reading the caller's image array where it lies (in a Ray
+trial: the object store's shared copy), so a trial adds no copy of the images.
 
 Selection uses the inner validation split carved from the training images
 (:func:`trainables.data.inner_split`); the official validation set is not seen here.
@@ -16,6 +17,7 @@ import copy
 import logging
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -81,21 +83,61 @@ def make_scheduler(config: dict, optimizer: torch.optim.Optimizer):
     return None
 
 
-def to_device_images(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Images (N, 3, H, W) as a device tensor: bf16 channels_last on CUDA, fp32 on CPU."""
-    x = torch.from_numpy(np.ascontiguousarray(images))
-    if device.type == "cuda":
-        return x.to(device=device, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
-    return x
+class DeviceImages:
+    """Images (N, 3, H, W) where a model reads them, indexed batch by batch.
+
+    On the CPU: the caller's float32 array itself, not copied (read only). With
+    ``channels_last`` (the default on CUDA): one device copy in bf16 stored as
+    (N, H, W, 3), so that a batch gathered by row indices is already channels_last;
+    gathering rows of an (N, 3, H, W) channels_last tensor returns a contiguous
+    NCHW batch, a layout conversion per batch. The copy is made in chunks, so the
+    host never holds a second full set of images.
+
+    Parameters
+    ----------
+    images : array, shape (N, 3, H, W), float32
+    device : torch.device
+    channels_last : bool, optional
+        Default: on CUDA only.
+    """
+
+    def __init__(self, images: np.ndarray, device: torch.device, channels_last: bool | None = None, chunk: int = 256):
+        self.device = device
+        self.channels_last = device.type == "cuda" if channels_last is None else channels_last
+        with warnings.catch_warnings():  # the object store's arrays are read-only; nothing here writes to them
+            warnings.simplefilter("ignore", UserWarning)
+            host = torch.from_numpy(np.asarray(images, dtype=np.float32))
+        if not self.channels_last and device.type == "cpu":
+            self.store = host
+            return
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        n, c, h, w = host.shape
+        shape = (n, h, w, c) if self.channels_last else (n, c, h, w)
+        self.store = torch.empty(shape, dtype=dtype, device=device)
+        for i in range(0, n, chunk):
+            part = host[i : i + chunk].to(device=device, non_blocking=False).to(dtype)
+            self.store[i : i + chunk] = part.permute(0, 2, 3, 1) if self.channels_last else part
+
+    def __len__(self) -> int:
+        return self.store.shape[0]
+
+    def batch(self, idx: torch.Tensor) -> torch.Tensor:
+        """Images at the row indices ``idx`` (B,) -> (B, 3, H, W), channels_last strides when stored so."""
+        rows = self.store.index_select(0, idx.to(self.store.device))
+        return rows.permute(0, 3, 1, 2) if self.channels_last else rows
 
 
 @torch.no_grad()
-def predict_standardized(model: EncodingModel, images: torch.Tensor, batch: int = EVAL_BATCH) -> torch.Tensor:
-    """Per-site z-scores for device images (N, 3, H, W) -> (N, n_sites), fp32, on the device."""
+def predict_standardized(model: EncodingModel, images: DeviceImages, idx: torch.Tensor | None = None,
+                         batch: int = EVAL_BATCH) -> torch.Tensor:
+    """Per-site z-scores for the images at ``idx`` (all when None) -> (N, n_sites), fp32, on the device."""
     was_training = model.training
     model.eval()
+    if idx is None:
+        idx = torch.arange(len(images), device=images.device)
     with _autocast(images.device):
-        out = torch.cat([model.forward_standardized(images[i : i + batch]).float() for i in range(0, len(images), batch)])
+        out = torch.cat([model.forward_standardized(images.batch(idx[i : i + batch])).float()
+                         for i in range(0, len(idx), batch)])
     model.train(was_training)
     return out
 
@@ -104,7 +146,7 @@ def predict_standardized(model: EncodingModel, images: torch.Tensor, batch: int 
 def predict(model: EncodingModel, images: np.ndarray, device: torch.device | None = None) -> np.ndarray:
     """Firing rates predicted for images (N, 3, H, W) -> array (N, n_sites)."""
     device = device or next(model.parameters()).device
-    z = predict_standardized(model, to_device_images(images, device))
+    z = predict_standardized(model, DeviceImages(images, device))
     return (z * model.rate_std + model.rate_mean).cpu().numpy()
 
 
@@ -121,24 +163,33 @@ class Trainer:
         Validated config (:func:`trainables.config.validate_config`).
     data : ITData
     device : torch.device, optional
+    max_batches : int, optional
+        Cap on the batches of an epoch (the report-scale rehearsal on a CPU only); None: every batch.
+    imagenet_state : dict, optional
+        The backbone's ImageNet state dict when the caller has it (a search ships it to its trials);
+        None: read from the torch cache when the config asks for ImageNet weights.
     """
 
-    def __init__(self, config: dict, data: ITData, device: torch.device | None = None):
+    def __init__(self, config: dict, data: ITData, device: torch.device | None = None, max_batches: int | None = None,
+                 imagenet_state: dict | None = None):
         self.config = config
         self.device = device or default_device()
+        self.max_batches = max_batches
         torch.manual_seed(config["seed"])
         fit_idx, inner_idx = inner_split(data.object_train, config["inner_val_fraction"], config["split_seed"])
         y = data.spikes_train
         mean, std = y[fit_idx].mean(axis=0), y[fit_idx].std(axis=0) + 1e-6
-        self.model = build_model(config, data.n_sites)
+        self.model = build_model(config, data.n_sites, imagenet_state)
         self.model.rate_mean.copy_(torch.from_numpy(mean))
         self.model.rate_std.copy_(torch.from_numpy(std))
         self.model.to(self.device)
         if self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
-        self.x_fit = to_device_images(data.stimulus_train[fit_idx], self.device)
+        # All training images, shared (CPU) or one device copy (CUDA); batches are gathered by index.
+        self.images = DeviceImages(data.stimulus_train, self.device)
+        self.fit_idx = torch.as_tensor(fit_idx, device=self.device)
+        self.inner_idx = torch.as_tensor(inner_idx, device=self.device)
         self.z_fit = torch.from_numpy((y[fit_idx] - mean) / std).to(self.device)
-        self.x_inner = to_device_images(data.stimulus_train[inner_idx], self.device)
         self.z_inner = ((y[inner_idx] - mean) / std).astype(np.float64)
         self.optimizer = make_optimizer(config, self.model.parameters(), self.device)
         self.scheduler = make_scheduler(config, self.optimizer)
@@ -151,7 +202,7 @@ class Trainer:
 
     @property
     def n_fit(self) -> int:
-        return len(self.x_fit)
+        return len(self.fit_idx)
 
     def train_epoch(self) -> dict:
         """One pass over the fit images and one inner-validation evaluation; one host sync."""
@@ -164,18 +215,21 @@ class Trainer:
         stops = list(range(bs, n, bs)) + [n]
         if len(stops) > 1 and stops[-1] - stops[-2] < 2:
             stops.pop(-2)
+        if self.max_batches:
+            stops = stops[: self.max_batches]
+            n = stops[-1]
         begin = 0
         for stop in stops:
-            idx = perm[begin:stop]
+            idx = perm[begin:stop]  # positions among the fit images
             with _autocast(self.device):
-                pred = model.forward_standardized(self.x_fit.index_select(0, idx))
+                pred = model.forward_standardized(self.images.batch(self.fit_idx.index_select(0, idx)))
             loss = nn.functional.mse_loss(pred.float(), self.z_fit.index_select(0, idx))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             loss_sum += loss.detach() * (stop - begin)
             begin = stop
-        z_pred = predict_standardized(model, self.x_inner)
+        z_pred = predict_standardized(model, self.images, self.inner_idx)
         # The epoch's only host synchronisation: loss and inner predictions together.
         host = torch.cat([(loss_sum / n).view(1), z_pred.flatten()]).cpu().numpy().astype(np.float64)
         train_loss, z_pred = host[0], host[1:].reshape(self.z_inner.shape)
@@ -207,8 +261,11 @@ class Trainer:
         )
 
     def state_dict(self) -> dict:
-        """Everything needed to continue this run in a new process."""
+        """Everything needed to continue this run in a new process, identically (random states included)."""
         return {
+            # The global generators draw dropout masks (and any other randomness in the model).
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
@@ -226,6 +283,9 @@ class Trainer:
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["generator"].cpu() if self.device.type == "cpu" else state["generator"])
+        torch.set_rng_state(state["rng_cpu"].cpu())
+        if self.device.type == "cuda" and state.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state(state["rng_cuda"].cpu(), self.device)
         self.epoch, self.best_ev, self.best_epoch = state["epoch"], state["best_ev"], state["best_epoch"]
         self.best_state = state["best_state"]
         self.records = list(state["records"])
@@ -243,6 +303,8 @@ def fit(
     on_epoch: Callable[[dict, Trainer], None] | None = None,
     device: torch.device | None = None,
     resume_state: dict | None = None,
+    max_batches: int | None = None,
+    imagenet_state: dict | None = None,
 ) -> History:
     """Train one configuration with early stopping on the inner-validation EV.
 
@@ -260,6 +322,10 @@ def fit(
         Default: CUDA when available.
     resume_state : dict, optional
         A ``Trainer.state_dict()`` to continue from.
+    max_batches : int, optional
+        Cap on the batches of an epoch (the report-scale rehearsal only).
+    imagenet_state : dict, optional
+        The backbone's ImageNet state dict (see :class:`Trainer`).
 
     Returns
     -------
@@ -271,7 +337,7 @@ def fit(
     DivergedError
         Non-finite training loss.
     """
-    trainer = Trainer(config, data, device)
+    trainer = Trainer(config, data, device, max_batches, imagenet_state)
     if resume_state is not None:
         trainer.load_state_dict(resume_state)
     while not trainer.should_stop():

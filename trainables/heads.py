@@ -70,11 +70,11 @@ class EncodingModel(nn.Module):
         return self.forward_standardized(images).float() * self.rate_std + self.rate_mean
 
 
-def build_model(config: dict, n_sites: int) -> EncodingModel:
-    """The encoding model a validated config describes."""
+def build_model(config: dict, n_sites: int, imagenet_state: dict | None = None) -> EncodingModel:
+    """The encoding model a validated config describes (``imagenet_state``: see :func:`build_backbone`)."""
     from trainables.backbones import build_backbone
 
-    backbone = build_backbone(config)
+    backbone = build_backbone(config, imagenet_state)
     head = DecoderHead(
         backbone.out_channels, n_sites, config["head_pool"], config["head_hidden"],
         config["head_dropout"], config["head_activation"],

@@ -21,30 +21,37 @@ from pathlib import Path
 import optuna
 
 from analysis.study import OBJECTIVE, OPTUNA_FILE, SEARCH_FILE
-from search_spaces import SEARCH_SPACES, get_space, points_to_evaluate, profile_hints, scientific_parameter
+from search_spaces import SEARCH_SPACES, points_to_evaluate, profile_hints, scientific_parameter
 from trainables.cli import (
     Parser,
     UsageError,
     add_data_arguments,
+    add_weights_arguments,
     check_tracking_uri,
     fail,
     profile_message,
     resolve_data_arguments,
     setup_logging,
+    weights_policy,
 )
+from trainables.checkpoints import BEST_WEIGHTS_FILE, keep_best_weights
 from trainables.config import ConfigError
 from trainables.profiles import Profile
-from trainables.space_probe import missing_weights, precompute_features, probe_space
+from search_spaces.context import BoundSpace, SpaceContext
+from trainables.data import DataError
+from trainables.space_probe import plan_weights, precompute_features, probe_space
 from trainables.tracking import close_search_run, start_search_run
 from trainables.samplers import SAMPLERS, make_sampler
 
 log = logging.getLogger("trainables.search")
+GIB = 1024**3
 
 
 def parse_args(argv):
     p = Parser(prog="python -m trainables.search", description=__doc__.split("\n")[0])
     p.add_argument("--space", choices=list(SEARCH_SPACES), help="the study to run")
     add_data_arguments(p)
+    add_weights_arguments(p)
     p.add_argument("--num-samples", type=int, help="trials (default: the profile's)")
     p.add_argument("--searcher", default="tpe", choices=list(SAMPLERS), help="qmc: quasi-random, to explore")
     p.add_argument("--seed", type=int, default=0, help="seed of the searcher and of every trial")
@@ -52,8 +59,12 @@ def parse_args(argv):
     p.add_argument("--reduction-factor", type=float, default=2.0, help="ASHA: keep 1/f of trials at each rung")
     p.add_argument("--gpus-per-trial", type=float, help="fractional allowed (default: 1 with a GPU, else 0)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
-    p.add_argument("--max-concurrent", type=int, help="trials at once (default: what the resources allow)")
-    p.add_argument("--checkpoint-every", type=int, default=1, help="epochs between trial checkpoints")
+    p.add_argument("--max-concurrent", type=int, help="trials at once (default: what CPUs, GPUs and memory allow)")
+    p.add_argument("--memory-per-trial", type=float,
+                   help="GiB of host memory a trial adds beyond the shared images (default: estimated per space)")
+    p.add_argument("--checkpoint-interval", type=float, default=300.0,
+                   help="seconds of training between a trial's resumable checkpoints (saving never takes more than "
+                        "10%% of a trial's time; ended trials' checkpoints are removed)")
     p.add_argument("--storage", type=Path, default=Path("runs"))
     p.add_argument("--name", help="experiment name (default: the space name)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<storage>/mlflow.db)")
@@ -67,11 +78,13 @@ def parse_args(argv):
 
 def check_numbers(args) -> None:
     for flag, value, low in (("num-samples", args.num_samples, 1), ("grace-period", args.grace_period, 1),
-                             ("max-concurrent", args.max_concurrent, 1), ("checkpoint-every", args.checkpoint_every, 1)):
+                             ("max-concurrent", args.max_concurrent, 1), ("checkpoint-interval", args.checkpoint_interval, 0)):
         if value is not None and value < low:
             raise UsageError(f"--{flag} must be >= {low}, got {value}")
     if args.reduction_factor <= 1:
         raise UsageError(f"--reduction-factor must be > 1, got {args.reduction_factor}")
+    if args.memory_per_trial is not None and args.memory_per_trial <= 0:
+        raise UsageError(f"--memory-per-trial must be > 0, got {args.memory_per_trial}")
     if args.cpus_per_trial <= 0 or (args.gpus_per_trial is not None and not 0 <= args.gpus_per_trial):
         raise UsageError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
 
@@ -95,18 +108,21 @@ def plan(args) -> dict:
         raise UsageError(f"a search named '{name}' exists in {args.storage}; use --resume, or another --name")
     tracking_uri = args.tracking_uri or f"sqlite:///{(args.storage / 'mlflow.db').resolve()}"
     check_tracking_uri(tracking_uri)
-    overrides = {} if profile.max_epochs is None else {"epochs": profile.max_epochs}
     try:
-        configs = probe_space(args.space, overrides)
+        weights = plan_weights(args.space, SpaceContext(max_epochs=profile.max_epochs, seed=args.seed),
+                               weights_policy(args, profile), fallback=profile.name != "full")
+        configs = probe_space(args.space, weights.ctx)
     except (ConfigError, ValueError) as err:
         raise UsageError(f"space '{args.space}' produces an invalid config: {err}") from None
+    if weights.missing and profile.name == "full":
+        raise UsageError(f"--profile full needs ImageNet weights missing for {', '.join(weights.missing)}: "
+                         + " | ".join(weights.missing.values()))
     notes = []
-    missing = missing_weights(configs)
-    if missing:
-        if profile.name == "full":
-            raise UsageError(next(iter(missing.values())))
-        overrides["weights"] = "random"
-        notes.append(f"ImageNet weights missing for {', '.join(missing)}: every trial uses random weights")
+    if weights.missing:
+        loaded = sorted(set(weights.wanted) - set(weights.missing))
+        notes.append(f"ImageNet weights not in the torch cache for {', '.join(weights.missing)}: those backbones run "
+                     f"with random weights" + (f"; ImageNet weights used for {', '.join(loaded)}" if loaded else ""))
+    ctx = weights.ctx
     import torch
 
     gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (1.0 if torch.cuda.is_available() else 0.0)
@@ -119,9 +135,12 @@ def plan(args) -> dict:
                     "images_per_object": profile.images_per_object, "max_epochs": profile.max_epochs},
         "data": {"source": args.data, "data_seed": args.data_seed, "resolution": profile.resolution,
                  "images_per_object": profile.images_per_object},
-        "overrides": overrides, "notes": notes,
+        "context": {"pretrained": sorted(ctx.pretrained), "max_epochs": ctx.max_epochs, "seed": ctx.seed},
+        "max_t": max(c["epochs"] for c in configs), "notes": notes,
+        # ImageNet checkpoints the driver resolved; trials get them through Ray's object store.
+        "imagenet": sorted(set(weights.found) & ctx.pretrained),
         "gpus_per_trial": gpus, "cpus_per_trial": args.cpus_per_trial, "max_concurrent": args.max_concurrent,
-        "checkpoint_every": args.checkpoint_every, "tracking_uri": tracking_uri, "address": args.address,
+        "checkpoint_interval": args.checkpoint_interval, "tracking_uri": tracking_uri, "address": args.address,
         "git_commit": git_commit(),
     }
 
@@ -150,24 +169,24 @@ def build_tuner(settings: dict, data, restore: bool):
     from ray.tune.search import ConcurrencyLimiter
 
     # Imported here, after connect_ray: Ray reads RAY_AUTH_MODE when it is first imported.
-    from trainables.tune_glue import MLflowTrials, StudySearcher, train_trial
+    from trainables.tune_glue import CheckpointJanitor, MLflowTrials, StudySearcher, train_trial
 
     threads = max(1, int(settings["cpus_per_trial"]))
     trainable = tune.with_resources(
-        tune.with_parameters(train_trial, data=data, threads=threads, checkpoint_every=settings["checkpoint_every"],
+        tune.with_parameters(train_trial, data=data, threads=threads, imagenet=ship_imagenet(settings["imagenet"]),
+                             checkpoint_interval=settings["checkpoint_interval"],
                              feature_cache=str(Path(settings["storage"]) / "features")),
-        {"cpu": settings["cpus_per_trial"], "gpu": settings["gpus_per_trial"]},
+        trial_resources(settings),
     )
     folder = Path(settings["folder"])
     if restore:
         return tune.Tuner.restore(str(folder), trainable=trainable, resume_unfinished=True, resume_errored=False,
                                   restart_errored=False)
     searcher = StudySearcher(
-        space=get_space(settings["space"]), metric=OBJECTIVE, mode="max",
+        space=BoundSpace(settings["space"], space_context(settings)), metric=OBJECTIVE, mode="max",
         points_to_evaluate=points_to_evaluate(settings["space"]) or None,
         sampler=make_sampler(settings["searcher"], settings["seed"]),
         study_name=settings["name"], storage=optuna.storages.RDBStorage(f"sqlite:///{folder / OPTUNA_FILE}"),
-        overrides={**settings["overrides"], "seed": settings["seed"]},
     )
     searcher = ConcurrencyLimiter(searcher, max_concurrent=settings["concurrency"])
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=settings["max_t"],
@@ -185,7 +204,8 @@ def build_tuner(settings: dict, data, restore: bool):
                                     num_samples=settings["num_samples"], trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
             name=settings["name"], storage_path=settings["storage"],
-            callbacks=[MLflowTrials(settings["tracking_uri"], settings["experiment_id"], settings["parent_run_id"])],
+            callbacks=[MLflowTrials(settings["tracking_uri"], settings["experiment_id"], settings["parent_run_id"]),
+                       CheckpointJanitor(OBJECTIVE)],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
             progress_reporter=reporter, verbose=1,
@@ -193,21 +213,67 @@ def build_tuner(settings: dict, data, restore: bool):
     )
 
 
+def ship_imagenet(backbones: list[str]) -> dict:
+    """The driver's ImageNet state dicts, one object-store entry per backbone: workers need no torch cache.
+
+    Each trial fetches only its own backbone's entry.
+    """
+    import ray
+
+    from trainables.weights import load_imagenet_state
+
+    return {name: ray.put(load_imagenet_state(name)) for name in backbones}
+
+
+def space_context(settings: dict) -> SpaceContext:
+    """The context a search's space is sampled in, as saved in its settings."""
+    c = settings["context"]
+    return SpaceContext(pretrained=frozenset(c["pretrained"]), max_epochs=c["max_epochs"], seed=c["seed"])
+
+
 def trial_dirname(trial) -> str:
     """Short trial folder names (Ray's default spells out the whole config)."""
     return f"trial_{trial.trial_id}"
 
 
+def trial_resources(settings: dict):
+    """Each trial's request to Ray: the search's CPUs and GPUs per trial, and the memory its own config needs."""
+    from trainables.budgets import TrialResources
+
+    fixed = settings["memory"]["fixed_gib"]
+    return TrialResources(settings["cpus_per_trial"], settings["gpus_per_trial"], settings["memory"],
+                          int(fixed * GIB) if fixed else None)
+
+
+def memory_range(settings: dict) -> tuple[int, int]:
+    """Smallest and largest memory request among the configs the space can sample (bytes)."""
+    resources = trial_resources(settings)
+    needs = [resources.memory(c) for c in probe_space(settings["space"], space_context(settings))]
+    return min(needs), max(needs)
+
+
 def concurrency(settings: dict) -> int:
-    """Trials at once: the flag, else as many as the cluster's CPUs and GPUs allow."""
+    """Trials at once: the flag, else as many as the cluster's CPUs, GPUs and host memory allow.
+
+    Memory is Ray's ``memory`` resource (what a node offers to tasks, the object store
+    holding the shared images excluded); each trial also asks Ray for its share, so
+    that no node runs more trials than its memory holds.
+    """
     import ray
 
+    largest = max((n["Resources"].get("memory", 0) for n in ray.nodes() if n.get("Alive")), default=0)
+    least, most = memory_range(settings)
+    if largest and most > largest:
+        raise UsageError(f"a trial of this search may need about {most / GIB:.1f} GiB of host memory, the largest Ray "
+                         f"node offers {largest / GIB:.1f} GiB (set --memory-per-trial to override the estimate)")
     if settings.get("max_concurrent"):
         return settings["max_concurrent"]
     resources = ray.cluster_resources()
     fits = [int(resources.get("CPU", 1) // settings["cpus_per_trial"])]
     if settings["gpus_per_trial"] > 0:
         fits.append(int(resources.get("GPU", 0) // settings["gpus_per_trial"]))
+    if resources.get("memory"):  # each trial reserves its own need; this bounds how many Optuna keeps pending
+        fits.append(int(resources["memory"] // least))
     return max(1, min(fits))
 
 
@@ -216,13 +282,18 @@ def finish(settings: dict) -> dict:
     from analysis.export import NothingToExport, export
     from analysis.study import load_trials, status_counts
 
-    counts = status_counts(load_trials(Path(settings["folder"])))
+    trials = load_trials(Path(settings["folder"]))
+    counts = status_counts(trials)
     summary = {"counts": counts, "best": None}
     try:
         best_path, best = export(Path(settings["storage"]), settings["name"])
         summary.update(best=best, best_path=str(best_path))
     except NothingToExport as err:
         log.warning("%s", err)
+    best_id = summary["best"]["provenance"]["trial_id"] if summary["best"] else None
+    weights = keep_best_weights(trials, best_id, Path(settings["folder"]) / BEST_WEIGHTS_FILE)
+    if weights:
+        summary["best_weights"] = str(weights)
     complete = counts["running"] == 0 and sum(counts.values()) >= settings["num_samples"]
     close_search_run(settings, counts, summary["best"], summary.get("best_path"), complete)
     return summary
@@ -242,6 +313,8 @@ def print_summary(settings: dict, summary: dict, seconds: float) -> None:
         print(f"best trial {p['trial_id']}: inner-validation EV {p['value']:.4f} after {epochs} epoch{'s' * (epochs > 1)}")
         print("sampled: " + json.dumps(shown))
         print(f"exported: {summary['best_path']}  (train it: python -m trainables.train --config {summary['best_path']})")
+        if summary.get("best_weights"):
+            print(f"its weights (best epoch): {summary['best_weights']}")
     print(f"trials table: {Path(settings['folder']) / 'trials.csv'}")
     uri = settings["tracking_uri"]
     if uri.startswith("sqlite:"):
@@ -284,9 +357,7 @@ def load_search_data(settings: dict):
     from trainables.synthetic import SyntheticSpec
 
     d = settings["data"]
-    data = load_dataset(d["source"], SyntheticSpec(d["data_seed"], d["resolution"], d["images_per_object"]))
-    log.info("data %s", data.describe())
-    return data
+    return load_dataset(d["source"], SyntheticSpec(d["data_seed"], d["resolution"], d["images_per_object"]))
 
 
 def announce(settings: dict, args) -> None:
@@ -305,24 +376,36 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     try:
         settings = plan_resume(args) if args.resume else plan(args)
-    except UsageError as err:
+        # Loaded (and validated) before Ray starts or anything is written: a bad file costs nothing.
+        data = load_search_data(settings)
+        if args.resume and data.fingerprint != settings.get("data_fingerprint", data.fingerprint):
+            raise UsageError(f"the data of search '{settings['name']}' changed since it started (fingerprint "
+                             f"{data.fingerprint}, was {settings['data_fingerprint']}): start a new search")
+    except (UsageError, DataError) as err:
         fail(str(err))
     announce(settings, args)
+    log.info("data %s", data.describe())
     connect_ray(settings.get("address"))
-    data = load_search_data(settings)
     folder = Path(settings["folder"])
     start = time.perf_counter()
     if not args.resume:
-        settings["concurrency"] = concurrency(settings)
-        settings["max_t"] = settings["profile"]["max_epochs"] or 60
+        settings["memory"] = {"fixed_gib": args.memory_per_trial, "n_sites": data.n_sites,
+                              "n_images": len(data.stimulus_train) + len(data.stimulus_val) + len(data.stimulus_test),
+                              "image_shape": list(data.stimulus_train.shape[1:])}
+        try:
+            settings["concurrency"] = concurrency(settings)
+        except UsageError as err:
+            fail(str(err))
         folder.mkdir(parents=True, exist_ok=True)
         settings.update(start_search_run(settings, data.fingerprint))
         (folder / SEARCH_FILE).write_text(json.dumps(settings, indent=2) + "\n")
-    precompute_features(settings["space"], settings["overrides"], data, Path(settings["storage"]))
+    precompute_features(settings["space"], space_context(settings), data, Path(settings["storage"]))
     # Optuna's default of one pending trial would start fractional-GPU trials one after another.
     os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(settings["concurrency"])
-    log.info("running up to %d trials at once (%g CPU, %g GPU each)", settings["concurrency"],
-             settings["cpus_per_trial"], settings["gpus_per_trial"])
+    least, most = memory_range(settings)
+    log.info("running up to %d trials at once (%g CPU, %g GPU and %s GiB of host memory each)", settings["concurrency"],
+             settings["cpus_per_trial"], settings["gpus_per_trial"],
+             f"{least / GIB:.1f}" if least == most else f"{least / GIB:.1f} to {most / GIB:.1f}")
     build_tuner(settings, data, restore=args.resume).fit()
     summary = finish(settings)
     counts = summary["counts"]

@@ -14,23 +14,38 @@ tagged with the search and trial it came from.
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 SCORES = ("ev", "r_mean", "r_median", "r2", "noise_ceiling_ev", "ev_normalized", "inner_ev")
 
 
+def mlflow_value(value) -> str:
+    """A config value as an MLflow param: strings as they are, anything else as JSON (``null``, ``[7000, 7000]``)."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+# MLflow 3 opens an experiment in its GenAI view (traces, sessions) unless it says it holds model training.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def experiment_id(client, name: str, tracking_uri: str) -> str:
-    """The experiment called ``name``, created (with a local artifact folder for SQLite stores) when missing."""
+    """The experiment called ``name``, created (with a local artifact folder for SQLite stores) when missing,
+    and tagged as model training so that the MLflow UI opens on its runs table."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
+        if experiment.tags.get("mlflow.experimentKind") != EXPERIMENT_KIND["mlflow.experimentKind"]:
+            for key, value in EXPERIMENT_KIND.items():
+                client.set_experiment_tag(experiment.experiment_id, key, value)
         return experiment.experiment_id
     location = None
     if tracking_uri.startswith("sqlite:///"):
         # Without an explicit location, artifacts land relative to the current directory.
         location = (Path(tracking_uri[len("sqlite:///"):]).resolve().parent / "mlartifacts").as_uri()
-    return client.create_experiment(name, artifact_location=location)
+    return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
 
 
 def start_search_run(settings: dict, data_fingerprint: str) -> dict:
@@ -49,8 +64,11 @@ def start_search_run(settings: dict, data_fingerprint: str) -> dict:
 
     params = {"space": settings["space"], "searcher": settings["searcher"], "scheduler": settings["scheduler"],
               "profile": settings["profile"]["name"], "seed": settings["seed"], "data": settings["data"]["source"],
-              "data_fingerprint": data_fingerprint, "num_samples": settings["num_samples"]}
-    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+              "data_fingerprint": data_fingerprint, "num_samples": settings["num_samples"],
+              # What the space was told it can run: the profile's epoch cap, the loadable ImageNet weights.
+              "epoch_cap": settings["context"]["max_epochs"],
+              "imagenet_backbones": ",".join(settings["context"]["pretrained"])}
+    client.log_batch(run.info.run_id, params=[Param(k, mlflow_value(v)) for k, v in params.items()])
     return {"experiment_id": exp, "parent_run_id": run.info.run_id, "data_fingerprint": data_fingerprint}
 
 
@@ -63,6 +81,10 @@ def close_search_run(settings: dict, counts: dict, best: dict | None, best_path:
     if best_path:
         client.log_artifact(run_id, best_path)
         client.log_metric(run_id, "best_inner_ev", best["provenance"]["value"])
+        # Tags, not params: a resumed search may find a better trial and must be able to say so.
+        client.set_tag(run_id, "best_trial_id", best["provenance"]["trial_id"])
+        for key, value in best["provenance"].get("sampled", {}).items():
+            client.set_tag(run_id, f"best.{key}", mlflow_value(value))
     client.log_artifact(run_id, str(Path(settings["folder"]) / "trials.csv"))
     for status, n in counts.items():
         client.log_metric(run_id, f"trials_{status}", n)
@@ -113,8 +135,8 @@ def log_final_training(tracking_uri: str, config: dict, metrics: dict, out: Path
     run_id = run.info.run_id
     from mlflow.entities import Metric, Param
 
-    params = [Param(k, str(v)) for k, v in sorted(config.items())]
-    stamp = 0
+    params = [Param(k, mlflow_value(v)) for k, v in sorted(config.items())]
+    stamp = int(time.time() * 1000)
     scores = [Metric(f"val_{k}", float(metrics[k]), stamp, 0) for k in SCORES if metrics.get(k) is not None]
     client.log_batch(run_id, params=params, metrics=scores)
     for path in sorted(Path(out).iterdir()):

@@ -27,18 +27,20 @@ from trainables.cli import (
     Parser,
     UsageError,
     add_data_arguments,
+    add_weights_arguments,
     check_tracking_uri,
     fail,
     load_data,
     profile_message,
     resolve_data_arguments,
     setup_logging,
+    weights_policy,
 )
 from trainables.config import ConfigError, hyperparameters, load_config
 from trainables.data import ITData
 from trainables.devices import default_device
 from trainables.fit import fit, predict
-from trainables.weights import WeightsNotFound
+from trainables.weights import WeightsNotFound, fetch_imagenet
 
 log = logging.getLogger("trainables.train")
 
@@ -160,6 +162,7 @@ def parse_args(argv):
     parser = Parser(prog="python -m trainables.train", description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True, help="JSON config (as exported by the search)")
     add_data_arguments(parser)
+    add_weights_arguments(parser)
     parser.add_argument("--storage", type=Path, default=Path("runs"), help="where runs live (default ./runs)")
     parser.add_argument("--out", type=Path,
                         help="output folder (default: <storage>/train/<search name, or config file name>)")
@@ -187,7 +190,10 @@ def main(argv: list[str] | None = None) -> int:
             args.tracking_uri or provenance.get("tracking_uri") or f"sqlite:///{(args.storage / 'mlflow.db').resolve()}")
         if tracking_uri:
             check_tracking_uri(tracking_uri)
-        # Build once on the CPU so that missing ImageNet weights fail here, before data or outputs.
+        # ImageNet weights: from the torch cache, else fetched once (unless --offline), before data or outputs.
+        if config["weights"] == "imagenet" and not (config["model"] == "ridge" and config["layer"] == "pixels"):
+            fetch_imagenet(config["backbone"], weights_policy(args))
+        # Build once on the CPU so that a config that cannot be built fails here too.
         from trainables.heads import build_model
 
         build_model(config, 1)
@@ -197,16 +203,17 @@ def main(argv: list[str] | None = None) -> int:
             if config["layer"] not in layer_names(config["backbone"]):
                 raise UsageError(f"config key 'layer': {config['layer']!r} is not a layer of {config['backbone']} "
                                  f"(valid: pixels, {', '.join(layer_names(config['backbone']))})")
+        # Loaded (and validated) before any output is written: a bad file costs nothing.
+        data = load_data(args, profile)
     except (ConfigError, UsageError, WeightsNotFound, ValueError) as err:
         fail(str(err))
-    config = profile.cap_epochs(hyperparameters(config))
-    out = args.out or args.storage / "train" / (provenance.get("experiment") or Path(args.config).stem)
-    feature_cache = args.feature_cache or args.storage / "features"
     log.info("%s", profile_message(args, profile))
     if from_export:
         log.info("data settings from the export's provenance: %s", ", ".join(from_export))
-    data = load_data(args, profile)
     log.info("data %s", data.describe())
+    config = profile.cap_epochs(hyperparameters(config))
+    out = args.out or args.storage / "train" / (provenance.get("experiment") or Path(args.config).stem)
+    feature_cache = args.feature_cache or args.storage / "features"
     if args.seeds == 1:
         metrics = train_one(config, data, out, provenance, feature_cache, tracking_uri)
     else:

