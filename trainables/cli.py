@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from trainables.data import ITData, check_source, load_dataset
-from trainables.profiles import Profile, resolve_profile
+from trainables.profiles import Profile, epoch_cap_text, resolve_profile
 
 
 class UsageError(ValueError):
@@ -102,7 +102,7 @@ def profile_message(args: argparse.Namespace, profile: Profile) -> str:
     if args.data == "synthetic":
         base = profile.describe()
     else:
-        cap = "no epoch cap" if profile.max_epochs is None else f"at most {profile.max_epochs} epochs"
+        cap = epoch_cap_text(profile.max_epochs)
         base = f"profile {profile.name}: data {args.data}, {cap}"
     if profile.name == "smoke":
         base += " (reduced for a CPU; --profile full runs at report scale)"

@@ -47,9 +47,16 @@ class Profile:
         return {**config, "epochs": self.max_epochs}
 
     def describe(self) -> str:
-        cap = "no epoch cap" if self.max_epochs is None else f"at most {self.max_epochs} epochs"
+        cap = epoch_cap_text(self.max_epochs)
         n = self.synthetic_spec().n_images
         return f"profile {self.name}: synthetic data at {self.resolution} px, {n} images, {cap}"
+
+
+def epoch_cap_text(max_epochs: int | None) -> str:
+    """``no epoch cap``, ``at most 1 epoch``, ``at most 8 epochs``."""
+    if max_epochs is None:
+        return "no epoch cap"
+    return f"at most {max_epochs} epoch{'s' * (max_epochs != 1)}"
 
 
 PROFILES: dict[str, Profile] = {
