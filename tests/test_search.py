@@ -31,6 +31,7 @@ def test_search_end_to_end(tmp_path):
                       "--grace-period", "1", "--reduction-factor", "3", *TINY)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "best trial" in done.stdout and "mlflow ui --backend-store-uri sqlite:///" in done.stdout
+    assert "/runs?workflowType=machine_learning" in done.stdout  # opens MLflow 3 on the runs table
     trials = read_trials(storage, "shallow_cnn")
     assert len(trials) == 5
     statuses = collections.Counter(t["status"] for t in trials)

@@ -317,10 +317,13 @@ def print_summary(settings: dict, summary: dict, seconds: float) -> None:
             print(f"its weights (best epoch): {summary['best_weights']}")
     print(f"trials table: {Path(settings['folder']) / 'trials.csv'}")
     uri = settings["tracking_uri"]
+    # MLflow 3.17's UI picks its GenAI or model-training layout from this URL parameter (or the browser's last
+    # choice); the experiment's kind tag alone does not switch it.
+    page = f"#/experiments/{settings['experiment_id']}/runs?workflowType=machine_learning"
     if uri.startswith("sqlite:"):
-        print(f"browse the trials: mlflow ui --backend-store-uri {uri}  (then open http://127.0.0.1:5000)")
+        print(f"browse the trials: mlflow ui --backend-store-uri {uri}  (then open http://127.0.0.1:5000/{page})")
     else:
-        print(f"browse the trials: {uri}")
+        print(f"browse the trials: {uri.rstrip('/')}/{page}")
 
 
 def ray_token_available() -> bool:
