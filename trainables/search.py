@@ -22,6 +22,7 @@ import optuna
 
 from analysis.study import OBJECTIVE, OPTUNA_FILE, SEARCH_FILE
 from search_spaces import SEARCH_SPACES, points_to_evaluate, profile_hints, scientific_parameter
+from search_spaces.context import BoundSpace, SpaceContext
 from trainables.cli import (
     Parser,
     UsageError,
@@ -36,9 +37,8 @@ from trainables.cli import (
 )
 from trainables.checkpoints import BEST_WEIGHTS_FILE, keep_best_weights
 from trainables.config import ConfigError
-from trainables.profiles import Profile
-from search_spaces.context import BoundSpace, SpaceContext
 from trainables.data import DataError
+from trainables.profiles import Profile
 from trainables.space_probe import plan_weights, precompute_features, probe_space
 from trainables.tracking import close_search_run, start_search_run
 from trainables.samplers import SAMPLERS, make_sampler
@@ -173,7 +173,7 @@ def build_tuner(settings: dict, data, restore: bool):
 
     threads = max(1, int(settings["cpus_per_trial"]))
     trainable = tune.with_resources(
-        tune.with_parameters(train_trial, data=data, threads=threads, imagenet=ship_imagenet(settings["imagenet"]),
+        tune.with_parameters(train_trial, data=data, threads=threads, imagenet=ship_imagenet(settings.get("imagenet", [])),
                              checkpoint_interval=settings["checkpoint_interval"],
                              feature_cache=str(Path(settings["storage"]) / "features")),
         trial_resources(settings),
