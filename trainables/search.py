@@ -42,6 +42,8 @@ from trainables.profiles import Profile
 from trainables.space_probe import plan_weights, precompute_features, probe_space
 from trainables.tracking import close_search_run, start_search_run
 from trainables.samplers import SAMPLERS, make_sampler
+from trainables.schedulers import SCHEDULERS, make_scheduler
+from trainables.schedulers import describe as describe_scheduler
 
 log = logging.getLogger("trainables.search")
 GIB = 1024**3
@@ -55,8 +57,11 @@ def parse_args(argv):
     p.add_argument("--num-samples", type=int, help="trials (default: the profile's)")
     p.add_argument("--searcher", default="tpe", choices=list(SAMPLERS), help="qmc: quasi-random, to explore")
     p.add_argument("--seed", type=int, default=0, help="seed of the searcher and of every trial")
-    p.add_argument("--grace-period", type=int, default=2, help="ASHA: epochs before a trial can be stopped")
-    p.add_argument("--reduction-factor", type=float, default=2.0, help="ASHA: keep 1/f of trials at each rung")
+    p.add_argument("--scheduler", default="asha", choices=list(SCHEDULERS),
+                   help="early stopping: asha, hyperband (asynchronous, several brackets) or fifo (none)")
+    p.add_argument("--grace-period", type=int, default=2, help="ASHA/Hyperband: epochs before a trial can be stopped")
+    p.add_argument("--reduction-factor", type=float, default=2.0,
+                   help="ASHA/Hyperband: keep 1/f of the trials at each rung")
     p.add_argument("--gpus-per-trial", type=float, help="fractional allowed (default: 1 with a GPU, else 0)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--max-concurrent", type=int, help="trials at once (default: what CPUs, GPUs and memory allow)")
@@ -128,7 +133,7 @@ def plan(args) -> dict:
     gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (1.0 if torch.cuda.is_available() else 0.0)
     return {
         "space": args.space, "scientific": scientific_parameter(args.space), "name": name, "folder": str(folder), "storage": str(args.storage.resolve()),
-        "searcher": args.searcher, "seed": args.seed, "scheduler": "asha",
+        "searcher": args.searcher, "seed": args.seed, "scheduler": args.scheduler,
         "grace_period": args.grace_period, "reduction_factor": args.reduction_factor,
         "num_samples": args.num_samples or profile.num_samples,
         "profile": {"name": profile.name, "resolution": profile.resolution,
@@ -165,7 +170,6 @@ def plan_resume(args) -> dict:
 def build_tuner(settings: dict, data, restore: bool):
     """The Tuner of a search (new or restored): same trainable, searcher, scheduler and callbacks."""
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
 
     # Imported here, after connect_ray: Ray reads RAY_AUTH_MODE when it is first imported.
@@ -189,9 +193,7 @@ def build_tuner(settings: dict, data, restore: bool):
         study_name=settings["name"], storage=optuna.storages.RDBStorage(f"sqlite:///{folder / OPTUNA_FILE}"),
     )
     searcher = ConcurrencyLimiter(searcher, max_concurrent=settings["concurrency"])
-    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=settings["max_t"],
-                              grace_period=min(settings["grace_period"], settings["max_t"]),
-                              reduction_factor=settings["reduction_factor"])
+    scheduler = make_scheduler(settings)
     scientific = scientific_parameter(settings["space"])
     reporter = tune.CLIReporter(
         metric_columns={"training_iteration": "epoch", "inner_ev": "inner EV", "inner_r": "inner r",
@@ -368,8 +370,8 @@ def announce(settings: dict, args) -> None:
         log.info("resuming search '%s' from %s", settings["name"], settings["folder"])
         return
     log.info("%s", profile_message(args, Profile(**{**settings["profile"], "num_samples": settings["num_samples"]})))
-    log.info("study %s: %d trials, searcher %s, ASHA (grace %d, reduction %g)", settings["space"],
-             settings["num_samples"], settings["searcher"], settings["grace_period"], settings["reduction_factor"])
+    log.info("study %s: %d trials, searcher %s", settings["space"], settings["num_samples"], settings["searcher"])
+    log.info("%s", describe_scheduler(settings))
     for note in settings["notes"]:
         log.info("%s", note)
 
