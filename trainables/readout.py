@@ -93,8 +93,8 @@ def _fit_ridge_gram(config: dict, fit: Rows, y_fit: np.ndarray, objects_fit: np.
                     components: int | None) -> ReadoutFit:
     """:func:`fit_ridge` through one Gram matrix of the fitted rows followed by every row to predict."""
     parts = list(new)
-    gram = gram_matrix([fit, *(new[p] for p in parts)], n_fit=_count(fit))
     n_fit, n_features = _count(fit), fit[0].shape[1]
+    gram = gram_matrix([fit, *(new[p] for p in parts)], n_fit=n_fit)
     g_fit = gram[:n_fit, :n_fit]
     # Mean feature variance over the fitted rows: trace of their centred kernel / (n p); scaling x scales G by s^2.
     variance = float((torch.trace(g_fit) - g_fit.sum() / n_fit) / (n_fit * n_features))

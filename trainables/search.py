@@ -264,7 +264,7 @@ def concurrency(settings: dict) -> int:
     import ray
 
     largest = max((n["Resources"].get("memory", 0) for n in ray.nodes() if n.get("Alive")), default=0)
-    least, most = memory_range(settings)
+    least, most = settings["memory"]["range"]
     if largest and most > largest:
         raise UsageError(f"a trial of this search may need about {most / GIB:.1f} GiB of host memory, the largest Ray "
                          f"node offers {largest / GIB:.1f} GiB (set --memory-per-trial to override the estimate)")
@@ -397,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         settings["memory"] = {"fixed_gib": args.memory_per_trial, "n_sites": data.n_sites,
                               "n_images": len(data.stimulus_train) + len(data.stimulus_val) + len(data.stimulus_test),
                               "image_shape": list(data.stimulus_train.shape[1:])}
+        settings["memory"]["range"] = memory_range(settings)
         try:
             settings["concurrency"] = concurrency(settings)
         except UsageError as err:
@@ -407,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     precompute_features(settings["space"], space_context(settings), data, Path(settings["storage"]))
     # Optuna's default of one pending trial would start fractional-GPU trials one after another.
     os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(settings["concurrency"])
-    least, most = memory_range(settings)
+    least, most = settings["memory"]["range"]
     log.info("running up to %d trials at once (%g CPU, %g GPU and %s GiB of host memory each)", settings["concurrency"],
              settings["cpus_per_trial"], settings["gpus_per_trial"],
              f"{least / GIB:.1f}" if least == most else f"{least / GIB:.1f} to {most / GIB:.1f}")
