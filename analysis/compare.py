@@ -3,7 +3,8 @@
     python -m analysis.compare [--storage DIR] [--out FILE]
 
 Reads every ``metrics.json`` written by ``trainables.train`` under ``<storage>/train``
-and writes a Markdown table (``--out``, default ``<storage>/compare.md``), the same
+(with the object and category ideal observers of each data set the models were scored on:
+each image predicted by its label's mean training response, no pixels) and writes a Markdown table (``--out``, default ``<storage>/compare.md``), the same
 as CSV beside it, and a bar chart of validation EV with the noise ceiling.
 """
 
@@ -25,14 +26,19 @@ COLUMNS = ("model", "EV", "EV sd", "mean r", "median r", "noise ceiling EV", "se
 
 def collect(storage: Path) -> list[dict]:
     """One row per trained model folder (a ``--seeds N`` folder counts once, with its spread)."""
-    rows = []
+    rows, references = [], {}
     for path in sorted((Path(storage) / "train").glob("*/metrics.json")):
         m = json.loads(path.read_text())
         rows.append({"model": path.parent.name, "EV": m["ev"], "EV sd": m.get("ev_std"),
                      "mean r": m["r_mean"], "median r": m["r_median"],
                      "noise ceiling EV": m.get("noise_ceiling_ev"), "seeds": len(m.get("seeds") or [m.get("seed")]),
                      "data": m.get("data_fingerprint", "")})
-    return sorted(rows, key=lambda r: r["EV"])
+        # The ideal observers of the data each model was scored on: once per data set.
+        for name, ev in m.get("references", {}).items():
+            references[(name, rows[-1]["data"])] = {
+                "model": f"{name} (labels only)", "EV": ev, "EV sd": None, "mean r": None, "median r": None,
+                "noise ceiling EV": rows[-1]["noise ceiling EV"], "seeds": "", "data": rows[-1]["data"]}
+    return sorted(rows + list(references.values()), key=lambda r: r["EV"])
 
 
 def _fmt(value) -> str:
@@ -48,7 +54,8 @@ def write_markdown(rows: list[dict], path: Path) -> None:
                                        for c in COLUMNS) + " |")
     lines.append("")
     lines.append("EV, r and ceiling in % on the official validation set; EV ceiling = split-half reliability "
-                 "(Spearman-Brown) of the trial-averaged responses.")
+                 "(Spearman-Brown) of the trial-averaged responses. Ideal observers (labels only): each image "
+                 "predicted by its object's / category's mean training response; a model of IT should beat them.")
     Path(path).write_text("\n".join(lines) + "\n")
 
 
@@ -62,8 +69,11 @@ def write_csv(rows: list[dict], path: Path) -> None:
 def plot_bars(rows: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(rows) + 2), 4))
     x = range(len(rows))
-    ax.bar(x, [100 * r["EV"] for r in rows], yerr=[100 * (r["EV sd"] or 0) for r in rows], color="tab:blue",
-           capsize=3, label="validation EV")
+    reference = ["labels only" in r["model"] for r in rows]
+    ax.bar(x, [100 * r["EV"] for r in rows], yerr=[100 * (r["EV sd"] or 0) for r in rows],
+           color=["tab:gray" if ref else "tab:blue" for ref in reference], capsize=3, label="validation EV")
+    if any(reference):
+        ax.bar([0], [0], color="tab:gray", label="ideal observer (labels only)")
     ceilings = [r["noise ceiling EV"] for r in rows]
     if any(c is not None for c in ceilings):
         ax.scatter(x, [100 * c if c is not None else float("nan") for c in ceilings], marker="_", s=400, color="k",

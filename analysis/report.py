@@ -138,11 +138,27 @@ def build_report(storage: Path, name: str, out: Path | None = None) -> Path:
     return index
 
 
+def input_resolution_note(settings: dict) -> str:
+    """At what size the study's networks saw the stimuli (a decision, stated in every report)."""
+    shape = (settings.get("memory") or {}).get("image_shape")
+    side = shape[-1] if shape else settings["profile"]["resolution"]
+    note = (f"Networks saw the stimuli at {side} px, the size stored in the data: no resizing, in readouts and "
+            "fine-tuning alike.")
+    if side < 224:
+        note += (" ImageNet-trained networks learnt at 224 px and see small images badly: below 224 px their "
+                 "readouts and fine-tuning understate what they reach at the recordings' size.")
+    return note
+
+
 def _render(settings, counts, best, warnings, rechecks, imp, figures) -> str:
     parts = [f"<h1>Search {html.escape(settings['name'])} ({html.escape(settings['space'])})</h1>"]
     parts.append(_table([[settings["searcher"], settings["profile"]["name"], settings.get("data_fingerprint", ""),
                           counts["completed"], counts["pruned"], counts["failed"], counts["running"]]],
                         ["searcher", "profile", "data", "completed", "pruned", "failed", "unfinished"]))
+    parts.append(f"<p>{html.escape(input_resolution_note(settings))}</p>")
+    if settings.get("references"):
+        parts.append("<p>For scale, on the trials' inner split (labels only, no pixels): " + ", ".join(
+            f"{html.escape(name)} EV {ev:.4f}" for name, ev in settings["references"].items()) + ".</p>")
     if warnings:
         parts.append("<div class='warn'><b>Warnings</b><ul>" + "".join(
             f"<li>{html.escape(w)}</li>" for w in warnings) + "</ul></div>")

@@ -104,11 +104,14 @@ def test_synth_command_writes_a_loadable_file(tmp_path):
     assert data.stimulus_train.shape[1:] == (3, 16, 16)
 
 
-def test_synthetic_rewards_tolerant_features(tiny_data):
-    """Object identity explains the responses; the mean luminance alone explains little."""
+def test_synthetic_responses_are_more_than_the_object(tiny_data):
+    """The object's mean response explains some of a site's variance, far from all (v3: about 3/4 here).
+
+    In-sample, with 8 training images per object, the object means also fit about an eighth of the noise.
+    """
     objects = tiny_data.object_train
     means = {o: tiny_data.spikes_train[objects == o].mean(0) for o in np.unique(objects)}
     by_object = np.stack([means[o] for o in objects])
     resid = tiny_data.spikes_train - by_object
     share = 1 - resid.var(0) / tiny_data.spikes_train.var(0)
-    assert share.mean() > 0.3
+    assert 0.1 < share.mean() < 0.4

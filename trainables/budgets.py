@@ -87,6 +87,8 @@ def trial_memory_bytes(config: dict, n_images: int, image_shape: tuple, n_sites:
         Whether the trial trains on a GPU (activations then live in GPU memory).
     """
     values_per_image = int(torch.tensor(image_shape).prod())
+    if config["model"] == "lookup":
+        return PROCESS_BYTES
     if config["model"] == "ridge":
         gram = 8 * n_images**2
         chunk = 4 * 3 * GRAM_CHUNK * n_images  # a chunk, its float32 copy and its centred copy

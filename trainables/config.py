@@ -33,8 +33,10 @@ class Field:
 
 _NUM = (int, float)
 FIELDS: dict[str, Field] = {
-    # what is fitted: a network trained end to end, or a ridge readout of fixed features
-    "model": Field((str,), "network", ("network", "ridge")),
+    # what is fitted: a network trained end to end, a ridge readout of fixed features, or an ideal observer
+    # (each image predicted by its object's or category's mean training response: no pixels at all)
+    "model": Field((str,), "network", ("network", "ridge", "lookup")),
+    "lookup_by": Field((str,), "object", ("object", "category"), help="lookup: the label images are looked up by"),
     # ridge readouts
     "layer": Field((str,), "pixels", help="ridge: 'pixels' or a layer of the backbone (trainables.features.layer_names)"),
     "feature_pool": Field((int,), 1, help="ridge: adaptive average pool side of the layer's map; 0: flatten"),
@@ -140,6 +142,11 @@ def validate_config(config: dict) -> dict:
     if full["trainable_blocks"] is not None and full["trainable_blocks"] < 0:
         raise ConfigError(f"config key 'trainable_blocks': must be null or >= 0, got {full['trainable_blocks']!r}")
     return full
+
+
+def uses_backbone(config: dict) -> bool:
+    """Whether the config runs its backbone (a network, or a readout of one of its layers; not pixels, not a lookup)."""
+    return config["model"] == "network" or (config["model"] == "ridge" and config["layer"] != "pixels")
 
 
 def hyperparameters(config: dict) -> dict:

@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 
 from analysis.metrics import split_half_reliability
-from trainables.synthetic import SyntheticSpec, generate
+from trainables.synthetic import SyntheticSpec, generate, ground_truth_terms
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +202,23 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "itsearch"
 
 
+def _ground_truth(spec: SyntheticSpec, folder: Path) -> dict[str, np.ndarray]:
+    """The spec's ground-truth response terms, cached: every resolution of one seed shares them."""
+    path = folder / f"{spec.responses_key()}-terms.npz"
+    if path.is_file():
+        try:
+            with np.load(path) as stored:
+                return {key: stored[key] for key in stored.files}
+        except (OSError, ValueError) as err:
+            log.warning("cached ground truth unusable (%s); recomputing", err)
+    terms = ground_truth_terms(spec)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.npz")
+    np.savez(tmp, **terms)
+    os.replace(tmp, path)
+    return terms
+
+
 def load_synthetic(spec: SyntheticSpec = SyntheticSpec(), cache_dir: Path | None = None) -> ITData:
     """The synthetic data set, generated once per spec and cached as an h5 file in the schema."""
     path = Path(cache_dir or default_cache_dir()) / f"{spec.key()}.h5"
@@ -210,7 +227,7 @@ def load_synthetic(spec: SyntheticSpec = SyntheticSpec(), cache_dir: Path | None
             return load_h5(path)
         except DataError as err:
             log.warning("cached synthetic data unusable (%s); regenerating", err)
-    arrays = generate(spec)
+    arrays = generate(spec, _ground_truth(spec, path.parent))
     write_h5(arrays, path)
     log.info("cached synthetic data at %s", path)
     data = from_arrays(arrays, spec.key())

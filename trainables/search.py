@@ -36,8 +36,9 @@ from trainables.cli import (
     weights_policy,
 )
 from trainables.checkpoints import BEST_WEIGHTS_FILE, keep_best_weights
-from trainables.config import ConfigError
+from trainables.config import ConfigError, validate_config
 from trainables.data import DataError
+from trainables.lookup import ideal_observer_scores
 from trainables.profiles import Profile
 from trainables.space_probe import plan_weights, precompute_features, probe_space
 from trainables.tracking import close_search_run, start_search_run
@@ -317,6 +318,9 @@ def print_summary(settings: dict, summary: dict, seconds: float) -> None:
         print(f"exported: {summary['best_path']}  (train it: python -m trainables.train --config {summary['best_path']})")
         if summary.get("best_weights"):
             print(f"its weights (best epoch): {summary['best_weights']}")
+    if settings.get("references"):
+        print("for scale, on the same inner split: " + ", ".join(
+            f"{name} EV {ev:.4f}" for name, ev in settings["references"].items()) + " (labels only, no pixels)")
     print(f"trials table: {Path(settings['folder']) / 'trials.csv'}")
     uri = settings["tracking_uri"]
     # MLflow 3.17's UI picks its GenAI or model-training layout from this URL parameter (or the browser's last
@@ -398,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
                               "n_images": len(data.stimulus_train) + len(data.stimulus_val) + len(data.stimulus_test),
                               "image_shape": list(data.stimulus_train.shape[1:])}
         settings["memory"]["range"] = memory_range(settings)
+        # Scores any trial must beat to be more than object recognition (trials score on this same inner split).
+        settings["references"] = ideal_observer_scores(data, validate_config({}), final=False)
         try:
             settings["concurrency"] = concurrency(settings)
         except UsageError as err:

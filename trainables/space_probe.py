@@ -13,7 +13,7 @@ import optuna
 
 from search_spaces import points_to_evaluate
 from search_spaces.context import BoundSpace, SpaceContext
-from trainables.config import from_trial
+from trainables.config import from_trial, uses_backbone
 from trainables.weights import WeightsPolicy, resolve_imagenet
 
 # Enough random samples that every categorical choice of the spaces is seen (10 backbones x 2 weights: a
@@ -74,15 +74,11 @@ def plan_weights(space_name: str, ctx: SpaceContext, policy: WeightsPolicy, fall
     caller refuses to start and names every missing file.
     """
     configs = probe_space(space_name, ctx)
-    wanted = tuple(sorted({c["backbone"] for c in configs if c["weights"] == "imagenet" and not _pixels(c)}))
+    wanted = tuple(sorted({c["backbone"] for c in configs if c["weights"] == "imagenet" and uses_backbone(c)}))
     found, missing = resolve_imagenet(wanted, policy)
     if missing and fallback:
         ctx = replace(ctx, pretrained=ctx.pretrained - frozenset(missing))
     return WeightsPlan(ctx, wanted, missing, found)
-
-
-def _pixels(config: dict) -> bool:
-    return config["model"] == "ridge" and config["layer"] == "pixels"
 
 
 def precompute_features(space: str, ctx: SpaceContext, data, storage: Path) -> None:
@@ -95,7 +91,7 @@ def precompute_features(space: str, ctx: SpaceContext, data, storage: Path) -> N
 
     groups: dict[tuple, set] = {}
     for c in probe_space(space, ctx):
-        if c["model"] == "ridge" and not _pixels(c):
+        if c["model"] == "ridge" and uses_backbone(c):
             groups.setdefault((c["backbone"], c["weights"], c["feature_pool"]), set()).add(c["layer"])
     if not groups:
         return

@@ -36,7 +36,7 @@ from trainables.cli import (
     setup_logging,
     weights_policy,
 )
-from trainables.config import ConfigError, hyperparameters, load_config
+from trainables.config import ConfigError, hyperparameters, load_config, uses_backbone
 from trainables.data import ITData
 from trainables.devices import default_device
 from trainables.fit import fit, predict
@@ -58,7 +58,12 @@ def evaluate(pred_val: np.ndarray, data: ITData) -> dict:
     return scores
 
 
-def train_network(config: dict, data: ITData, out: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+# Each family's final fit: (config, data, out folder, feature cache) -> (val predictions (N_val, n_sites),
+# test predictions (N_test, n_sites), what to add to metrics.json, the torch model to log or None).
+FitResult = tuple[np.ndarray, np.ndarray, dict, "torch.nn.Module | None"]
+
+
+def train_network(config: dict, data: ITData, out: Path, feature_cache: Path) -> FitResult:
     """Fit a network with early stopping on the inner split; save its weights; return val/test predictions."""
 
     def progress(record: dict, trainer) -> None:
@@ -73,7 +78,7 @@ def train_network(config: dict, data: ITData, out: Path) -> tuple[np.ndarray, np
     return predict(history.model, data.stimulus_val), predict(history.model, data.stimulus_test), info, history.model
 
 
-def train_ridge(config: dict, data: ITData, out: Path, feature_cache: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+def train_ridge(config: dict, data: ITData, out: Path, feature_cache: Path) -> FitResult:
     """Fit a ridge readout on the whole training set (alpha by CV there); return val/test predictions."""
     from trainables.readout import fit_readout_final
 
@@ -84,18 +89,35 @@ def train_ridge(config: dict, data: ITData, out: Path, feature_cache: Path) -> t
     return result.predictions["val"], result.predictions["test"], info, None
 
 
+def train_lookup(config: dict, data: ITData, out: Path, feature_cache: Path) -> FitResult:
+    """An ideal observer: each validation / test image predicted by its label's mean training response."""
+    from trainables.lookup import fit_lookup_final
+
+    predictions = fit_lookup_final(config, data)
+    return predictions["val"], predictions["test"], {"lookup_by": config["lookup_by"]}, None
+
+
+# How each model family (config key ``model``) is fitted for good: thin functions over the training core.
+FINAL_FITS = {
+    "network": train_network,
+    "ridge": train_ridge,
+    "lookup": train_lookup,
+}
+
+
 def train_one(config: dict, data: ITData, out: Path, provenance: dict, feature_cache: Path,
               tracking_uri: str | None = None, parent_run_id: str | None = None) -> dict:
     """Fit, evaluate on the official validation set, write every output to ``out``, log to MLflow."""
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    if config["model"] == "ridge":
-        pred_val, pred_test, info, model = train_ridge(config, data, out, feature_cache)
-    else:
-        pred_val, pred_test, info, model = train_network(config, data, out)
+    pred_val, pred_test, info, model = FINAL_FITS[config["model"]](config, data, out, feature_cache)
     scores = evaluate(pred_val, data)
+    from trainables.lookup import ideal_observer_scores
+
     metrics = {
         **scores,
+        # Printed beside every model by analysis.compare, so that no one mistakes object recognition for IT.
+        "references": ideal_observer_scores(data, config, final=True),
         "seed": config["seed"],
         **info,
         "data": data.name,
@@ -191,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         if tracking_uri:
             check_tracking_uri(tracking_uri)
         # ImageNet weights: from the torch cache, else fetched once (unless --offline), before data or outputs.
-        if config["weights"] == "imagenet" and not (config["model"] == "ridge" and config["layer"] == "pixels"):
+        if config["weights"] == "imagenet" and uses_backbone(config):
             fetch_imagenet(config["backbone"], weights_policy(args))
         # Build once on the CPU so that a config that cannot be built fails here too.
         from trainables.heads import build_model

@@ -27,7 +27,9 @@ import os
 import resource
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import optuna
 import ray
@@ -61,43 +63,41 @@ def sampled_params(trial_config: dict) -> dict:
     return {k: trial_config[k] for k in trial_config.get(SAMPLED_KEY, ()) if k in trial_config}
 
 
-def train_trial(config: dict, data, threads: int = 1, checkpoint_interval: float = 300.0,
-                feature_cache: str | None = None, imagenet: dict | None = None) -> None:
-    """Ray Tune trial: fit one config, reporting every epoch and checkpointing by :class:`CheckpointPolicy`.
+@dataclass
+class TrialContext:
+    """What a family's trial function gets besides its config and data (all resolved by :func:`train_trial`)."""
 
-    A ridge readout (``model: ridge``) is fitted in one step and reports once.
+    checkpoint_interval: float
+    feature_cache: Path | None
+    imagenet_state: dict | None
+    node_id: str
 
-    Parameters
-    ----------
-    config : dict
-        Trial config from the searcher.
-    data : ITData
-        Shared through the object store by ``tune.with_parameters``.
-    threads : int
-        CPU threads for torch (the trial's CPU share).
-    checkpoint_interval : float
-        Seconds between resumable checkpoints (see :class:`CheckpointPolicy`); only the last is kept.
-    feature_cache : str, optional
-        Folder of the layer-activation cache (ridge readouts).
-    imagenet : dict, optional
-        Backbone -> object-store reference of its ImageNet state dict, resolved by the driver.
-    """
-    torch.set_num_threads(max(1, threads))
-    hparams = from_trial(config)
-    state = None
-    if hparams["weights"] == "imagenet" and hparams["backbone"] in (imagenet or {}):
-        state = ray.get(imagenet[hparams["backbone"]])
-    node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
-    if hparams["model"] == "ridge":
-        from trainables.readout import fit_readout_inner
 
-        start = time.perf_counter()
-        scores = fit_readout_inner(hparams, data, Path(feature_cache) if feature_cache else None, state)
-        tune.report({"inner_ev": scores["inner_ev"], "inner_r": scores["inner_r"], "best_inner_ev": scores["inner_ev"],
-                     "alpha": scores["alpha"], "n_features": scores["n_features"], "fit_done": 1,
-                     "epoch_seconds": time.perf_counter() - start, "node_id": node_id,
-                     "peak_rss_gib": peak_rss_gib()})
-        return
+def _report_once(scores: dict, start: float, node_id: str) -> None:
+    """A one-step fit (readout, lookup) reports once, as its only and final epoch."""
+    tune.report({**scores, "best_inner_ev": scores["inner_ev"], "fit_done": 1,
+                 "epoch_seconds": time.perf_counter() - start, "node_id": node_id, "peak_rss_gib": peak_rss_gib()})
+
+
+def readout_trial(hparams: dict, data, ctx: TrialContext) -> None:
+    """Fixed-feature readouts (``model: ridge``): one ridge fit, alpha by CV inside it."""
+    from trainables.readout import fit_readout_inner
+
+    start = time.perf_counter()
+    scores = fit_readout_inner(hparams, data, ctx.feature_cache, ctx.imagenet_state)
+    _report_once(scores, start, ctx.node_id)
+
+
+def lookup_trial(hparams: dict, data, ctx: TrialContext) -> None:
+    """Ideal observers (``model: lookup``): each image predicted by its label's mean training response."""
+    from trainables.lookup import fit_lookup_inner
+
+    start = time.perf_counter()
+    _report_once(fit_lookup_inner(hparams, data), start, ctx.node_id)
+
+
+def network_trial(hparams: dict, data, ctx: TrialContext) -> None:
+    """Networks trained end to end (``model: network``): one report per epoch, checkpoints by policy."""
     resume = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -106,7 +106,7 @@ def train_trial(config: dict, data, threads: int = 1, checkpoint_interval: float
             if (Path(folder) / STATE_FILE).is_file():
                 resume = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
 
-    policy = CheckpointPolicy(checkpoint_interval)
+    policy = CheckpointPolicy(ctx.checkpoint_interval)
 
     def report(record: dict, trainer) -> None:
         done = trainer.should_stop()
@@ -120,7 +120,7 @@ def train_trial(config: dict, data, threads: int = 1, checkpoint_interval: float
             "epoch_seconds": record["seconds"],
             "images_per_s": trainer.n_fit / record["seconds"],
             "fit_done": int(done),
-            "node_id": node_id,
+            "node_id": ctx.node_id,
             # Seconds spent saving so far and saves, this one included; Ray's copy of a save into the
             # storage folder happens inside report, so it is counted in the next report.
             "checkpoint_seconds": policy.seconds,
@@ -145,7 +145,45 @@ def train_trial(config: dict, data, threads: int = 1, checkpoint_interval: float
         policy.saved(written + time.perf_counter() - start)
 
     max_batches = int(os.environ.get(MAX_BATCHES_ENV, "0")) or None
-    fit(hparams, data, on_epoch=report, resume_state=resume, max_batches=max_batches, imagenet_state=state)
+    fit(hparams, data, on_epoch=report, resume_state=resume, max_batches=max_batches,
+        imagenet_state=ctx.imagenet_state)
+
+
+# The trainable of each model family (config key ``model``): thin functions over the training core.
+FAMILY_TRIALS: dict[str, Callable[[dict, object, TrialContext], None]] = {
+    "network": network_trial,
+    "ridge": readout_trial,
+    "lookup": lookup_trial,
+}
+
+
+def train_trial(config: dict, data, threads: int = 1, checkpoint_interval: float = 300.0,
+                feature_cache: str | None = None, imagenet: dict | None = None) -> None:
+    """Ray Tune trial: run the config's family trainable (:data:`FAMILY_TRIALS`).
+
+    Parameters
+    ----------
+    config : dict
+        Trial config from the searcher.
+    data : ITData
+        Shared through the object store by ``tune.with_parameters``.
+    threads : int
+        CPU threads for torch (the trial's CPU share).
+    checkpoint_interval : float
+        Seconds between resumable checkpoints (see :class:`CheckpointPolicy`); only the last is kept.
+    feature_cache : str, optional
+        Folder of the layer-activation cache (ridge readouts).
+    imagenet : dict, optional
+        Backbone -> object-store reference of its ImageNet state dict, resolved by the driver.
+    """
+    torch.set_num_threads(max(1, threads))
+    hparams = from_trial(config)
+    state = None
+    if hparams["weights"] == "imagenet" and hparams["backbone"] in (imagenet or {}):
+        state = ray.get(imagenet[hparams["backbone"]])
+    node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+    ctx = TrialContext(checkpoint_interval, Path(feature_cache) if feature_cache else None, state, node_id)
+    FAMILY_TRIALS[hparams["model"]](hparams, data, ctx)
 
 
 class StudySearcher(OptunaSearch):
