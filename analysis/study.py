@@ -2,7 +2,8 @@
 
 Layout of ``<storage>/<name>/`` (written by ``trainables.search``):
 ``search.json`` (the search's settings and provenance), ``optuna.db`` (the Optuna
-study), one folder per trial with Ray's ``params.json`` and ``result.json``.
+study), one folder per trial with Ray's ``params.json`` and ``result.json``, and
+``recheck/`` holding the top-K re-check's trial folders the same way.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from pathlib import Path
 OBJECTIVE = "best_inner_ev"
 SEARCH_FILE = "search.json"
 OPTUNA_FILE = "optuna.db"
+# Top-K re-check trials (analysis.recheck): Ray's folder of them inside the search's, and the key in their config
+# naming the search trial they repeat.
+RECHECK_DIR, RECHECK_KEY = "recheck", "_recheck_of"
 STATUS_BY_OPTUNA_STATE = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running",
                           "WAITING": "waiting"}
 
@@ -55,7 +59,8 @@ class TrialRecord:
 
 
 def status_counts(trials: list[TrialRecord]) -> dict[str, int]:
-    """Trials per status: completed, pruned, failed, running (unfinished)."""
+    """The searcher's trials per status: completed, pruned, failed, running (unfinished); re-check trials apart."""
+    trials = [t for t in trials if RECHECK_KEY not in t.config]
     return {s: sum(t.status == s for t in trials) for s in ("completed", "pruned", "failed", "running")}
 
 
@@ -112,12 +117,13 @@ def optuna_states(folder: Path, study_name: str) -> dict[int, str]:
 
 
 def load_trials(folder: Path) -> list[TrialRecord]:
-    """Every trial of a search, with its status from the Optuna study (Ray's files as fallback)."""
+    """Every trial of a search, re-check trials included, with its status from the Optuna study (Ray's files for
+    re-check trials and as fallback)."""
     folder = Path(folder)
     settings = read_settings(folder)
     states = optuna_states(folder, settings["name"])
     trials = []
-    for params_file in sorted(folder.glob("*/params.json")):
+    for params_file in sorted(folder.glob("*/params.json")) + sorted(folder.glob(f"{RECHECK_DIR}/*/params.json")):
         trial_dir = params_file.parent
         config = json.loads(params_file.read_text())
         results = _read_results(trial_dir / "result.json")

@@ -10,7 +10,10 @@ TINY = ["--resolution", "32", "--images-per-object", "6", "--profile", "smoke"]
 
 
 def run_search(*args, timeout=600, script=None, env=None) -> subprocess.CompletedProcess:
+    """``python -m trainables.search ARGS`` (or a script); without the top-K re-check unless ARGS ask for it."""
     cmd = [sys.executable, script] if script else [sys.executable, "-m", "trainables.search"]
+    if "--recheck-top" not in args:
+        args = (*args, "--recheck-top", "0")
     return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 

@@ -3,8 +3,10 @@
 import collections
 import csv
 import json
+import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -30,7 +32,7 @@ def test_search_end_to_end(tmp_path):
     done = run_search("--space", "shallow_cnn", "--storage", str(storage), "--num-samples", "5", "--max-epochs", "4",
                       "--grace-period", "1", "--reduction-factor", "3", *TINY)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "best trial" in done.stdout and "mlflow ui --backend-store-uri sqlite:///" in done.stdout
+    assert "exported trial" in done.stdout and "mlflow ui --backend-store-uri sqlite:///" in done.stdout
     assert "/runs?workflowType=machine_learning" in done.stdout  # opens MLflow 3 on the runs table
     trials = read_trials(storage, "shallow_cnn")
     assert len(trials) == 5
@@ -132,7 +134,7 @@ def _finished_trials(folder: Path) -> set:
 def test_sigkill_then_resume_loses_and_repeats_nothing(tmp_path):
     storage = tmp_path / "runs"
     args = ["--space", "shallow_cnn", "--storage", str(storage), "--num-samples", "5", "--max-epochs", "6",
-            "--grace-period", "6", *TINY]
+            "--grace-period", "6", "--recheck-top", "0", *TINY]
     proc = subprocess.Popen([sys.executable, "-m", "trainables.search", *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     folder = storage / "shallow_cnn"
@@ -156,6 +158,76 @@ def test_sigkill_then_resume_loses_and_repeats_nothing(tmp_path):
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert sorted(r.data.tags["trial_id"] for r in children) == sorted(t["trial_id"] for t in trials)
     assert all(r.info.status == "FINISHED" for r in children)
+
+
+def test_recheck_trains_the_best_configs_again_and_exports_the_best_mean(tmp_path):
+    storage = tmp_path / "runs"
+    done = run_search("--space", "shallow_cnn", "--storage", str(storage), "--num-samples", "3", "--max-epochs", "2",
+                      "--scheduler", "fifo", "--recheck-top", "2", "--recheck-seeds", "2", *TINY)
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = storage / "shallow_cnn"
+    trials = read_trials(storage, "shallow_cnn")
+    search = [t for t in trials if not t["recheck_of"]]
+    rechecks = [t for t in trials if t["recheck_of"]]
+    assert len(search) == 3 and len(rechecks) == 4 and all(t["status"] == "completed" for t in trials)
+    top2 = sorted(search, key=lambda t: float(t["best_inner_ev"]), reverse=True)[:2]
+    # The two best configs, each with seeds 1 and 2 (the search ran seed 0), and otherwise the same values.
+    assert sorted((t["recheck_of"], t["seed"]) for t in rechecks) == sorted(
+        (t["trial_id"], s) for t in top2 for s in ("1", "2"))
+    sampled = ("batch_size", "lr", "weight_decay", "width_mult")
+    by_id = {t["trial_id"]: t for t in trials}
+    assert all([t[k] for k in sampled] == [by_id[t["recheck_of"]][k] for k in sampled] for t in rechecks)
+
+    # The export picks the best mean over the re-check seeds and carries mean +- SE for each.
+    means = {tid: statistics.mean(float(t["best_inner_ev"]) for t in rechecks if t["recheck_of"] == tid)
+             for tid in (t["trial_id"] for t in top2)}
+    best = json.loads((folder / "best_config.json").read_text())
+    table = best["provenance"]["recheck"]["table"]
+    assert best["provenance"]["trial_id"] == max(means, key=means.get) == table[0]["trial_id"]
+    for row in table:
+        values = [float(t["best_inner_ev"]) for t in rechecks if t["recheck_of"] == row["trial_id"]]
+        assert row["mean"] == pytest.approx(statistics.mean(values), abs=1e-6)
+        assert row["se"] == pytest.approx(statistics.stdev(values) / math.sqrt(2), abs=1e-6)
+    gap, se = table[0]["mean"] - table[1]["mean"], math.hypot(table[0]["se"], table[1]["se"])
+    assert best["provenance"]["recheck"]["tie"] == (gap <= 2 * se)
+    assert ("tie: #1 - #2" if gap <= 2 * se else "#1 ahead: #1 - #2") in done.stdout
+    assert f"exported trial {table[0]['trial_id']}: best re-check mean {table[0]['mean']:.4f}" in done.stdout
+
+    # Same study: Optuna holds the re-check trials, with the params of the trial each repeats and its seed.
+    import optuna
+
+    study = optuna.load_study(study_name="shallow_cnn", storage=f"sqlite:///{folder / 'optuna.db'}")
+    repeats = [t for t in study.trials if "recheck_of" in t.user_attrs]
+    assert len(study.trials) == 7 and len(repeats) == 4
+    for t in repeats:
+        origin = study.trials[t.user_attrs["recheck_of"]]
+        assert t.params == origin.params and t.user_attrs["seed"] in (1, 2) and t.state.name == "COMPLETE"
+        assert t.user_attrs["config"]["seed"] == t.user_attrs["seed"]
+    # Same MLflow parent run: the re-check runs are nested under it and say which trial they repeat.
+    _, parents, children = mlflow_runs(storage, "shallow_cnn")
+    assert len(parents) == 1 and len(children) == 7
+    tagged = sorted((r.data.tags.get("recheck_of"), r.data.params["seed"]) for r in children if "recheck_of" in r.data.tags)
+    assert tagged == sorted((t["recheck_of"], t["seed"]) for t in rechecks)
+    assert parents[0].data.metrics["best_recheck_mean"] == pytest.approx(table[0]["mean"])
+    # The kept weights are of one of the exported config's runs; no other checkpoint is left.
+    assert (folder / "best_model.pt").is_file() and not list(folder.rglob("checkpoint_*"))
+
+    # analysis.export --top shows the same table.
+    shown = subprocess.run([sys.executable, "-m", "analysis.export", "--experiment", "shallow_cnn", "--storage",
+                            str(storage), "--top", "2"], capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert f"{table[0]['mean']:.4f} +- {table[0]['se']:.4f}" in shown.stdout
+    assert f"{table[1]['mean']:.4f} +- {table[1]['se']:.4f}" in shown.stdout
+
+    # A finished search without the re-check can be re-checked afterwards with --resume.
+    plain = run_search("--space", "shallow_cnn", "--name", "plain", "--storage", str(storage), "--num-samples", "2",
+                       "--max-epochs", "1", "--scheduler", "fifo", "--recheck-top", "0", *TINY)
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    again = run_search("--resume", "--name", "plain", "--storage", str(storage), "--recheck-top", "1",
+                       "--recheck-seeds", "2")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert sum(1 for t in read_trials(storage, "plain") if t["recheck_of"]) == 2
+    assert "re-check of the 1 best config with new seeds" in again.stdout
 
 
 def test_failing_trials_are_counted_and_the_study_goes_on(tmp_path):

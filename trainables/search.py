@@ -20,7 +20,8 @@ from pathlib import Path
 
 import optuna
 
-from analysis.study import OBJECTIVE, OPTUNA_FILE, SEARCH_FILE
+from analysis.recheck import format_table, recheck_configs, recheck_table
+from analysis.study import OBJECTIVE, OPTUNA_FILE, RECHECK_DIR, RECHECK_KEY, SEARCH_FILE, load_trials, status_counts
 from search_spaces import SEARCH_SPACES, points_to_evaluate, profile_hints, scientific_parameter
 from search_spaces.context import BoundSpace, SpaceContext
 from trainables.cli import (
@@ -35,7 +36,7 @@ from trainables.cli import (
     setup_logging,
     weights_policy,
 )
-from trainables.checkpoints import BEST_WEIGHTS_FILE, keep_best_weights
+from trainables.checkpoints import BEST_WEIGHTS_FILE, checkpoint_folders, keep_best_weights
 from trainables.config import ConfigError, validate_config
 from trainables.data import DataError
 from trainables.lookup import ideal_observer_scores
@@ -48,6 +49,7 @@ from trainables.schedulers import describe as describe_scheduler
 
 log = logging.getLogger("trainables.search")
 GIB = 1024**3
+DEFAULT_RECHECK = {"top": 3, "seeds": 3}
 
 
 def parse_args(argv):
@@ -63,6 +65,10 @@ def parse_args(argv):
     p.add_argument("--grace-period", type=int, default=2, help="ASHA/Hyperband: epochs before a trial can be stopped")
     p.add_argument("--reduction-factor", type=float, default=2.0,
                    help="ASHA/Hyperband: keep 1/f of the trials at each rung")
+    p.add_argument("--recheck-top", type=int, metavar="K",
+                   help="at the end, train the K best completed configs again with new seeds and export the best mean "
+                        "(default 3; 0: off; with --resume, also re-checks a finished search)")
+    p.add_argument("--recheck-seeds", type=int, metavar="S", help="seeds per re-checked config (default 3, at least 2)")
     p.add_argument("--gpus-per-trial", type=float, help="fractional allowed (default: 1 with a GPU, else 0)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--max-concurrent", type=int, help="trials at once (default: what CPUs, GPUs and memory allow)")
@@ -87,6 +93,10 @@ def check_numbers(args) -> None:
                              ("max-concurrent", args.max_concurrent, 1), ("checkpoint-interval", args.checkpoint_interval, 0)):
         if value is not None and value < low:
             raise UsageError(f"--{flag} must be >= {low}, got {value}")
+    if args.recheck_top is not None and args.recheck_top < 0:
+        raise UsageError(f"--recheck-top must be >= 0, got {args.recheck_top}")
+    if args.recheck_seeds is not None and args.recheck_seeds < 2:
+        raise UsageError(f"--recheck-seeds must be >= 2 (a standard error needs two), got {args.recheck_seeds}")
     if args.reduction_factor <= 1:
         raise UsageError(f"--reduction-factor must be > 1, got {args.reduction_factor}")
     if args.memory_per_trial is not None and args.memory_per_trial <= 0:
@@ -137,6 +147,7 @@ def plan(args) -> dict:
         "searcher": args.searcher, "seed": args.seed, "scheduler": args.scheduler,
         "grace_period": args.grace_period, "reduction_factor": args.reduction_factor,
         "num_samples": args.num_samples or profile.num_samples,
+        "recheck": recheck_settings(args, {}),
         "profile": {"name": profile.name, "resolution": profile.resolution,
                     "images_per_object": profile.images_per_object, "max_epochs": profile.max_epochs},
         "data": {"source": args.data, "data_seed": args.data_seed, "resolution": profile.resolution,
@@ -151,8 +162,19 @@ def plan(args) -> dict:
     }
 
 
+def recheck_settings(args, saved: dict) -> dict:
+    """The top-K re-check's K and S: the flags, else what the search saved, else 3 and 3."""
+    top = args.recheck_top if args.recheck_top is not None else saved.get("top", DEFAULT_RECHECK["top"])
+    seeds = args.recheck_seeds if args.recheck_seeds is not None else saved.get("seeds", DEFAULT_RECHECK["seeds"])
+    return {"top": top, "seeds": seeds}
+
+
 def plan_resume(args) -> dict:
-    """Settings of the search to resume; UsageError when there is nothing to resume."""
+    """Settings of the search to resume; UsageError when there is nothing to resume.
+
+    A finished search resumes only to run a re-check asked for with ``--recheck-top``.
+    """
+    check_numbers(args)
     name = args.name or args.space
     if not name:
         raise UsageError("--resume needs --name or --space to know which search to continue")
@@ -160,12 +182,57 @@ def plan_resume(args) -> dict:
     if not (folder / SEARCH_FILE).is_file():
         raise UsageError(f"nothing to resume: no search '{name}' in {args.storage}")
     settings = json.loads((folder / SEARCH_FILE).read_text())
-    if settings.get("finished"):
-        raise UsageError(f"nothing to resume: search '{name}' finished")
+    # Searches from before the re-check existed ran none.
+    settings["recheck"] = recheck_settings(args, settings.get("recheck", {"top": 0}))
+    if settings.get("finished") and not args.recheck_top:
+        raise UsageError(f"nothing to resume: search '{name}' finished (--recheck-top K re-checks its K best)")
     check_tracking_uri(settings["tracking_uri"])
     if args.address:
         settings["address"] = args.address
     return settings
+
+
+def make_trainable(settings: dict, data):
+    """The search's trainable: the trial function with the shared data, ImageNet weights and resources."""
+    from ray import tune
+
+    # Imported here, after connect_ray: Ray reads RAY_AUTH_MODE when it is first imported.
+    from trainables.tune_glue import train_trial
+
+    threads = max(1, int(settings["cpus_per_trial"]))
+    return tune.with_resources(
+        tune.with_parameters(train_trial, data=data, threads=threads, imagenet=ship_imagenet(settings.get("imagenet", [])),
+                             checkpoint_interval=settings["checkpoint_interval"],
+                             feature_cache=str(Path(settings["storage"]) / "features")),
+        trial_resources(settings),
+    )
+
+
+def run_config(settings: dict, name: str, storage_path: str, group_by: str | None = None, reporter=None):
+    """Ray's run config of a search phase: MLflow runs under the search's parent run, checkpoint clean-up."""
+    from ray import tune
+
+    from trainables.tune_glue import CheckpointJanitor, MLflowTrials
+
+    return tune.RunConfig(
+        name=name, storage_path=storage_path,
+        callbacks=[MLflowTrials(settings["tracking_uri"], settings["experiment_id"], settings["parent_run_id"]),
+                   CheckpointJanitor(OBJECTIVE, group_by)],
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+        progress_reporter=reporter, verbose=1,
+    )
+
+
+def progress_reporter(settings: dict):
+    from ray import tune
+
+    return tune.CLIReporter(
+        metric_columns={"training_iteration": "epoch", "inner_ev": "inner EV", "inner_r": "inner r",
+                        OBJECTIVE: "best EV"},
+        parameter_columns=[scientific_parameter(settings["space"]), "seed"], max_report_frequency=20,
+        sort_by_metric=True,
+    )
 
 
 def build_tuner(settings: dict, data, restore: bool):
@@ -173,16 +240,9 @@ def build_tuner(settings: dict, data, restore: bool):
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
-    # Imported here, after connect_ray: Ray reads RAY_AUTH_MODE when it is first imported.
-    from trainables.tune_glue import CheckpointJanitor, MLflowTrials, StudySearcher, train_trial
+    from trainables.tune_glue import StudySearcher
 
-    threads = max(1, int(settings["cpus_per_trial"]))
-    trainable = tune.with_resources(
-        tune.with_parameters(train_trial, data=data, threads=threads, imagenet=ship_imagenet(settings.get("imagenet", [])),
-                             checkpoint_interval=settings["checkpoint_interval"],
-                             feature_cache=str(Path(settings["storage"]) / "features")),
-        trial_resources(settings),
-    )
+    trainable = make_trainable(settings, data)
     folder = Path(settings["folder"])
     if restore:
         return tune.Tuner.restore(str(folder), trainable=trainable, resume_unfinished=True, resume_errored=False,
@@ -194,26 +254,53 @@ def build_tuner(settings: dict, data, restore: bool):
         study_name=settings["name"], storage=optuna.storages.RDBStorage(f"sqlite:///{folder / OPTUNA_FILE}"),
     )
     searcher = ConcurrencyLimiter(searcher, max_concurrent=settings["concurrency"])
-    scheduler = make_scheduler(settings)
-    scientific = scientific_parameter(settings["space"])
-    reporter = tune.CLIReporter(
-        metric_columns={"training_iteration": "epoch", "inner_ev": "inner EV", "inner_r": "inner r",
-                        OBJECTIVE: "best EV"},
-        parameter_columns=[scientific], max_report_frequency=20, sort_by_metric=True,
-    )
     return tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(metric=OBJECTIVE, mode="max", search_alg=searcher, scheduler=scheduler,
+        tune_config=tune.TuneConfig(metric=OBJECTIVE, mode="max", search_alg=searcher, scheduler=make_scheduler(settings),
                                     num_samples=settings["num_samples"], trial_dirname_creator=trial_dirname),
-        run_config=tune.RunConfig(
-            name=settings["name"], storage_path=settings["storage"],
-            callbacks=[MLflowTrials(settings["tracking_uri"], settings["experiment_id"], settings["parent_run_id"]),
-                       CheckpointJanitor(OBJECTIVE)],
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
-            progress_reporter=reporter, verbose=1,
-        ),
+        run_config=run_config(settings, settings["name"], settings["storage"], reporter=progress_reporter(settings)),
     )
+
+
+def build_recheck_tuner(settings: dict, data, configs: list[dict], origins: dict[str, int]):
+    """The Tuner of the top-K re-check: fixed configs, no early stopping, trials in ``<search>/recheck/``."""
+    from ray import tune
+
+    from trainables.schedulers import make_scheduler as scheduler_named
+    from trainables.tune_glue import RecheckSearcher
+
+    folder = Path(settings["folder"])
+    searcher = RecheckSearcher(configs, origins, settings["name"], f"sqlite:///{folder / OPTUNA_FILE}", OBJECTIVE)
+    return tune.Tuner(
+        make_trainable(settings, data),
+        tune_config=tune.TuneConfig(metric=OBJECTIVE, mode="max", search_alg=searcher,
+                                    scheduler=scheduler_named({"scheduler": "fifo"}), num_samples=len(configs),
+                                    trial_dirname_creator=trial_dirname),
+        run_config=run_config(settings, RECHECK_DIR, str(folder), group_by=RECHECK_KEY,
+                              reporter=progress_reporter(settings)),
+    )
+
+
+def search_done(settings: dict, trials) -> bool:
+    """Whether the searcher's phase ended: every trial it was to run has ended."""
+    counts = status_counts(trials)
+    return counts["running"] == 0 and sum(counts.values()) >= settings["num_samples"]
+
+
+def run_recheck(settings: dict, data) -> None:
+    """Train the K best completed configs again with S new seeds (:mod:`analysis.recheck`); skip what is done."""
+    top, seeds = settings["recheck"]["top"], settings["recheck"]["seeds"]
+    trials = load_trials(Path(settings["folder"]))
+    if not top or not search_done(settings, trials):
+        return
+    configs = recheck_configs(trials, top, seeds, settings["seed"])
+    if not configs:
+        return
+    origins = {t.trial_id: t.config["_optuna_trial"] for t in trials if "_optuna_trial" in t.config}
+    n_configs = len({c[RECHECK_KEY] for c in configs})
+    log.info("re-check: %d config%s x %d new seeds (%d trials to their end, no early stopping)", n_configs,
+             "s" * (n_configs > 1), seeds, len(configs))
+    build_recheck_tuner(settings, data, configs, origins).fit()
 
 
 def ship_imagenet(backbones: list[str]) -> dict:
@@ -283,23 +370,48 @@ def concurrency(settings: dict) -> int:
 def finish(settings: dict) -> dict:
     """Export the best config and trials table, log them to the parent run, and return the summary."""
     from analysis.export import NothingToExport, export
-    from analysis.study import load_trials, status_counts
 
     trials = load_trials(Path(settings["folder"]))
     counts = status_counts(trials)
-    summary = {"counts": counts, "best": None}
+    summary = {"counts": counts, "best": None, "recheck": recheck_table(trials),
+               "first": first_point(settings, trials)}
     try:
         best_path, best = export(Path(settings["storage"]), settings["name"])
         summary.update(best=best, best_path=str(best_path))
     except NothingToExport as err:
         log.warning("%s", err)
-    best_id = summary["best"]["provenance"]["trial_id"] if summary["best"] else None
-    weights = keep_best_weights(trials, best_id, Path(settings["folder"]) / BEST_WEIGHTS_FILE)
+    weights = keep_best_weights(trials, weights_trial(trials, summary["best"]), Path(settings["folder"]) / BEST_WEIGHTS_FILE)
     if weights:
         summary["best_weights"] = str(weights)
-    complete = counts["running"] == 0 and sum(counts.values()) >= settings["num_samples"]
-    close_search_run(settings, counts, summary["best"], summary.get("best_path"), complete)
+    close_search_run(settings, counts, summary["best"], summary.get("best_path"), search_done(settings, trials))
     return summary
+
+
+def weights_trial(trials, best: dict | None) -> str | None:
+    """The trial whose weights are kept: of the exported config's trials (its search run and its re-check seeds),
+    the best-scoring one whose checkpoint the janitor kept."""
+    if best is None:
+        return None
+    chosen = best["provenance"]["trial_id"]
+    own = [t for t in trials if t.trial_id == chosen or t.config.get(RECHECK_KEY) == chosen]
+    own = [t for t in own if t.status == "completed" and t.best(OBJECTIVE) is not None and t.folder is not None
+           and any((f / BEST_WEIGHTS_FILE).is_file() for f in checkpoint_folders(t.folder))]
+    return max(own, key=lambda t: t.best(OBJECTIVE)).trial_id if own else None
+
+
+def first_point(settings: dict, trials) -> dict | None:
+    """What became of the space's first point to evaluate (the report's recipe): status, epochs, score, rank."""
+    if not points_to_evaluate(settings["space"]):
+        return None
+    first = next((t for t in trials if t.config.get("_optuna_trial") == 0), None)
+    if first is None:
+        return None
+    ranked = sorted((t.best(OBJECTIVE) for t in trials if t.status == "completed" and RECHECK_KEY not in t.config
+                     and t.best(OBJECTIVE) is not None), reverse=True)
+    value = first.best(OBJECTIVE)
+    return {"trial_id": first.trial_id, "status": first.status, "epochs": first.epochs, "value": value,
+            "rank": ranked.index(value) + 1 if first.status == "completed" and value in ranked else None,
+            "of": len(ranked)}
 
 
 def print_summary(settings: dict, summary: dict, seconds: float) -> None:
@@ -307,13 +419,26 @@ def print_summary(settings: dict, summary: dict, seconds: float) -> None:
     print(f"\nsearch '{settings['name']}' ({settings['space']}) done in {seconds / 60:.1f} min: "
           f"{c['completed']} completed, {c['pruned']} pruned, {c['failed']} failed"
           + (f", {c['running']} unfinished" if c["running"] else ""))
+    first = summary.get("first")
+    if first:
+        fate = (f"completed, rank {first['rank']} of {first['of']} completed" if first["status"] == "completed"
+                else f"{first['status']} after {first['epochs']} epoch{'s' * (first['epochs'] != 1)}")
+        score = "" if first["value"] is None else f", best inner EV {first['value']:.4f}"
+        print(f"the space's first point (the report's recipe), trial {first['trial_id']}: {fate}{score}")
+    rows = summary["recheck"]
+    if rows:
+        print(f"re-check of the {len(rows)} best config{'s' * (len(rows) > 1)} with new seeds (inner-validation EV; the search's own run, "
+              "selected for being high, is left out of the mean):")
+        print("\n".join("  " + line for line in format_table(rows)))
     best = summary["best"]
     if best:
         p = best["provenance"]
         # The study's own choices; the exported file holds the complete config.
         shown = {"backbone": best["backbone"], **p.get("sampled", {})}
         epochs = p["epochs_reached"]
-        print(f"best trial {p['trial_id']}: inner-validation EV {p['value']:.4f} after {epochs} epoch{'s' * (epochs > 1)}")
+        how = (f"best re-check mean {rows[0].mean:.4f} +- {rows[0].se:.4f} over {rows[0].n} seeds; " if rows else "")
+        print(f"exported trial {p['trial_id']}: {how}inner-validation EV {p['value']:.4f} in the search, after "
+              f"{epochs} epoch{'s' * (epochs > 1)}")
         print("sampled: " + json.dumps(shown))
         print(f"exported: {summary['best_path']}  (train it: python -m trainables.train --config {summary['best_path']})")
         if summary.get("best_weights"):
@@ -376,6 +501,10 @@ def announce(settings: dict, args) -> None:
     log.info("%s", profile_message(args, Profile(**{**settings["profile"], "num_samples": settings["num_samples"]})))
     log.info("study %s: %d trials, searcher %s", settings["space"], settings["num_samples"], settings["searcher"])
     log.info("%s", describe_scheduler(settings))
+    rc = settings["recheck"]
+    log.info("%s", f"then a re-check: the {rc['top']} best completed configs trained again with {rc['seeds']} new seeds "
+             "each; the best mean is exported" if rc["top"] else "no re-check (--recheck-top 0): the best single "
+             "trial is exported")
     for note in settings["notes"]:
         log.info("%s", note)
 
@@ -418,10 +547,13 @@ def main(argv: list[str] | None = None) -> int:
     log.info("running up to %d trials at once (%g CPU, %g GPU and %s GiB of host memory each)", settings["concurrency"],
              settings["cpus_per_trial"], settings["gpus_per_trial"],
              f"{least / GIB:.1f}" if least == most else f"{least / GIB:.1f} to {most / GIB:.1f}")
-    build_tuner(settings, data, restore=args.resume).fit()
+    if not (args.resume and search_done(settings, load_trials(folder))):
+        build_tuner(settings, data, restore=args.resume).fit()
+    run_recheck(settings, data)
     summary = finish(settings)
-    counts = summary["counts"]
-    settings["finished"] = counts["running"] == 0 and sum(counts.values()) >= settings["num_samples"]
+    trials = load_trials(folder)
+    rc = settings["recheck"]
+    settings["finished"] = search_done(settings, trials) and not recheck_configs(trials, rc["top"], rc["seeds"], settings["seed"])
     (folder / SEARCH_FILE).write_text(json.dumps(settings, indent=2) + "\n")
     print_summary(settings, summary, time.perf_counter() - start)
     import ray

@@ -85,6 +85,12 @@ def close_search_run(settings: dict, counts: dict, best: dict | None, best_path:
         client.set_tag(run_id, "best_trial_id", best["provenance"]["trial_id"])
         for key, value in best["provenance"].get("sampled", {}).items():
             client.set_tag(run_id, f"best.{key}", mlflow_value(value))
+        recheck = best["provenance"].get("recheck")
+        if recheck:  # the exported config's mean over its re-check seeds, and whether the runner-up ties it
+            top = recheck["table"][0]
+            client.log_metric(run_id, "best_recheck_mean", top["mean"])
+            client.log_metric(run_id, "best_recheck_se", top["se"])
+            client.set_tag(run_id, "recheck_tie", str(recheck["tie"]).lower())
     for name, ev in settings.get("references", {}).items():  # labels-only scores on the trials' inner split
         client.log_metric(run_id, f"reference.{name.replace(' ', '_')}_inner_ev", ev)
     client.log_artifact(run_id, str(Path(settings["folder"]) / "trials.csv"))

@@ -35,8 +35,10 @@ import optuna
 import ray
 import torch
 from ray import tune
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from analysis.study import RECHECK_KEY
 from trainables.checkpoints import BEST_WEIGHTS_FILE, STATE_FILE, CheckpointPolicy, remove_checkpoints
 from trainables.config import from_trial
 from trainables.fit import fit
@@ -229,6 +231,59 @@ class StudySearcher(OptunaSearch):
         self._completed_trials.add(trial_id)
 
 
+class RecheckSearcher(Searcher):
+    """Serves the top-K re-check's fixed configs (:func:`analysis.recheck.recheck_configs`), one per trial.
+
+    Each ended re-check trial is added to the search's Optuna study with the params and
+    distributions of the trial it repeats, and user attributes ``recheck_of`` (that
+    trial's number), ``seed`` and ``config``: the study alone says what every trial ran.
+    """
+
+    def __init__(self, configs: list[dict], origins: dict[str, int], study_name: str, storage_url: str, metric: str):
+        super().__init__(metric=metric, mode="max")
+        self.configs, self.origins = list(configs), dict(origins)
+        self.study_name, self.storage_url = study_name, storage_url
+        self._served: dict[str, dict] = {}
+        self._curves: dict[str, dict[int, float]] = {}
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True  # the configs are fixed; nothing to set
+
+    def suggest(self, trial_id: str):
+        if not self.configs:
+            return Searcher.FINISHED
+        self._served[trial_id] = self.configs.pop(0)
+        return self._served[trial_id]
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if result.get(self.metric) is not None and result.get("training_iteration"):
+            self._curves.setdefault(trial_id, {})[int(result["training_iteration"])] = float(result[self.metric])
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        config = self._served.pop(trial_id, None)
+        if config is None:
+            return
+        self.on_trial_result(trial_id, result or {})
+        study = optuna.load_study(study_name=self.study_name, storage=self.storage_url)
+        number = self.origins[config[RECHECK_KEY]]
+        origin = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+        done = not error and bool((result or {}).get("fit_done"))
+        study.add_trial(optuna.trial.create_trial(
+            params=origin.params, distributions=origin.distributions,
+            value=result[self.metric] if done else None,
+            state=optuna.trial.TrialState.COMPLETE if done else optuna.trial.TrialState.FAIL,
+            intermediate_values=self._curves.pop(trial_id, {}),
+            user_attrs={"config": from_trial(config), "recheck_of": number, "seed": config["seed"]},
+        ))
+
+    def save(self, checkpoint_path: str) -> None:
+        # A resumed search rebuilds the re-check from the trials on disk; nothing else needs saving.
+        Path(checkpoint_path).write_text("")
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass
+
+
 class MLflowTrials(tune.Callback):
     """One MLflow run per trial, nested under the search's parent run; logged from the driver only.
 
@@ -273,7 +328,8 @@ class MLflowTrials(tune.Callback):
                 self.experiment_id,
                 run_name=f"trial_{trial.trial_id}",
                 tags={"mlflow.parentRunId": self.parent_run_id, "trial_id": trial.trial_id, "status": "running",
-                      "sampled": ",".join(sorted(sampled_params(trial.config)))},
+                      "sampled": ",".join(sorted(sampled_params(trial.config))),
+                      **({"recheck_of": trial.config[RECHECK_KEY]} if RECHECK_KEY in trial.config else {})},
             )
             run_id = run.info.run_id
             from mlflow.entities import Param
@@ -311,16 +367,18 @@ class MLflowTrials(tune.Callback):
 
 
 class CheckpointJanitor(tune.Callback):
-    """Removes an ended trial's checkpoints; keeps the best completed trial's weights, once.
+    """Removes an ended trial's checkpoints; keeps the best completed trial's weights, once per group.
 
     A completed trial's last checkpoint holds its best weights alone; it stays while
-    that trial is the best completed one and goes when a better one completes.
-    Pruned and failed trials are never resumed, so nothing of theirs is kept.
+    that trial is the best completed one of its group and goes when a better one
+    completes. Groups are the values of the config key ``group_by`` (the re-check keeps
+    one per re-checked config); none: one group. Pruned and failed trials are never
+    resumed, so nothing of theirs is kept.
     """
 
-    def __init__(self, metric: str):
-        self.metric = metric
-        self.best: tuple[float, str] | None = None
+    def __init__(self, metric: str, group_by: str | None = None):
+        self.metric, self.group_by = metric, group_by
+        self.best: dict = {}
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         result = trial.last_result or {}
@@ -328,10 +386,12 @@ class CheckpointJanitor(tune.Callback):
         if not result.get("fit_done") or value is None:
             remove_checkpoints(Path(trial.path))
             return
-        if self.best is None or value > self.best[0]:
-            if self.best is not None:
-                remove_checkpoints(Path(self.best[1]))
-            self.best = (value, trial.path)
+        group = trial.config.get(self.group_by) if self.group_by else None
+        best = self.best.get(group)
+        if best is None or value > best[0]:
+            if best is not None:
+                remove_checkpoints(Path(best[1]))
+            self.best[group] = (value, trial.path)
             remove_checkpoints(Path(trial.path), keep_last=True)
         else:
             remove_checkpoints(Path(trial.path))
