@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import sys
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.results_md import write_section  # noqa: E402
 from search_spaces.layer_sweep import SWEPT_LAYERS  # noqa: E402
 from trainables.config import validate_config  # noqa: E402
 from trainables.data import load_synthetic  # noqa: E402
@@ -148,16 +148,6 @@ def table(rows: dict, per_layer: dict, header: str) -> str:
     return "\n".join(lines)
 
 
-def write_results(section: str, key: str, path: Path) -> None:
-    """Replace (or append) the section between this run's markers in RESULTS.md."""
-    begin, end = f"<!-- calibration {key} -->", f"<!-- /calibration {key} -->"
-    text = path.read_text() if path.is_file() else "# Benchmark results\n"
-    block = f"{begin}\n{section}\n{end}"
-    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip("\n") + f"\n\n{block}\n"
-    path.write_text(text)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--resolution", type=int, default=224)
@@ -199,7 +189,7 @@ def main(argv=None) -> int:
     print(text)
     if not args.no_write:
         key = f"seed{args.seed}-{args.resolution}px-{args.images_per_object}ipo" + ("-untrained" if args.no_train else "")
-        write_results(text, key, ROOT / "benchmarks" / "RESULTS.md")
+        write_section(f"calibration {key}", text, ROOT / "benchmarks" / "RESULTS.md")
         print(f"wrote {ROOT / 'benchmarks' / 'RESULTS.md'}")
     return 0
 
