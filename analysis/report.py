@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from analysis import study_plots
+from analysis.recheck import is_tie, recheck_table, sampled_text, search_trials
 from analysis.study import OPTUNA_FILE, load_trials, read_settings, status_counts, study_folder
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,9 @@ def build_report(storage: Path, name: str, out: Path | None = None) -> Path:
     settings = read_settings(folder)
     out = Path(out) if out else folder / "report"
     out.mkdir(parents=True, exist_ok=True)
-    trials = load_trials(folder)
+    everything = load_trials(folder)
+    top = recheck_table(everything)
+    trials = search_trials(everything)  # the figures show the searcher's trials; the re-check has its own table
     study = load_optuna_study(folder, settings["name"])
     counts = status_counts(trials)
     figures = []
@@ -131,7 +134,7 @@ def build_report(storage: Path, name: str, out: Path | None = None) -> Path:
         warnings.append(f"only {counts['completed']} completed trials: importance and isolation are rough")
     best = max((t for t in trials if t.status == "completed"), key=lambda t: t.best("best_inner_ev"), default=None)
     rechecks = seed_rechecks(storage, settings["name"])
-    page = _render(settings, counts, best, warnings, rechecks, imp, figures)
+    page = _render(settings, counts, best, warnings, rechecks, imp, figures, top)
     index = out / "index.html"
     index.write_text(page)
     _attach(settings, out)
@@ -150,7 +153,7 @@ def input_resolution_note(settings: dict) -> str:
     return note
 
 
-def _render(settings, counts, best, warnings, rechecks, imp, figures) -> str:
+def _render(settings, counts, best, warnings, rechecks, imp, figures, top=()) -> str:
     parts = [f"<h1>Search {html.escape(settings['name'])} ({html.escape(settings['space'])})</h1>"]
     parts.append(_table([[settings["searcher"], settings["profile"]["name"], settings.get("data_fingerprint", ""),
                           counts["completed"], counts["pruned"], counts["failed"], counts["running"]]],
@@ -167,6 +170,15 @@ def _render(settings, counts, best, warnings, rechecks, imp, figures) -> str:
         parts.append(f"<h2>Best trial {html.escape(best.trial_id)}: inner-validation EV "
                      f"{best.best('best_inner_ev'):.4f} after {best.epochs} epoch{'s' if best.epochs > 1 else ''}</h2>")
         parts.append(_table([[k, v] for k, v in shown.items()], ["hyperparameter", "value"]))
+    if top:
+        seeds = max(r.n for r in top)
+        parts.append(f"<h2>Top-{len(top)} re-check: {seeds} new seeds each (inner split)</h2><p>Exported: the best "
+                     "mean. The search's own run is left out of the mean: it was selected for being high."
+                     + (" #1 and #2 tie (within two standard errors of their difference)." if len(top) > 1
+                        and is_tie(top[0], top[1]) else "") + "</p>")
+        parts.append(_table([[i, r.trial.trial_id, _number(r.search_value), _number(r.mean, r.se), r.n,
+                              sampled_text(r.trial.config)] for i, r in enumerate(top, 1)],
+                            ["rank", "trial", "search EV", "re-check EV (mean ± SE)", "seeds", "sampled"]))
     if rechecks:
         parts.append("<h2>Re-trained over seeds (official validation set)</h2>")
         parts.append(_table([[r["folder"], r["seeds"] or 1, _number(r["search_value"]),

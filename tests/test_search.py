@@ -218,6 +218,11 @@ def test_recheck_trains_the_best_configs_again_and_exports_the_best_mean(tmp_pat
     assert shown.returncode == 0, shown.stderr
     assert f"{table[0]['mean']:.4f} +- {table[0]['se']:.4f}" in shown.stdout
     assert f"{table[1]['mean']:.4f} +- {table[1]['se']:.4f}" in shown.stdout
+    report = subprocess.run([sys.executable, "-m", "analysis.report", "--experiment", "shallow_cnn", "--storage",
+                             str(storage)], capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr
+    page = (folder / "report" / "index.html").read_text()
+    assert "Top-2 re-check: 2 new seeds each" in page and f"{table[0]['mean']:.4f} ± {table[0]['se']:.4f}" in page
 
     # A finished search without the re-check can be re-checked afterwards with --resume.
     plain = run_search("--space", "shallow_cnn", "--name", "plain", "--storage", str(storage), "--num-samples", "2",
