@@ -200,9 +200,8 @@ def replay_trial(config: dict, table: Table, replay_seed: int, time_scale: float
     """Ray Tune trainable: report the recorded curve of the config nearest to the sampled one, epoch by epoch."""
     from ray import tune
 
-    from trainables.tune_glue import sampled_params
-
-    cid = table.nearest(sampled_params(config))
+    # The sampled values (as trainables.tune_glue.sampled_params; not imported: workers would load torch).
+    cid = table.nearest({k: config[k] for k in config.get("_sampled", ()) if k in config})
     seeds = table.curves[cid]
     pick = (replay_seed * 7919 + config.get("_optuna_trial", 0)) % len(seeds)  # which recorded seed this trial gets
     curve, seconds = seeds[pick], table.seconds[cid][pick]
@@ -359,6 +358,30 @@ def replay(table: Table, strategies: dict, seeds: int, budget: int, concurrency:
     return grid, results
 
 
+def save_results(path: Path, grid: np.ndarray, results: list[StrategyResult], meta: dict) -> Path:
+    """Keep a replay's curves (``.npz``) so that runs split over processes are reported together."""
+    np.savez_compressed(path, grid=grid, meta=json.dumps(meta),
+                        names=np.array([r.name for r in results]), seconds=np.array([r.seconds for r in results]),
+                        **{f"curves_{i}": r.curves for i, r in enumerate(results)},
+                        **{f"stopped_{i}": np.array(r.first_stopped, dtype=bool) for i, r in enumerate(results)})
+    return path
+
+
+def load_results(paths: list[Path]) -> tuple[np.ndarray, list[StrategyResult], dict]:
+    """Merge saved replays (same table and budget), in the order of :data:`STRATEGIES`."""
+    grid, results, meta = None, [], {}
+    for path in paths:
+        z = np.load(path)
+        if grid is not None and not np.array_equal(grid, z["grid"]):
+            raise ValueError(f"{path} was replayed with another budget")
+        grid, meta = z["grid"], json.loads(str(z["meta"]))
+        results += [StrategyResult(str(n), z[f"curves_{i}"], list(z[f"stopped_{i}"]), float(z["seconds"][i]))
+                    for i, n in enumerate(z["names"])]
+    order = list(STRATEGIES)
+    results.sort(key=lambda r: order.index(r.name) if r.name in order else len(order))
+    return grid, results, meta
+
+
 def summary_rows(grid: np.ndarray, results: list[StrategyResult], budget: int) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the replay table (markdown-ready strings)."""
     fractions = (1 / 8, 1 / 4, 1 / 3, 1 / 2, 1)
@@ -429,8 +452,12 @@ def main(argv=None) -> int:
                                                 "trials as the table has configs)")
     run.add_argument("--concurrency", type=int, default=4, help="trials at once, as on a GPU with several trials")
     run.add_argument("--time-scale", type=float, default=1 / 1000, help="replayed seconds per recorded second")
-    run.add_argument("--plot", type=Path, help="any-time figure (default: next to the table, -anytime.png)")
-    run.add_argument("--no-write", action="store_true", help="do not write the table into benchmarks/RESULTS.md")
+    run.add_argument("--save", type=Path, help="also keep the curves in this .npz (for 'report')")
+    for sub_parser in (run, sub.add_parser("report", help="report saved replays together (e.g. split over processes)")):
+        sub_parser.add_argument("--plot", type=Path, help="any-time figure (default: next to the table, -anytime.png)")
+        sub_parser.add_argument("--no-write", action="store_true", help="do not write benchmarks/RESULTS.md")
+    sub.choices["report"].add_argument("--table", type=Path, default=DEFAULT_TABLE)
+    sub.choices["report"].add_argument("curves", type=Path, nargs="+", help=".npz files written by run --save")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("ray", "ray.tune", "optuna"):
@@ -438,27 +465,33 @@ def main(argv=None) -> int:
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no per-trial json/csv/tensorboard files
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "100000")  # no experiment snapshots: nothing to resume
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-
-    if args.command == "record":
-        try:
-            out = record(args.storage, args.name, args.out)
-        except (FileNotFoundError, ValueError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        table = Table.load(out)
-        n_rows = sum(len(c) for seeds in table.curves.values() for c in seeds)
-        print(f"{out}.csv: {len(table.configs)} configs, {n_rows} epochs; best {table.best()[0]} "
-              f"(true value {table.best()[1]:.4f})")
-        return 0
-
-    if args.seeds < 1 or args.concurrency < 1 or (args.budget is not None and args.budget < 1):
-        print("error: --seeds, --concurrency and --budget must be >= 1", file=sys.stderr)
-        return 2
     try:
+        if args.command == "record":
+            return record_command(args)
+        if args.command == "run" and (args.seeds < 1 or args.concurrency < 1 or (args.budget or 1) < 1):
+            raise ValueError("--seeds, --concurrency and --budget must be >= 1")
         table = Table.load(args.table)
-    except FileNotFoundError as err:
+        if args.command == "report":
+            grid, results, meta = load_results(args.curves)
+        else:
+            grid, results, meta = run_command(args, table)
+    except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    report(args, table, grid, results, meta)
+    return 0
+
+
+def record_command(args) -> int:
+    out = record(args.storage, args.name, args.out)
+    table = Table.load(out)
+    n_rows = sum(len(c) for seeds in table.curves.values() for c in seeds)
+    print(f"{out}.csv: {len(table.configs)} configs, {n_rows} epochs; best {table.best()[0]} "
+          f"(true value {table.best()[1]:.4f})")
+    return 0
+
+
+def run_command(args, table: Table) -> tuple[np.ndarray, list[StrategyResult], dict]:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -479,21 +512,28 @@ def main(argv=None) -> int:
         log.info("[%d/%d] %s, seed %d (%.0f s)", done[0], total, name, seed, time.perf_counter() - start)
 
     grid, results = replay(table, strategies, args.seeds, budget, args.concurrency, args.time_scale, progress)
-    header, rows = summary_rows(grid, results, budget)
+    meta = {"seeds": args.seeds, "budget": budget, "concurrency": args.concurrency}
+    if args.save:
+        save_results(args.save, grid, results, meta)
+    return grid, results, meta
+
+
+def report(args, table: Table, grid: np.ndarray, results: list[StrategyResult], meta: dict) -> None:
+    """Print the table, draw the any-time plot, write the RESULTS.md section."""
+    header, rows = summary_rows(grid, results, meta["budget"])
     text = markdown(header, rows)
     print(text)
-    figure = plot(grid, results, args.plot or args.table.with_name(args.table.name + "-anytime.png"),
-                  f"{table.meta['space']} replayed on {args.table.name}: {len(table.configs)} configs, "
-                  f"{args.seeds} seeds, {args.concurrency} trials at once")
+    _, value = table.best()
+    title = (f"{table.meta['space']} replayed on {args.table.name}: {len(table.configs)} configs, {meta['seeds']} "
+             f"searcher seeds, {meta['concurrency']} trials at once")
+    figure = plot(grid, results, args.plot or args.table.with_name(args.table.name + "-anytime.png"), title)
+    seconds = sum(r.seconds for r in results)
     print(f"any-time plot: {figure}")
-    print(f"replay time: {time.perf_counter() - start:.0f} s")
+    print(f"replay time: {seconds:.0f} s of replays ({seconds / max(1, meta['seeds'] * len(results)):.1f} s each)")
     if not args.no_write:
-        write_section(f"replay {args.table.name}", f"### Search replay on `{args.table.name}` "
-                      f"({len(table.configs)} configs, best true value {value:.4f}; {args.seeds} searcher seeds, "
-                      f"budget {budget} epochs, {args.concurrency} trials at once)\n\n"
-                      f"`python benchmarks/search_replay.py run --table {args.table.relative_to(ROOT) if args.table.is_absolute() else args.table}"
-                      f" --seeds {args.seeds}` ({time.perf_counter() - start:.0f} s)\n\n{text}\n")
-    return 0
+        write_section(f"replay {args.table.name}", f"### Search replay on `{args.table.name}` ({len(table.configs)} "
+                      f"configs, best true value {value:.4f}; {meta['seeds']} searcher seeds, budget {meta['budget']} "
+                      f"epochs, {meta['concurrency']} trials at once; {seconds:.0f} s of replays)\n\n{text}\n")
 
 
 if __name__ == "__main__":
