@@ -289,6 +289,8 @@ class Trace(_trace_base()):
             return
         index = int(result["config_index"])
         done = bool(result.get("fit_done"))
+        if not done and self.stop_all():
+            return  # cut by the end of the budget, not by the scheduler
         self.first_seen.setdefault(index, done)  # was the first sample of this config allowed to finish?
         if done:
             self.completed.append(index)

@@ -46,6 +46,7 @@ from trainables.tracking import close_search_run, start_search_run
 from trainables.samplers import SAMPLERS, make_sampler
 from trainables.schedulers import SCHEDULERS, make_scheduler
 from trainables.schedulers import describe as describe_scheduler
+from trainables import search_defaults as defaults
 
 log = logging.getLogger("trainables.search")
 GIB = 1024**3
@@ -58,13 +59,17 @@ def parse_args(argv):
     add_data_arguments(p)
     add_weights_arguments(p)
     p.add_argument("--num-samples", type=int, help="trials (default: the profile's)")
-    p.add_argument("--searcher", default="tpe", choices=list(SAMPLERS), help="qmc: quasi-random, to explore")
+    p.add_argument("--searcher", default=defaults.SEARCHER, choices=list(SAMPLERS),
+                   help=f"qmc: quasi-random, to explore (default {defaults.SEARCHER})")
     p.add_argument("--seed", type=int, default=0, help="seed of the searcher and of every trial")
-    p.add_argument("--scheduler", default="asha", choices=list(SCHEDULERS),
-                   help="early stopping: asha, hyperband (asynchronous, several brackets) or fifo (none)")
-    p.add_argument("--grace-period", type=int, default=2, help="ASHA/Hyperband: epochs before a trial can be stopped")
-    p.add_argument("--reduction-factor", type=float, default=2.0,
-                   help="ASHA/Hyperband: keep 1/f of the trials at each rung")
+    p.add_argument("--scheduler", default=defaults.SCHEDULER, choices=list(SCHEDULERS),
+                   help="early stopping: asha, hyperband (asynchronous, several brackets) or fifo (none); "
+                        f"default {defaults.SCHEDULER}")
+    p.add_argument("--grace-period", type=int,
+                   help="ASHA/Hyperband: epochs before a trial can be stopped (default: "
+                        f"{defaults.GRACE_FRACTION:g} of the longest recipe's epochs)")
+    p.add_argument("--reduction-factor", type=float, default=defaults.REDUCTION_FACTOR,
+                   help=f"ASHA/Hyperband: keep 1/f of the trials at each rung (default {defaults.REDUCTION_FACTOR:g})")
     p.add_argument("--recheck-top", type=int, metavar="K",
                    help="at the end, train the K best completed configs again with new seeds and export the best mean "
                         "(default 3; 0: off; with --resume, also re-checks a finished search)")
@@ -139,13 +144,14 @@ def plan(args) -> dict:
         notes.append(f"ImageNet weights not in the torch cache for {', '.join(weights.missing)}: those backbones run "
                      f"with random weights" + (f"; ImageNet weights used for {', '.join(loaded)}" if loaded else ""))
     ctx = weights.ctx
+    max_t = max(c["epochs"] for c in configs)
     import torch
 
     gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (1.0 if torch.cuda.is_available() else 0.0)
     return {
         "space": args.space, "scientific": scientific_parameter(args.space), "name": name, "folder": str(folder), "storage": str(args.storage.resolve()),
         "searcher": args.searcher, "seed": args.seed, "scheduler": args.scheduler,
-        "grace_period": args.grace_period, "reduction_factor": args.reduction_factor,
+        "grace_period": args.grace_period or defaults.grace_period(max_t), "reduction_factor": args.reduction_factor,
         "num_samples": args.num_samples or profile.num_samples,
         "recheck": recheck_settings(args, {}),
         "profile": {"name": profile.name, "resolution": profile.resolution,
@@ -153,7 +159,7 @@ def plan(args) -> dict:
         "data": {"source": args.data, "data_seed": args.data_seed, "resolution": profile.resolution,
                  "images_per_object": profile.images_per_object},
         "context": {"pretrained": sorted(ctx.pretrained), "max_epochs": ctx.max_epochs, "seed": ctx.seed},
-        "max_t": max(c["epochs"] for c in configs), "notes": notes,
+        "max_t": max_t, "notes": notes,
         # ImageNet checkpoints the driver resolved; trials get them through Ray's object store.
         "imagenet": sorted(set(weights.found) & ctx.pretrained),
         "gpus_per_trial": gpus, "cpus_per_trial": args.cpus_per_trial, "max_concurrent": args.max_concurrent,
