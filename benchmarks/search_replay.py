@@ -63,7 +63,8 @@ STRATEGIES: dict[str, dict] = {
     "tpe + fifo": {"searcher": "tpe", "scheduler": "fifo"},
     **{f"tpe + asha g{g} rf{rf}": {"searcher": "tpe", "scheduler": "asha", "grace_period": g, "reduction_factor": rf}
        for g in (1, 2, 4) for rf in (2, 3)},
-    "qmc + asha g2 rf3": {"searcher": "qmc", "scheduler": "asha", "grace_period": 2, "reduction_factor": 3},
+    **{f"qmc + asha g2 rf{rf}": {"searcher": "qmc", "scheduler": "asha", "grace_period": 2, "reduction_factor": rf}
+       for rf in (2, 3)},
     "tpe + hyperband g1 rf3": {"searcher": "tpe", "scheduler": "hyperband", "grace_period": 1, "reduction_factor": 3},
 }
 BASELINE = "random + fifo"
@@ -370,7 +371,8 @@ def save_results(path: Path, grid: np.ndarray, results: list[StrategyResult], me
 
 
 def load_results(paths: list[Path]) -> tuple[np.ndarray, list[StrategyResult], dict]:
-    """Merge saved replays (same table and budget), in the order of :data:`STRATEGIES`."""
+    """Merge saved replays (same table and budget), in the order of :data:`STRATEGIES`; a strategy replayed in
+    several files is taken from the last."""
     grid, results, meta = None, [], {}
     for path in paths:
         z = np.load(path)
@@ -379,6 +381,7 @@ def load_results(paths: list[Path]) -> tuple[np.ndarray, list[StrategyResult], d
         grid, meta = z["grid"], json.loads(str(z["meta"]))
         results += [StrategyResult(str(n), z[f"curves_{i}"], list(z[f"stopped_{i}"]), float(z["seconds"][i]))
                     for i, n in enumerate(z["names"])]
+    results = list({r.name: r for r in results}.values())
     order = list(STRATEGIES)
     results.sort(key=lambda r: order.index(r.name) if r.name in order else len(order))
     return grid, results, meta
@@ -417,11 +420,12 @@ def plot(grid: np.ndarray, results: list[StrategyResult], path: Path, title: str
 
     fig, ax = plt.subplots(figsize=(9, 5.5))
     for i, r in enumerate(results):
-        color = plt.cm.tab10(i % 10)
+        color = plt.cm.tab20(i % 20)
         ax.plot(grid, r.quantile(0.5), color=color, label=r.name, lw=2 if r.name == BASELINE else 1.4)
         ax.plot(grid, r.quantile(0.8), color=color, ls="--", lw=0.8)
     ax.axhline(TARGET_REGRET, color="grey", lw=0.8, ls=":")
-    ax.set_yscale("symlog", linthresh=0.01)
+    ax.set_yscale("symlog", linthresh=0.002, linscale=0.5)
+    ax.set_ylim(0, max(float(r.curves.max()) for r in results) * 1.1)  # regret is never negative
     ax.set_xlabel("epochs spent by the search")
     ax.set_ylabel("regret of the exported config (EV)")
     ax.set_title(title + "\nsolid: median over searcher seeds; dashed: 80th percentile; dotted: 0.01")

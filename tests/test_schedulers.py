@@ -42,3 +42,26 @@ def test_each_scheduler_runs_a_search(tmp_path, name):
     if name == "fifo":  # nothing stopped early: every trial ran its 3 epochs and is COMPLETE in Optuna
         assert statuses["completed"] == 4 and {t["epochs"] for t in trials} == {"3"}
         assert set(optuna_states(storage, "shallow_cnn").values()) == {"COMPLETE"}
+
+
+def test_default_grace_period_scales_with_the_longest_recipe():
+    from trainables import search_defaults as defaults
+    from trainables.search import parse_args
+
+    assert parse_args(["--space", "vgg_depth"]).grace_period is None  # decided from the space's max_t
+    for max_t in (1, 8, 16, 60):
+        grace = defaults.grace_period(max_t)
+        assert 1 <= grace <= max_t and grace == max(1, round(max_t * defaults.GRACE_FRACTION))
+    assert defaults.grace_period(60) > defaults.grace_period(8)  # the first rung moves with the recipe
+
+
+def test_qmc_searcher_seeds_give_different_points():
+    import optuna
+
+    from trainables.samplers import make_sampler
+
+    def first_points(seed):
+        study = optuna.create_study(sampler=make_sampler("qmc", seed))
+        return [study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}).params["x"] for _ in range(4)]
+
+    assert first_points(0) != first_points(1)

@@ -1,14 +1,24 @@
-"""Optuna samplers by ``--searcher`` name: TPE to exploit, quasi-random (QMC) or random to explore."""
+"""Optuna samplers by ``--searcher`` name: TPE to exploit, quasi-random (QMC, the default: see
+:mod:`trainables.search_defaults`) or random to explore."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import optuna
 
+
+def _qmc(seed: int) -> optuna.samplers.QMCSampler:
+    # Scrambled: unscrambled Sobol ignores the seed, so every --seed would search the same points.
+    with warnings.catch_warnings():  # "experimental" since Optuna 3.0: the default searcher should not warn each run
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.QMCSampler(scramble=True, seed=seed, warn_independent_sampling=False)
+
+
 SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
     "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed),
-    "qmc": lambda seed: optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False),
+    "qmc": _qmc,
     "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
 }
 
