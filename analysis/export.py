@@ -48,10 +48,9 @@ def best_config(folder: Path, trials: list[TrialRecord] | None = None) -> dict:
     """
     settings = read_settings(folder)
     trials = load_trials(folder) if trials is None else trials
-    ranked = rank(trials)
-    if not ranked:
+    ranked, rows = rank(trials), recheck_table(trials)
+    if not ranked and not rows:
         raise NothingToExport(f"search '{settings['name']}' has no completed trial yet")
-    rows = recheck_table(trials)
     best = rows[0].trial if rows else ranked[0]
     config = from_trial(best.config)
     config["provenance"] = {

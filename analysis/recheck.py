@@ -2,8 +2,8 @@
 
 The winner of a search is the maximum of many noisy single-seed scores on a small
 inner split, so its score is biased upward (the winner's curse) and the runner-up is
-often as good. The re-check trains the K best completed configurations again with S
-seeds each (the search's seed + 1 ... + S; the search's own run is left out of the
+often as good. The re-check trains the K best completed configurations (topped up with
+the furthest-reaching early-stopped ones when fewer completed) again with S seeds each (the search's seed + 1 ... + S; the search's own run is left out of the
 mean, since it was selected for being high) and ranks them by their mean.
 
 Re-check trials are trials of the same search: Ray trial folders under
@@ -68,14 +68,17 @@ def search_trials(trials: list[TrialRecord]) -> list[TrialRecord]:
     return [t for t in trials if RECHECK_KEY not in t.config]
 
 
-def top_completed(trials: list[TrialRecord], k: int) -> list[TrialRecord]:
-    """The ``k`` best completed search trials by their (single-seed) objective, best first."""
-    scored = [t for t in search_trials(trials) if t.status == "completed" and t.best(OBJECTIVE) is not None]
-    return sorted(scored, key=lambda t: t.best(OBJECTIVE), reverse=True)[:k]
+def top_candidates(trials: list[TrialRecord], k: int) -> list[TrialRecord]:
+    """The ``k`` search trials to re-check: the completed ones by their (single-seed) objective, best first; when
+    fewer than ``k`` completed (a short search under aggressive early stopping), then those stopped early that went
+    furthest, by epochs reached and score, as successive halving would have promoted them."""
+    scored = [t for t in search_trials(trials) if t.status in ("completed", "pruned") and t.best(OBJECTIVE) is not None]
+    return sorted(scored, key=lambda t: (t.status == "completed", 0 if t.status == "completed" else t.epochs,
+                                         t.best(OBJECTIVE)), reverse=True)[:k]
 
 
 def recheck_configs(trials: list[TrialRecord], top: int, seeds: int, base_seed: int) -> list[dict]:
-    """Trial configs of the re-check still to run: each of the ``top`` best configs with seeds
+    """Trial configs of the re-check still to run: each of the ``top`` best configs (:func:`top_candidates`) with seeds
     ``base_seed + 1 ... base_seed + seeds``, minus those a re-check trial already completed (a resumed search).
 
     Returns
@@ -86,7 +89,7 @@ def recheck_configs(trials: list[TrialRecord], top: int, seeds: int, base_seed: 
     done = {(t.config[RECHECK_KEY], t.config.get("seed")) for t in trials
             if RECHECK_KEY in t.config and t.status == "completed"}
     configs = []
-    for trial in top_completed(trials, top):
+    for trial in top_candidates(trials, top):
         base = {k: v for k, v in trial.config.items() if k != "_optuna_trial"}
         for s in range(1, seeds + 1):
             if (trial.trial_id, base_seed + s) not in done:
@@ -121,8 +124,9 @@ def format_table(rows: list[RecheckRow]) -> list[str]:
     """Lines of the re-check table for a terminal: rank, trial, search score, mean +- SE, seeds, what was sampled."""
     lines = [f"{'rank':<5}{'trial':<12}{'search EV':>10}  {'re-check EV mean +- SE':<24}{'seeds':>5}  sampled"]
     for i, row in enumerate(rows, 1):
+        stopped = "" if row.trial.status == "completed" else f" (stopped at epoch {row.trial.epochs} in the search)"
         lines.append(f"{i:<5}{row.trial.trial_id:<12}{row.search_value:>10.4f}  "
-                     f"{row.mean:.4f} +- {row.se:.4f}{'':<8}{row.n:>5}  {sampled_text(row.trial.config)}")
+                     f"{row.mean:.4f} +- {row.se:.4f}{'':<8}{row.n:>5}  {sampled_text(row.trial.config)}{stopped}")
     if len(rows) >= 2:
         gap = rows[0].mean - rows[1].mean
         two_se = TIE_SES * math.hypot(rows[0].se, rows[1].se)

@@ -56,7 +56,7 @@ def main() -> None:
         cmd = [sys.executable, "-m", "trainables.search", "--space", args.space, "--name", name, "--storage",
                str(args.storage), "--num-samples", str(max(args.trials_per_level, k)), "--max-epochs",
                str(args.epochs), "--grace-period", str(args.epochs), "--searcher", "random",
-               "--max-concurrent", str(k), *share, *extra]
+               "--recheck-top", "0", "--max-concurrent", str(k), *share, *extra]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             sys.exit(f"search failed at {k} trials at once:\n{done.stderr[-2000:]}")

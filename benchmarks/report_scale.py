@@ -165,7 +165,7 @@ def setup_cost() -> str:
 def run_study(space: str, storage: Path, args) -> tuple[list[dict], dict]:
     cmd = [sys.executable, "-m", "trainables.search", "--space", space, "--profile", "smoke",
            "--resolution", "224", "--images-per-object", "50", "--max-epochs", "1", "--num-samples", "2",
-           "--max-concurrent", "2", "--storage", str(storage), "--name", space, *args.extra]
+           "--max-concurrent", "2", "--recheck-top", "0", "--storage", str(storage), "--name", space, *args.extra]
     env = {**os.environ, "ITSEARCH_MAX_BATCHES_PER_EPOCH": str(args.batches_per_epoch)}
     sampler = Sampler(storage)
     sampler.start()

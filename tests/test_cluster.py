@@ -145,7 +145,7 @@ def test_worker_node_killed_mid_search(tmp_path, ray_cluster, mlflow_server):
     storage = tmp_path / "shared"
     proc = subprocess.Popen(
         [sys.executable, "-m", "trainables.search", "--space", "shallow_cnn", "--storage", str(storage),
-         "--num-samples", "4", "--max-epochs", "8", "--grace-period", "8", "--address", address,
+         "--num-samples", "4", "--max-epochs", "8", "--grace-period", "8", "--recheck-top", "0", "--address", address,
          "--tracking-uri", mlflow_server, *TINY], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     folder = storage / "shallow_cnn"
     assert wait_for(lambda: len(list(folder.glob("trial_*/result.json"))) >= 2, 180), "trials did not start"

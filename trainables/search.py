@@ -433,8 +433,8 @@ def print_summary(settings: dict, summary: dict, seconds: float) -> None:
         print(f"the space's first point (the report's recipe), trial {first['trial_id']}: {fate}{score}")
     rows = summary["recheck"]
     if rows:
-        print(f"re-check of the {len(rows)} best config{'s' * (len(rows) > 1)} with new seeds (inner-validation EV; the search's own run, "
-              "selected for being high, is left out of the mean):")
+        print(f"re-check of the {len(rows)} best config{'s' * (len(rows) > 1)} with new seeds, each to its end "
+              "(inner-validation EV; the search's own run, selected for being high, is left out of the mean):")
         print("\n".join("  " + line for line in format_table(rows)))
     best = summary["best"]
     if best:
