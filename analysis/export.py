@@ -148,7 +148,12 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     p = config["provenance"]
-    print(f"best trial {p['trial_id']}: {p['metric']} {p['value']:.4f} after {p['epochs_reached']} epochs -> {out}")
+    how = ""
+    if p.get("recheck"):
+        top = p["recheck"]["table"][0]
+        how = f"best re-check mean {top['mean']:.4f} +- {top['se']:.4f} over {top['n']} seeds; in the search "
+    print(f"exported trial {p['trial_id']}: {how}{p['metric']} {p['value']:.4f} after {p['epochs_reached']} epochs "
+          f"-> {out}")
     if args.top:
         print("\n".join(top_lines(load_trials(study_folder(args.storage, args.experiment)), args.top)))
     return 0
