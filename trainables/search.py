@@ -50,7 +50,6 @@ from trainables import search_defaults as defaults
 
 log = logging.getLogger("trainables.search")
 GIB = 1024**3
-DEFAULT_RECHECK = {"top": 3, "seeds": 3}
 
 
 def parse_args(argv):
@@ -72,8 +71,9 @@ def parse_args(argv):
                    help=f"ASHA/Hyperband: keep 1/f of the trials at each rung (default {defaults.REDUCTION_FACTOR:g})")
     p.add_argument("--recheck-top", type=int, metavar="K",
                    help="at the end, train the K best completed configs again with new seeds and export the best mean "
-                        "(default 3; 0: off; with --resume, also re-checks a finished search)")
-    p.add_argument("--recheck-seeds", type=int, metavar="S", help="seeds per re-checked config (default 3, at least 2)")
+                        f"(default {defaults.RECHECK_TOP}; 0: off; with --resume, also re-checks a finished search)")
+    p.add_argument("--recheck-seeds", type=int, metavar="S",
+                   help=f"seeds per re-checked config (default {defaults.RECHECK_SEEDS}, at least 2)")
     p.add_argument("--gpus-per-trial", type=float, help="fractional allowed (default: 1 with a GPU, else 0)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--max-concurrent", type=int, help="trials at once (default: what CPUs, GPUs and memory allow)")
@@ -170,8 +170,8 @@ def plan(args) -> dict:
 
 def recheck_settings(args, saved: dict) -> dict:
     """The top-K re-check's K and S: the flags, else what the search saved, else 3 and 3."""
-    top = args.recheck_top if args.recheck_top is not None else saved.get("top", DEFAULT_RECHECK["top"])
-    seeds = args.recheck_seeds if args.recheck_seeds is not None else saved.get("seeds", DEFAULT_RECHECK["seeds"])
+    top = args.recheck_top if args.recheck_top is not None else saved.get("top", defaults.RECHECK_TOP)
+    seeds = args.recheck_seeds if args.recheck_seeds is not None else saved.get("seeds", defaults.RECHECK_SEEDS)
     return {"top": top, "seeds": seeds}
 
 
