@@ -27,6 +27,25 @@ def test_vgg_depth_is_first_k_conv_blocks(k):
     assert trunk(torch.randn(1, 3, 32, 32)).shape[1] == trunk.out_channels
 
 
+@pytest.mark.parametrize("backbone, layer, channels", [("efficientnet_lite0", "block12", 112), ("resnet18", "layer3", 256)])
+def test_trunk_layer_cuts_the_network_where_the_readout_reads(backbone, layer, channels):
+    """A network cut after a layer computes that layer's activations, as the ridge readout sees them."""
+    import numpy as np
+
+    from trainables.features import RANDOM_WEIGHTS_SEED, compute_layers
+
+    torch.manual_seed(RANDOM_WEIGHTS_SEED)  # the readout's random weights
+    cut = build_backbone(validate_config({"backbone": backbone, "trunk_layer": layer})).eval()
+    assert cut.out_channels == channels
+    images = np.random.default_rng(0).normal(size=(2, 3, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        maps = cut(torch.from_numpy(images))
+    read = compute_layers(backbone, "random", [layer], 0, images, torch.device("cpu"))[layer]
+    np.testing.assert_allclose(maps.flatten(1).numpy(), read, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match=r"has no layer 'block99' \(valid: .*avgpool\)"):
+        build_backbone(validate_config({"backbone": backbone, "trunk_layer": "block99"}))
+
+
 def test_trainable_blocks_freezes_the_early_blocks():
     trunk = build_backbone(validate_config({"backbone": "resnet18", "trainable_blocks": 2}))
     flags = [all(p.requires_grad for p in b.parameters()) for b in trunk.blocks]

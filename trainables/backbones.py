@@ -58,6 +58,13 @@ class Backbone(nn.Module):
         self.renormalise = norm != IMAGENET_NORM
         self.frozen_blocks = 0
 
+    def truncate(self, n_blocks: int) -> None:
+        """Keep the first ``n_blocks`` blocks; ``out_channels`` becomes the last kept block's."""
+        self.blocks = self.blocks[:n_blocks]
+        # Channel counts are not uniform attributes across block types (MBConv, ResNet stages): ask the blocks.
+        with torch.no_grad():
+            self.out_channels = int(self.blocks.eval()(torch.zeros(1, 3, 64, 64)).shape[1])
+
     def set_trainable_blocks(self, n: int | None) -> None:
         """Fine-tune all blocks (None), none (0) or only the last ``n``."""
         total = len(self.blocks)
@@ -198,12 +205,16 @@ def check_backbone(name: str) -> None:
 
 
 def build_backbone(config: dict, imagenet_state: dict | None = None) -> Backbone:
-    """Build the trunk named by ``config['backbone']`` with its weights and trainable blocks.
+    """Build the trunk named by ``config['backbone']`` with its weights, depth and trainable blocks.
 
     ``imagenet_state``: its ImageNet state dict, when the caller has it; else, for
     ``weights: imagenet``, the checkpoint is read from the torch cache.
     """
     check_backbone(config["backbone"])
     trunk = BACKBONES[config["backbone"]](config, imagenet_state)
+    if config["trunk_layer"] != "avgpool":
+        from trainables.features import block_count
+
+        trunk.truncate(block_count(config["backbone"], config["trunk_layer"], len(trunk.blocks)))
     trunk.set_trainable_blocks(config["trainable_blocks"])
     return trunk

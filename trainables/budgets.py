@@ -28,19 +28,21 @@ GRAM_CHUNK = 4096
 
 
 @lru_cache(maxsize=None)
-def _backbone_size(backbone: str, vgg_blocks: int, width_mult: float) -> tuple[int, int]:
+def _backbone_size(backbone: str, vgg_blocks: int, width_mult: float, trunk_layer: str) -> tuple[int, int]:
     """(parameters, output channels) of a trunk, built on the meta device (no memory, no weights read)."""
     from trainables.backbones import build_backbone
     from trainables.config import validate_config
 
     with torch.device("meta"):
-        trunk = build_backbone(validate_config({"backbone": backbone, "vgg_blocks": vgg_blocks, "width_mult": width_mult}))
+        trunk = build_backbone(validate_config({"backbone": backbone, "vgg_blocks": vgg_blocks, "width_mult": width_mult,
+                                                "trunk_layer": trunk_layer}))
     return sum(p.numel() for p in trunk.parameters()), trunk.out_channels
 
 
 def parameter_count(config: dict, n_sites: int) -> int:
     """Parameters of the config's model: the trunk's (built once per architecture) plus the decoder's linear layers."""
-    count, width = _backbone_size(config["backbone"], config["vgg_blocks"], float(config["width_mult"]))
+    count, width = _backbone_size(config["backbone"], config["vgg_blocks"], float(config["width_mult"]),
+                                  config["trunk_layer"])
     width *= config["head_pool"] ** 2
     for h in [*config["head_hidden"], n_sites]:
         count += width * h + h

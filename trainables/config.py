@@ -51,6 +51,10 @@ FIELDS: dict[str, Field] = {
         (int, type(None)), None, help="null: fine-tune all; 0: frozen; n: only the last n blocks"
     ),
     "vgg_blocks": Field((int,), 5, help="vgg11_bn: keep the first k conv blocks (1..8)"),
+    "trunk_layer": Field(
+        (str,), "avgpool", help="network: cut the trunk after this layer (trainables.features.layer_names); "
+        "avgpool: keep it whole"
+    ),
     "width_mult": Field(_NUM, 1.0, help="shallow_cnn: channel multiplier of 16-32-64-128"),
     "head_pool": Field((int,), 1, help="adaptive average pool output size (p x p)"),
     "head_hidden": Field((list,), [], help="hidden widths of the decoder MLP"),

@@ -41,13 +41,14 @@ def layer_names(backbone: str) -> list[str]:
     return [f"block{i}" for i in range(1, n + 1)] + ["avgpool"]
 
 
-def _block_index(backbone: str, layer: str, n_blocks: int) -> int:
-    """Number of blocks to run for ``layer``."""
+def block_count(backbone: str, layer: str, n_blocks: int) -> int:
+    """Number of blocks of the trunk (of ``n_blocks``) to run for ``layer``; ``ValueError`` naming the valid ones."""
+    names = (_RESNET_LAYERS if backbone.startswith("resnet") else [f"block{i}" for i in range(1, n_blocks + 1)])
     if layer == "avgpool":
         return n_blocks
-    if backbone.startswith("resnet"):
-        return _RESNET_LAYERS.index(layer) + 1
-    return int(layer.removeprefix("block"))
+    if layer not in names:
+        raise ValueError(f"{backbone} has no layer '{layer}' (valid: {', '.join(names)}, avgpool)")
+    return names.index(layer) + 1
 
 
 def _pool_of(layer: str, pool: int) -> int:
@@ -81,7 +82,7 @@ def compute_layers(backbone: str, weights: str, layers: list[str], pool: int, im
         trunk = build_backbone(validate_config({"backbone": backbone, "weights": weights}), imagenet_state)
     trunk = trunk.to(device).eval()
     n_blocks = len(trunk.blocks)
-    depth = {layer: _block_index(backbone, layer, n_blocks) for layer in layers}
+    depth = {layer: block_count(backbone, layer, n_blocks) for layer in layers}
     out = {layer: [] for layer in layers}
     for start in range(0, len(images), batch):
         x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch])).to(device)
