@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -112,3 +114,17 @@ def test_efficientnet_lite0_imagenet_weights_and_normalisation():
     with torch.no_grad():
         wrong = classifier._fc(trunk(stored).mean(dim=(2, 3)))
     assert not torch.allclose(wrong, logits)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.json")),
+                         ids=lambda p: p.stem)
+def test_shipped_examples_are_valid_and_build(path):
+    """Every example config validates and its model predicts (ImageNet weights where shipped, random otherwise)."""
+    import json
+
+    config = validate_config(json.loads(path.read_text()))
+    if config["weights"] == "imagenet" and config["backbone"] != "efficientnet_lite0":
+        config["weights"] = "random"  # no torchvision checkpoints here; the architecture is what is checked
+    model = build_model(config, n_sites=5).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 5)
