@@ -215,10 +215,10 @@ def main(argv: list[str] | None = None) -> int:
         # ImageNet weights: from the torch cache, else fetched once (unless --offline), before data or outputs.
         if config["weights"] == "imagenet" and uses_backbone(config):
             fetch_imagenet(config["backbone"], weights_policy(args))
-        # Build once on the CPU so that a config that cannot be built fails here too.
-        from trainables.heads import build_model
+        if config["model"] == "network":  # built once on the CPU, so that a config that cannot be built fails here
+            from trainables.heads import build_model
 
-        build_model(config, 1)
+            build_model(config, 1)
         if config["model"] == "ridge" and config["layer"] != "pixels":
             from trainables.features import layer_names
 
