@@ -16,8 +16,9 @@ validation set (EV, uniform over sites), as final training does:
   printed too);
 - unless ``--no-train``: the report's shallow CNN (16-32-64-128, global pool, linear readout)
   trained from scratch (``examples/shallow_cnn.json``), and EfficientNet-Lite0 fine-tuned from
-  ImageNet with a two-layer head (``examples/efficientnet_lite0_finetune.json``), at ``--train-resolution`` (default: the data's resolution on a GPU, 112 px on a CPU,
-  where 224-px training is too slow): the same seed's images at that size, same responses.
+  ImageNet with a two-layer head (``examples/efficientnet_lite0_finetune.json``), at
+  ``--train-resolution`` (default: the data's resolution on a GPU, 112 px on a CPU, where
+  224-px training is slow): the same seed's images at that size, same responses.
 
 Prints the table with the targets (DESIGN.md §3) and writes it into
 ``benchmarks/RESULTS.md`` (a section per seed and resolution, replaced on a rerun).
