@@ -184,6 +184,7 @@ def main(argv=None) -> int:
               f"{n_train} / {n_val} / {n_test} images ({time.strftime('%Y-%m-%d')}, {device})\n\n"
               f"`python benchmarks/calibration.py --resolution {args.resolution} --seed {args.seed}"
               + (f" --images-per-object {args.images_per_object}" if args.images_per_object != 50 else "")
+              + (f" --train-resolution {args.train_resolution}" if args.train_resolution and not args.no_train else "")
               + (" --no-train" if args.no_train else f" --epochs {args.epochs}") + "`; readouts on "
               f"{args.pool}x{args.pool}-pooled maps" + (f"; networks trained at {train_res} px for at most "
                                                         f"{args.epochs} epochs" if train_res else "")
