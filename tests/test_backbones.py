@@ -5,7 +5,7 @@ import torch
 
 from trainables.backbones import BACKBONES, build_backbone, check_backbone
 from trainables.config import validate_config
-from trainables.heads import DecoderHead, build_model
+from trainables.heads import HEADS, DecoderHead, FactorizedHead, build_model
 from trainables.weights import WeightsNotFound
 
 
@@ -63,6 +63,53 @@ def test_decoder_head_is_data():
     linears = [m for m in head.modules() if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(512, 7000), (7000, 7000), (7000, 168)]
     assert sum(isinstance(m, torch.nn.Dropout) and m.p == 0.52 for m in head.modules()) == 2
+
+
+def test_factorized_head_starts_as_the_global_average_readout():
+    """Masks start uniform: each site first reads the globally pooled map through its channel weights."""
+    torch.manual_seed(0)
+    head = FactorizedHead(12, 5, pool=4)
+    maps = torch.randn(3, 12, 8, 8)
+    expected = maps.mean(dim=(2, 3)) @ head.channel.t() + head.bias
+    torch.testing.assert_close(head(maps), expected, rtol=1e-5, atol=1e-6)
+    # Per site: pool**2 mask weights + C channel weights + a bias, far fewer than a linear layer on the map.
+    assert sum(p.numel() for p in head.parameters()) == 5 * (16 + 12 + 1)
+    deep = FactorizedHead(12, 5, pool=4, hidden=[7], dropout=0.1, activation="elu")
+    assert [(m.in_channels, m.out_channels) for m in deep.modules() if isinstance(m, torch.nn.Conv2d)] == [(12, 7)]
+    assert deep.channel.shape == (5, 7) and deep(maps).shape == (3, 5)
+
+
+@pytest.mark.parametrize("head", list(HEADS))
+def test_memory_budget_counts_the_parameters_each_head_has(head):
+    from trainables.budgets import parameter_count
+
+    config = validate_config({"backbone": "efficientnet_lite0", "trunk_layer": "block12", "head": head, "head_pool": 4,
+                              "head_hidden": [32]})
+    model = build_model(config, n_sites=9)
+    assert parameter_count(config, 9) == sum(p.numel() for p in model.parameters())
+
+
+def test_input_size_resizes_before_the_trunk_in_networks_and_readouts():
+    """Networks and layer readouts see the images at ``input_size``, whatever size they are stored at."""
+    import numpy as np
+
+    from trainables.features import RANDOM_WEIGHTS_SEED, FeatureCache, compute_layers
+
+    images = np.random.default_rng(0).normal(size=(2, 3, 32, 32)).astype(np.float32)
+    resized = torch.nn.functional.interpolate(torch.from_numpy(images), size=(64, 64), mode="bilinear",
+                                              align_corners=False, antialias=True).numpy()
+    read = compute_layers("resnet18", "random", ["layer2"], 0, images, torch.device("cpu"), input_size=64)["layer2"]
+    direct = compute_layers("resnet18", "random", ["layer2"], 0, resized, torch.device("cpu"))["layer2"]
+    np.testing.assert_allclose(read, direct, rtol=1e-5, atol=1e-6)
+    assert read.shape == (2, 128 * 8 * 8)  # layer2 is 8-fold downsampled: 64 px, not 32
+    torch.manual_seed(RANDOM_WEIGHTS_SEED)
+    net = build_backbone(validate_config({"backbone": "resnet18", "trunk_layer": "layer2", "input_size": 64})).eval()
+    with torch.no_grad():
+        np.testing.assert_allclose(net(torch.from_numpy(images)).flatten(1).numpy(), read, rtol=1e-4, atol=1e-5)
+    # Cached features of another input size are another entry; keys made before the option existed are unchanged.
+    assert FeatureCache.key("resnet18", "random", "layer2", 0, "f", "train", 64) != FeatureCache.key(
+        "resnet18", "random", "layer2", 0, "f", "train")
+    assert FeatureCache.key("resnet18", "random", "layer2", 0, "f", "train", 0).startswith("resnet18-random-layer2-p0-tr")
 
 
 def test_unknown_backbone_lists_the_registry():

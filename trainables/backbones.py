@@ -43,6 +43,10 @@ class Backbone(nn.Module):
         Channels of the final feature map.
     norm : ((mean, mean, mean), (std, std, std))
         Normalisation of a 0..1 image that the weights were trained with.
+
+    ``input_size`` (set from the config; 0: off) resizes the images before the first
+    block: the scale at which the network sees the stimuli is a choice, and a network
+    trained on 224-px ImageNet photographs need not see objects best at the stored size.
     """
 
     def __init__(self, blocks: list[nn.Module], out_channels: int, norm=IMAGENET_NORM):
@@ -57,6 +61,7 @@ class Backbone(nn.Module):
         self.register_buffer("in_shift", ((mean_in - mean) / std).view(1, 3, 1, 1), persistent=False)
         self.renormalise = norm != IMAGENET_NORM
         self.frozen_blocks = 0
+        self.input_size = 0
 
     def truncate(self, n_blocks: int) -> None:
         """Keep the first ``n_blocks`` blocks; ``out_channels`` becomes the last kept block's."""
@@ -81,10 +86,18 @@ class Backbone(nn.Module):
             block.eval()
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Stored images ``(B, 3, H, W)`` -> what the first block takes: resized to ``input_size``, renormalised."""
+        if self.input_size and x.shape[-2:] != (self.input_size, self.input_size):
+            # Antialiased, so that shrinking a 224-px image gives what rendering it smaller would (no aliasing).
+            x = nn.functional.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
+                                          align_corners=False, antialias=True)
         if self.renormalise:
             x = x * self.in_scale.to(x.dtype) + self.in_shift.to(x.dtype)
-        return self.blocks(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.prepare(x))
 
 
 def build_shallow_cnn(config: dict, state: dict | None = None) -> Backbone:
@@ -217,4 +230,5 @@ def build_backbone(config: dict, imagenet_state: dict | None = None) -> Backbone
 
         trunk.truncate(block_count(config["backbone"], config["trunk_layer"], len(trunk.blocks)))
     trunk.set_trainable_blocks(config["trainable_blocks"])
+    trunk.input_size = config["input_size"]
     return trunk

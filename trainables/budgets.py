@@ -40,14 +40,14 @@ def _backbone_size(backbone: str, vgg_blocks: int, width_mult: float, trunk_laye
 
 
 def parameter_count(config: dict, n_sites: int) -> int:
-    """Parameters of the config's model: the trunk's (built once per architecture) plus the decoder's linear layers."""
-    count, width = _backbone_size(config["backbone"], config["vgg_blocks"], float(config["width_mult"]),
-                                  config["trunk_layer"])
-    width *= config["head_pool"] ** 2
-    for h in [*config["head_hidden"], n_sites]:
-        count += width * h + h
-        width = h
-    return count
+    """Parameters of the config's model: the trunk's (built once per architecture) plus its decoder head's."""
+    from trainables.heads import build_head
+
+    count, channels = _backbone_size(config["backbone"], config["vgg_blocks"], float(config["width_mult"]),
+                                     config["trunk_layer"])
+    with torch.device("meta"):  # a 7000-7000 head counted without allocating it
+        head = build_head(config, channels, n_sites)
+    return count + sum(p.numel() for p in head.parameters())
 
 
 class TrialResources:
@@ -88,6 +88,8 @@ def trial_memory_bytes(config: dict, n_images: int, image_shape: tuple, n_sites:
     on_gpu : bool
         Whether the trial trains on a GPU (activations then live in GPU memory).
     """
+    if config["input_size"]:  # the trunk sees the resized images
+        image_shape = (image_shape[0], config["input_size"], config["input_size"])
     values_per_image = int(torch.tensor(image_shape).prod())
     if config["model"] == "lookup":
         return PROCESS_BYTES

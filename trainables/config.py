@@ -55,9 +55,16 @@ FIELDS: dict[str, Field] = {
         (str,), "avgpool", help="network: cut the trunk after this layer (trainables.features.layer_names); "
         "avgpool: keep it whole"
     ),
+    "input_size": Field(
+        (int,), 0, help="network / layer readout: resize the images to this side before the trunk (the scale at "
+        "which a pretrained network sees them); 0: as stored"
+    ),
     "width_mult": Field(_NUM, 1.0, help="shallow_cnn: channel multiplier of 16-32-64-128"),
+    "head": Field((str,), "mlp", ("mlp", "factorized"), help="decoder head: trainables.heads.HEADS"),
     "head_pool": Field((int,), 1, help="adaptive average pool output size (p x p)"),
-    "head_hidden": Field((list,), [], help="hidden widths of the decoder MLP"),
+    "head_hidden": Field(
+        (list,), [], help="mlp: hidden widths of the MLP; factorized: widths of the 1 x 1 convolutions before it"
+    ),
     "head_dropout": Field(_NUM, 0.0),
     "head_activation": Field((str,), "relu", ("relu", "gelu", "elu", "silu")),
     # optimisation
@@ -78,6 +85,7 @@ FIELDS: dict[str, Field] = {
 }
 
 EXTRA_KEYS = ("provenance",)
+MIN_INPUT_SIZE = 32  # the deep trunks downsample 32-fold
 
 
 def default_config() -> dict:
@@ -139,6 +147,9 @@ def validate_config(config: dict) -> dict:
     for name in ("feature_pool", "pca_components"):
         if full[name] < 0:
             raise ConfigError(f"config key '{name}': must be >= 0, got {full[name]!r}")
+    if full["input_size"] != 0 and full["input_size"] < MIN_INPUT_SIZE:
+        raise ConfigError(f"config key 'input_size': must be 0 (as stored) or >= {MIN_INPUT_SIZE}, "
+                          f"got {full['input_size']!r}")
     if full["alpha"] is not None and full["alpha"] < 0:
         raise ConfigError(f"config key 'alpha': must be null or >= 0, got {full['alpha']!r}")
     if full["cv_folds"] < 2:

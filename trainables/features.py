@@ -65,12 +65,15 @@ def _pool(maps: torch.Tensor, pool: int) -> torch.Tensor:
 
 @torch.no_grad()
 def compute_layers(backbone: str, weights: str, layers: list[str], pool: int, images: np.ndarray,
-                   device: torch.device, batch: int = 64, imagenet_state: dict | None = None) -> dict[str, np.ndarray]:
+                   device: torch.device, batch: int = 64, imagenet_state: dict | None = None,
+                   input_size: int = 0) -> dict[str, np.ndarray]:
     """Activations of several layers in one pass.
 
     Parameters
     ----------
     images : array, shape (N, 3, H, W), ImageNet-normalised
+    input_size : int
+        Side the images are resized to before the trunk (config key ``input_size``); 0: as stored.
 
     Returns
     -------
@@ -79,15 +82,15 @@ def compute_layers(backbone: str, weights: str, layers: list[str], pool: int, im
     # Random weights are drawn from a fixed seed, so a cached entry and a recomputed one agree.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_WEIGHTS_SEED)
-        trunk = build_backbone(validate_config({"backbone": backbone, "weights": weights}), imagenet_state)
+        trunk = build_backbone(validate_config({"backbone": backbone, "weights": weights, "input_size": input_size}),
+                               imagenet_state)
     trunk = trunk.to(device).eval()
     n_blocks = len(trunk.blocks)
     depth = {layer: block_count(backbone, layer, n_blocks) for layer in layers}
     out = {layer: [] for layer in layers}
     for start in range(0, len(images), batch):
         x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch])).to(device)
-        if trunk.renormalise:
-            x = x * trunk.in_scale + trunk.in_shift
+        x = trunk.prepare(x)
         for k, block in enumerate(trunk.blocks, start=1):
             x = block(x)
             for layer, d in depth.items():
@@ -105,9 +108,12 @@ class FeatureCache:
         self.folder = Path(folder)
 
     @staticmethod
-    def key(backbone: str, weights: str, layer: str, pool: int, fingerprint: str, part: str) -> str:
-        text = json.dumps([backbone, weights, layer, pool, fingerprint, part])
-        return f"{backbone}-{weights}-{layer}-p{pool}-{part}-" + hashlib.sha1(text.encode()).hexdigest()[:10]
+    def key(backbone: str, weights: str, layer: str, pool: int, fingerprint: str, part: str,
+            input_size: int = 0) -> str:
+        # input_size enters the hash only when set, so entries cached before it existed stay valid.
+        text = json.dumps([backbone, weights, layer, pool, fingerprint, part] + ([input_size] if input_size else []))
+        size = f"-{input_size}px" if input_size else ""
+        return f"{backbone}-{weights}-{layer}-p{pool}{size}-{part}-" + hashlib.sha1(text.encode()).hexdigest()[:10]
 
     def _paths(self, key: str) -> tuple[Path, Path]:
         return self.folder / f"{key}.npy", self.folder / f"{key}.json"
@@ -142,11 +148,12 @@ class FeatureCache:
 
 
 def layer_features(data, backbone: str, weights: str, layers: list[str], pool: int, cache: FeatureCache | None,
-                   device: torch.device | None = None,
-                   imagenet_state: dict | None = None) -> dict[str, dict[str, np.ndarray]]:
+                   device: torch.device | None = None, imagenet_state: dict | None = None,
+                   input_size: int = 0) -> dict[str, dict[str, np.ndarray]]:
     """Features of ``layers`` for the train / val / test images, from the cache or computed (then cached).
 
     ``imagenet_state``: the backbone's ImageNet state dict when the caller has it (else the torch cache).
+    ``input_size``: side the images are resized to before the trunk; 0: as stored.
 
     Returns
     -------
@@ -160,7 +167,7 @@ def layer_features(data, backbone: str, weights: str, layers: list[str], pool: i
             array = None
             if cache is not None:
                 array = cache.load(FeatureCache.key(backbone, weights, layer, _pool_of(layer, pool), data.fingerprint,
-                                                    part))
+                                                    part, input_size))
             if array is None:
                 missing.add(layer)
             else:
@@ -170,12 +177,12 @@ def layer_features(data, backbone: str, weights: str, layers: list[str], pool: i
         log.info("computing %s %s features of %s on %s", backbone, weights, ", ".join(todo), device)
         for part in PARTS:
             computed = compute_layers(backbone, weights, todo, pool, getattr(data, f"stimulus_{part}"), device,
-                                      imagenet_state=imagenet_state)
+                                      imagenet_state=imagenet_state, input_size=input_size)
             for layer, array in computed.items():
                 result[layer][part] = array
                 if cache is not None:
                     cache.store(FeatureCache.key(backbone, weights, layer, _pool_of(layer, pool), data.fingerprint,
-                                                 part), array)
+                                                 part, input_size), array)
     return result
 
 

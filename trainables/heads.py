@@ -1,4 +1,9 @@
-"""Decoder heads: feature map -> site responses."""
+"""Decoder heads: feature map -> site responses.
+
+:data:`HEADS` maps the config's ``head`` to a class; every head takes the same
+arguments (channels in, sites out, ``head_pool``, ``head_hidden``, ``head_dropout``,
+``head_activation``), so a head is a value a search can sample like any other.
+"""
 
 from __future__ import annotations
 
@@ -47,6 +52,63 @@ class DecoderHead(nn.Module):
         return self.mlp(features)
 
 
+class FactorizedHead(nn.Module):
+    """A factorized readout (Klindt et al. 2017, NeurIPS): each site weighs space and channels separately.
+
+    The map is average-pooled to ``pool x pool``, passed through ``hidden`` 1 x 1
+    convolutions (each with batch norm, the activation and dropout; shared by all
+    sites), and each site's response is ``sum_{c,p} w_sc m_sp f_cp + b_s``: a
+    spatial mask ``m_s`` over the ``pool**2`` positions times channel weights
+    ``w_s``. That is the form of a receptive field (where) times a tuning (what),
+    with ``pool**2 + C`` weights per site where a linear layer on the flattened map
+    needs ``pool**2 * C``; the masks start as a global average, so the first steps
+    train like the global-pool readout.
+
+    Parameters
+    ----------
+    in_channels : int
+    n_outputs : int
+        Number of sites.
+    pool : int
+        Side of the pooled map the masks cover.
+    hidden : list of int
+        Widths of the shared 1 x 1 convolutions.
+    dropout : float
+    activation : str
+        Key of :data:`ACTIVATIONS`.
+
+    Shapes: ``(B, in_channels, h, w) -> (B, n_outputs)``.
+    """
+
+    def __init__(self, in_channels: int, n_outputs: int, pool: int = 1, hidden=(), dropout=0.0, activation="relu"):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation '{activation}' (valid: {', '.join(ACTIVATIONS)})")
+        layers: list[nn.Module] = [nn.AdaptiveAvgPool2d(pool)]
+        width = in_channels
+        for h in hidden:
+            layers += [nn.Conv2d(width, h, 1), nn.BatchNorm2d(h), ACTIVATIONS[activation](), nn.Dropout(dropout)]
+            width = h
+        self.core = nn.Sequential(*layers)
+        self.spatial = nn.Parameter(torch.full((n_outputs, pool * pool), 1.0 / (pool * pool)))
+        self.channel = nn.Parameter(torch.randn(n_outputs, width) / width**0.5)
+        self.bias = nn.Parameter(torch.zeros(n_outputs))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        maps = self.core(features).flatten(2)  # (B, C, P)
+        per_site = maps @ self.spatial.to(maps.dtype).t()  # (B, C, S): each site's mask applied to every channel
+        return (per_site * self.channel.to(maps.dtype).t()).sum(1) + self.bias.to(maps.dtype)
+
+
+HEADS: dict[str, type[nn.Module]] = {"mlp": DecoderHead, "factorized": FactorizedHead}
+
+
+def build_head(config: dict, in_channels: int, n_sites: int) -> nn.Module:
+    """The decoder head a validated config names (``config['head']``), reading ``in_channels``-channel maps."""
+    return HEADS[config["head"]](in_channels, n_sites, config["head_pool"], config["head_hidden"],
+                                 config["head_dropout"], config["head_activation"])
+
+
 class EncodingModel(nn.Module):
     """Backbone followed by a decoder head: images ``(B, 3, H, W)`` -> responses ``(B, n_sites)``.
 
@@ -75,8 +137,4 @@ def build_model(config: dict, n_sites: int, imagenet_state: dict | None = None) 
     from trainables.backbones import build_backbone
 
     backbone = build_backbone(config, imagenet_state)
-    head = DecoderHead(
-        backbone.out_channels, n_sites, config["head_pool"], config["head_hidden"],
-        config["head_dropout"], config["head_activation"],
-    )  # fmt: skip
-    return EncodingModel(backbone, head, n_sites)
+    return EncodingModel(backbone, build_head(config, backbone.out_channels, n_sites), n_sites)

@@ -29,7 +29,7 @@ def features_for(config: dict, data: ITData, cache_folder: Path | None,
         return pixel_features(data)
     cache = FeatureCache(cache_folder) if cache_folder else None
     layers = layer_features(data, config["backbone"], config["weights"], [config["layer"]], config["feature_pool"],
-                            cache, imagenet_state=imagenet_state)
+                            cache, imagenet_state=imagenet_state, input_size=config["input_size"])
     return layers[config["layer"]]
 
 

@@ -92,9 +92,9 @@ def precompute_features(space: str, ctx: SpaceContext, data, storage: Path) -> N
     groups: dict[tuple, set] = {}
     for c in probe_space(space, ctx):
         if c["model"] == "ridge" and uses_backbone(c):
-            groups.setdefault((c["backbone"], c["weights"], c["feature_pool"]), set()).add(c["layer"])
+            groups.setdefault((c["backbone"], c["weights"], c["feature_pool"], c["input_size"]), set()).add(c["layer"])
     if not groups:
         return
     cache = FeatureCache(storage / "features")
-    for (backbone, weights, pool), layers in sorted(groups.items()):
-        layer_features(data, backbone, weights, sorted(layers), pool, cache)
+    for (backbone, weights, pool, input_size), layers in sorted(groups.items()):
+        layer_features(data, backbone, weights, sorted(layers), pool, cache, input_size=input_size)
