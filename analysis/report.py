@@ -134,31 +134,41 @@ def build_report(storage: Path, name: str, out: Path | None = None) -> Path:
         warnings.append(f"only {counts['completed']} completed trials: importance and isolation are rough")
     best = max((t for t in trials if t.status == "completed"), key=lambda t: t.best("best_inner_ev"), default=None)
     rechecks = seed_rechecks(storage, settings["name"])
-    page = _render(settings, counts, best, warnings, rechecks, imp, figures, top)
+    size_note = input_resolution_note(settings, trials)
+    page = _render(settings, counts, best, warnings, rechecks, imp, figures, top, size_note)
     index = out / "index.html"
     index.write_text(page)
     _attach(settings, out)
     return index
 
 
-def input_resolution_note(settings: dict) -> str:
-    """At what size the study's networks saw the stimuli (a decision, stated in every report)."""
+def input_resolution_note(settings: dict, trials=()) -> str:
+    """At what size the study's networks saw the stimuli (a decision, stated in every report).
+
+    ``trials``: the study's :class:`~analysis.study.TrialRecord` list; those whose config sets
+    ``input_size`` saw the images resized to it.
+    """
     shape = (settings.get("memory") or {}).get("image_shape")
     side = shape[-1] if shape else settings["profile"]["resolution"]
-    note = (f"Networks saw the stimuli at {side} px, the size stored in the data: no resizing, in readouts and "
-            "fine-tuning alike.")
-    if side < 224:
+    resized = sorted({t.config["input_size"] for t in trials if t.config.get("input_size")})
+    if not resized:
+        note = (f"Networks saw the stimuli at {side} px, the size stored in the data: no resizing, in readouts and "
+                "fine-tuning alike.")
+    else:
+        note = (f"The stimuli are stored at {side} px; trials whose config sets input_size saw them resized to "
+                f"{', '.join(map(str, resized))} px (bilinear, antialiased), the others at {side} px.")
+    if side < 224:  # resizing stored images up adds no detail; resizing down is a choice the config states
         note += (" ImageNet-trained networks learnt at 224 px and see small images badly: below 224 px their "
                  "readouts and fine-tuning understate what they reach at the recordings' size.")
     return note
 
 
-def _render(settings, counts, best, warnings, rechecks, imp, figures, top=()) -> str:
+def _render(settings, counts, best, warnings, rechecks, imp, figures, top=(), size_note="") -> str:
     parts = [f"<h1>Search {html.escape(settings['name'])} ({html.escape(settings['space'])})</h1>"]
     parts.append(_table([[settings["searcher"], settings["profile"]["name"], settings.get("data_fingerprint", ""),
                           counts["completed"], counts["pruned"], counts["failed"], counts["running"]]],
                         ["searcher", "profile", "data", "completed", "pruned", "failed", "unfinished"]))
-    parts.append(f"<p>{html.escape(input_resolution_note(settings))}</p>")
+    parts.append(f"<p>{html.escape(size_note)}</p>")
     if settings.get("references"):
         parts.append("<p>For scale, on the trials' inner split (labels only, no pixels): " + ", ".join(
             f"{html.escape(name)} EV {ev:.4f}" for name, ev in settings["references"].items()) + ".</p>")
