@@ -63,7 +63,7 @@ TARGETS = {
     "Lite0 random, best layer": (0.21, 0.04, "21.23% (ResNet-50 random)"),
     "shallow CNN, from scratch": (0.23, 0.04, "22.83%"),
     "Lite0 ImageNet, best layer": (0.41, 0.04, "40.70% (ResNet-50 layer3)"),
-    "Lite0 ImageNet, fine-tuned net's layer and input size": (None, None, "none: what the scale alone buys"),
+    "Lite0 ImageNet, fine-tuned net's layer and input size": (None, None, "none (what the scale alone buys)"),
     "Lite0 fine-tuned, 2-layer head": (None, None, ">= 0.45, best of all (45.4-46.5%)"),
 }
 # The two trained rows use the shipped example recipes (what `trainables.train --config` and the README's table run):
@@ -122,12 +122,14 @@ def _ridge_val_ev(config: dict, feats: dict, data) -> float:
 
 def trained_rows(seed: int, resolution: int, train_resolution: int, epochs: int | None) -> dict:
     """Validation EV of the shallow CNN and of the fine-tuned Lite0 (see the module docstring for the sizes)."""
-    rows = {}
+    rows, loaded = {}, {}
     for name, recipe in (("shallow CNN, from scratch", SHALLOW), ("Lite0 fine-tuned, 2-layer head", FINE_TUNED)):
         config = validate_config({**recipe, "seed": 0})
         config["epochs"] = min(config["epochs"], epochs or config["epochs"])
         size = resolution if config["input_size"] else train_resolution
-        data = load_synthetic(SyntheticSpec(seed=seed, resolution=size))
+        if size not in loaded:  # on a GPU both networks train on the same images: read them once
+            loaded[size] = load_synthetic(SyntheticSpec(seed=seed, resolution=size))
+        data = loaded[size]
         log.info("%s: %d epochs on %d-px images%s", name, config["epochs"], size,
                  f", seen at {config['input_size']} px" if config["input_size"] else "")
         start = time.perf_counter()
@@ -168,7 +170,7 @@ def table(rows: dict, per_layer: dict, header: str) -> str:
             continue
         value = rows[name]
         layer = f" ({rows[name + ' (layer)']})" if name + " (layer)" in rows else ""
-        wanted = f"{target:.2f} +- {tol:.2f}" if target is not None else published.split(",")[0].split(":")[0]
+        wanted = f"{target:.2f} +- {tol:.2f}" if target is not None else published.split(",")[0]
         lines.append(f"| {name}{layer} | {value:.3f} | {wanted} | {published} | {verdict(name, value, rows)} |")
     if per_layer:
         layers = list(per_layer["random"])

@@ -13,6 +13,18 @@ from torch import nn
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "elu": nn.ELU, "silu": nn.SiLU}
 
 
+def hidden_stack(width: int, hidden, dropout: float, activation: str, layer) -> tuple[list[nn.Module], int]:
+    """Hidden layers shared by the heads: per width in ``hidden``, ``layer(width_in, width_out)`` (a list of
+    modules), the activation and dropout. Returns the modules and the last width."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation '{activation}' (valid: {', '.join(ACTIVATIONS)})")
+    modules: list[nn.Module] = []
+    for h in hidden:
+        modules += [*layer(width, h), ACTIVATIONS[activation](), nn.Dropout(dropout)]
+        width = h
+    return modules, width
+
+
 class DecoderHead(nn.Module):
     """Adaptive average pool to ``pool x pool``, then an MLP to the sites.
 
@@ -38,15 +50,9 @@ class DecoderHead(nn.Module):
 
     def __init__(self, in_channels: int, n_outputs: int, pool: int = 1, hidden=(), dropout=0.0, activation="relu"):
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation '{activation}' (valid: {', '.join(ACTIVATIONS)})")
-        layers: list[nn.Module] = [nn.AdaptiveAvgPool2d(pool), nn.Flatten()]
-        width = in_channels * pool * pool
-        for h in hidden:
-            layers += [nn.Linear(width, h), ACTIVATIONS[activation](), nn.Dropout(dropout)]
-            width = h
-        layers.append(nn.Linear(width, n_outputs))
-        self.mlp = nn.Sequential(*layers)
+        layers, width = hidden_stack(in_channels * pool * pool, hidden, dropout, activation,
+                                     lambda i, o: [nn.Linear(i, o)])
+        self.mlp = nn.Sequential(nn.AdaptiveAvgPool2d(pool), nn.Flatten(), *layers, nn.Linear(width, n_outputs))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.mlp(features)
@@ -82,14 +88,9 @@ class FactorizedHead(nn.Module):
 
     def __init__(self, in_channels: int, n_outputs: int, pool: int = 1, hidden=(), dropout=0.0, activation="relu"):
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation '{activation}' (valid: {', '.join(ACTIVATIONS)})")
-        layers: list[nn.Module] = [nn.AdaptiveAvgPool2d(pool)]
-        width = in_channels
-        for h in hidden:
-            layers += [nn.Conv2d(width, h, 1), nn.BatchNorm2d(h), ACTIVATIONS[activation](), nn.Dropout(dropout)]
-            width = h
-        self.core = nn.Sequential(*layers)
+        layers, width = hidden_stack(in_channels, hidden, dropout, activation,
+                                     lambda i, o: [nn.Conv2d(i, o, 1), nn.BatchNorm2d(o)])
+        self.core = nn.Sequential(nn.AdaptiveAvgPool2d(pool), *layers)
         self.spatial = nn.Parameter(torch.full((n_outputs, pool * pool), 1.0 / (pool * pool)))
         self.channel = nn.Parameter(torch.randn(n_outputs, width) / width**0.5)
         self.bias = nn.Parameter(torch.zeros(n_outputs))
