@@ -93,3 +93,20 @@ def test_final_training_of_a_lookup_and_compare_carries_the_ideal_observers(tmp_
     table = (tmp_path / "runs" / "compare.md").read_text()
     assert "object ideal observer (labels only)" in table and "category ideal observer (labels only)" in table
     assert "| category_lookup |" in table
+
+
+def test_the_early_term_is_what_the_stem_computes_beyond_the_local_colour():
+    """A stem whose maps were an affine function of each cell's mean colour would leave the early term nothing."""
+    from trainables.synthetic import N_SITES, _early_term
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 1, (40, 3, 32, 32))
+    colour = images.reshape(40, 3, 16, 2, 16, 2).mean(axis=(3, 5))
+    mixing = rng.normal(0, 1, (32, 3))
+    affine = np.einsum("cj,njhw->nchw", mixing, colour) + rng.normal(0, 1, (1, 32, 1, 1))
+    rf = rng.uniform(-0.4, 0.4, N_SITES)
+    assert np.abs(_early_term(np.random.default_rng(1), images, affine, rf, rf)).max() < 1e-6
+    # The same with something the colour does not predict (squared colour contrast, as a rectifying filter gives).
+    nonlinear = affine + (colour[:, :1] - colour[:, 1:2]) ** 2
+    term = _early_term(np.random.default_rng(1), images, nonlinear, rf, rf)
+    assert term.shape == (40, N_SITES) and term.std(axis=0).min() > 1e-3
