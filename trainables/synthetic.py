@@ -90,13 +90,13 @@ REFERENCE_RESOLUTION = 128
 FEATURE_BLOCK = 12  # EfficientNet-Lite0 block read by the ground truth (of 18: stem, 16 MBConv, head)
 EARLY_GRID = 16  # the early term reads the stem's maps (64 x 64 at 128 px) averaged over this grid
 # Variance of each term of the noise-free response (they sum to 1): calibrated with benchmarks/calibration.py.
-# Each term's share of what a readout captures was measured alone (2026-11-28, seed 0, 224 px, ridge on 4x4-pooled
-# maps, noise-free validation EV): ImageNet block12 reads 0.40 of features, 0.52 of energy, 0.85 of low level, 0.29
-# of pose, 0.36 of early; random block12 0.10, 0.42, 0.97, 0.03, 0.66. At the stem (block1) the random network
-# reads more of energy (0.19 against 0.10), of features and of category than the trained one: with energy at 0.15
-# and no early term, ImageNet's block1 readout sat 0.002 below random's. The early term, which the trained stem
-# reads at 0.98 and the random one at 0.66, took 0.10 of energy's share and puts ImageNet 0.013 above random at
-# block1, at the cost of 0.015 at block12 (features 0.51 -> 0.53 and identity / pose 0.02 / 0.06 -> 0.01 / 0.05 won
+# What a readout captures of each term alone (2026-11-28, seed 0, 224 px, ridge on 4x4-pooled maps, validation EV of
+# the noise-free term), features / category / pose / low level / energy / early: ImageNet block12 0.53 / 0.10 / 0.38 /
+# 0.85 / 0.52 / 0.35, random block12 0.14 / 0.03 / 0.04 / 0.97 / 0.42 / 0.65; at the stem (block1) ImageNet 0.05 /
+# 0.05 / 0.00 / 1.00 / 0.10 / 0.98, random 0.06 / 0.06 / 0.00 / 1.00 / 0.19 / 0.64. So the random stem reads every
+# other term as well or better: with energy at 0.15 and no early term, ImageNet's block1 readout sat 0.002 below
+# random's. The early term took 0.10 of energy's share and puts ImageNet 0.013 above random at block1 (calibration,
+# seed 0), at the cost of 0.015 at block12 (features 0.51 -> 0.53 and identity / pose 0.02 / 0.06 -> 0.01 / 0.05 won
 # part of it back).
 WEIGHTS = {"features": 0.53, "category": 0.14, "identity": 0.01, "pose": 0.05, "low_level": 0.12, "energy": 0.05,
            "early": 0.10}
@@ -347,6 +347,18 @@ def oriented_energy(images: np.ndarray, grid: tuple[int, int], chunk: int = 256)
     return out
 
 
+def _unit_directions(rng: np.random.Generator, n_channels: int) -> np.ndarray:
+    """One random unit vector over the channels per site: shape (N_SITES, n_channels)."""
+    direction = rng.normal(0, 1, (N_SITES, n_channels))
+    return direction / np.linalg.norm(direction, axis=1, keepdims=True)
+
+
+def _cell_mean(x: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Average (N, C, H, W) over an (h, w) grid of cells dividing (H, W): shape (N, C, h, w)."""
+    n, c, height, width = x.shape
+    return x.reshape(n, c, h, height // h, w, width // w).mean(axis=(3, 5))
+
+
 def _gaussian_fields(x: np.ndarray, y: np.ndarray, sigma: np.ndarray, h: int, w: int) -> np.ndarray:
     """Receptive fields on an (h, w) grid spanning -1..1, each summing to 1: shape (n_sites, h, w), float32."""
     gy = (np.arange(h) + 0.5) / h * 2 - 1
@@ -380,9 +392,7 @@ def response_terms(rng: np.random.Generator, bank: dict, params: dict, images: n
     f = (f - f.mean(axis=(0, 2, 3), keepdims=True)) / (f.std(axis=(0, 2, 3), keepdims=True) + 1e-6)
     pool = _gaussian_fields(rf_x, rf_y, rf_sigma, h, w)
     pooled = np.einsum("nchw,shw->nsc", f, pool.astype(np.float32), optimize=True)
-    direction = rng.normal(0, 1, (N_SITES, c))
-    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-    projection = _zscore(np.einsum("nsc,sc->ns", pooled, direction))
+    projection = _zscore(np.einsum("nsc,sc->ns", pooled, _unit_directions(rng, c)))
     threshold = rng.uniform(-0.5, 0.5, N_SITES)
     feature_term = np.logaddexp(0.0, 3.0 * (projection - threshold)) / 3.0
 
@@ -410,7 +420,7 @@ def response_terms(rng: np.random.Generator, bank: dict, params: dict, images: n
 
     # energy: V1-like oriented contrast energy at a coarse scale (a quarter of the reference resolution), in the
     # receptive field: nonlinear in the pixels, and what even a random conv net reads
-    coarse = images.reshape(n, 3, images.shape[2] // 4, 4, images.shape[3] // 4, 4).mean(axis=(3, 5))
+    coarse = _cell_mean(images, images.shape[2] // 4, images.shape[3] // 4)
     energy_maps = oriented_energy(coarse, (h, w))  # (N, 4, h, w)
     preferred = rng.dirichlet(np.full(4, 0.5), N_SITES)  # (S, 4) orientation blend
     # A narrower field than the features': where the energy is matters, which a globally pooled network loses.
@@ -435,7 +445,7 @@ def _early_term(rng: np.random.Generator, images: np.ndarray, stem: np.ndarray, 
     ``images``: (N, 3, H, W) 0..1; ``stem``: (N, 32, g, g), the stem's maps averaged over a g x g grid.
     """
     n, c, g, _ = stem.shape
-    colour = images.reshape(n, 3, g, images.shape[2] // g, g, images.shape[3] // g).mean(axis=(3, 5))
+    colour = _cell_mean(images, g, g)
     # Least squares of each channel on the cell's mean R, G, B over all cells and images; keep the residual. The
     # mean colour is read by any linear map of the pixels; what remains is the trained filters' own selectivity
     # (oriented edges, colour boundaries) after their rectification.
@@ -444,8 +454,7 @@ def _early_term(rng: np.random.Generator, images: np.ndarray, stem: np.ndarray, 
     coef, *_ = np.linalg.lstsq(design, maps, rcond=None)
     residual = (maps - design @ coef).reshape(n, g, g, c).transpose(0, 3, 1, 2)
     residual /= residual.std(axis=(0, 2, 3), keepdims=True) + 1e-6  # the stem has dead channels: they stay 0
-    direction = rng.normal(0, 1, (N_SITES, c))
-    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    direction = _unit_directions(rng, c)
     pool = _gaussian_fields(rf_x, rf_y, rng.uniform(0.25, 0.5, N_SITES), g, g)  # narrow, as the energy's
     return np.einsum("nchw,shw,sc->ns", residual, pool, direction, optimize=True)
 
