@@ -31,7 +31,7 @@ each term ``z_k`` has unit variance per site and the weights (variance shares) s
 =========  ==========================================================================  =====
 term       what it is                                                                  share
 =========  ==========================================================================  =====
-features   ``softplus(3 (u_s . phi_s(i) - t_s)) / 3``: a rectified, thresholded        0.53
+features   ``softplus(3 (u_s . phi_s(i) - t_s)) / 3``: a rectified, thresholded        0.56
            random direction ``u_s`` of EfficientNet-Lite0's ImageNet block-12
            activations (112 channels, 8 x 8 at 128 px), channel-standardised and
            pooled over the site's Gaussian receptive field. What ImageNet features
@@ -41,7 +41,7 @@ identity   a random projection of a 16-d code of the object (beyond its category
 pose       category-orthogonal tuning (Hong et al. 2016), drawn independently of the   0.05
            object: a Gaussian position field, a preferred size (log scale), a
            preferred orientation (cosine of twice the angle) and tilt, blended per site
-low_level  the image's mean luminance and two colour opponencies: what a linear map    0.12
+low_level  the image's mean luminance and two colour opponencies: what a linear map    0.09
            of the pixels reads
 energy     log oriented contrast energy at a quarter of the reference resolution,      0.05
            pooled over a narrower field (V1-like: nonlinear in the pixels, read
@@ -63,7 +63,7 @@ far below the ceiling.
 
 Single trials add Gaussian noise over ``n_repetitions``; each site's noise is set so
 that the reliability of its trial-averaged response is drawn from ``RELIABILITY``,
-which fixes the noise ceiling (about 0.82 EV).
+which fixes the noise ceiling (about 0.84 EV).
 """
 
 from __future__ import annotations
@@ -97,10 +97,13 @@ EARLY_GRID = 16  # the early term reads the stem's maps (64 x 64 at 128 px) aver
 # other term as well or better: with energy at 0.15 and no early term, ImageNet's block1 readout sat 0.002 below
 # random's. The early term took 0.10 of energy's share and puts ImageNet 0.013 above random at block1 (calibration,
 # seed 0), at the cost of 0.015 at block12 (features 0.51 -> 0.53 and identity / pose 0.02 / 0.06 -> 0.01 / 0.05 won
-# part of it back).
-WEIGHTS = {"features": 0.53, "category": 0.14, "identity": 0.01, "pose": 0.05, "low_level": 0.12, "energy": 0.05,
+# part of it back). Low level 0.12 -> 0.09 (features 0.53 -> 0.56): at 0.12 pixels read 0.113 / 0.116 / 0.127 for
+# data seeds 0 / 1 / 2 against the published 0.09, and seed 2's came out above both ideal observers. Pixels cost
+# ImageNet's readout the most of any term (block12 reads 0.85 of low level, 0.53 of features), so the reliability
+# range rose with it (0.72-0.94 -> 0.74-0.95, noise ceiling 0.822 -> 0.837 for seed 0), which put that readout back.
+WEIGHTS = {"features": 0.56, "category": 0.14, "identity": 0.01, "pose": 0.05, "low_level": 0.09, "energy": 0.05,
            "early": 0.10}
-RELIABILITY = (0.72, 0.94)  # uniform range of the sites' trial-average reliability (noise ceiling about 0.82)
+RELIABILITY = (0.74, 0.95)  # uniform range of the sites' trial-average reliability (noise ceiling about 0.84)
 _N_HARMONICS = 7
 _N_CLUTTER = 5
 _CODE_DIM = 16
