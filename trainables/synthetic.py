@@ -98,8 +98,8 @@ EARLY_GRID = 16  # the early term reads the stem's maps (64 x 64 at 128 px) aver
 # random's. The early term took 0.10 of energy's share and puts ImageNet 0.013 above random at block1 (calibration,
 # seed 0), at the cost of 0.015 at block12 (features 0.51 -> 0.53 and identity / pose 0.02 / 0.06 -> 0.01 / 0.05 won
 # part of it back). Low level 0.12 -> 0.09 (features 0.53 -> 0.56): at 0.12 pixels read 0.113 / 0.116 / 0.127 for
-# data seeds 0 / 1 / 2 against the published 0.09, and seed 2's came out above both ideal observers. Pixels cost
-# ImageNet's readout the most of any term (block12 reads 0.85 of low level, 0.53 of features), so the reliability
+# data seeds 0 / 1 / 2 against the published 0.09, and seed 2's came out above both ideal observers. Moving share
+# out of low level lowers ImageNet's readout (block12 reads 0.85 of low level, 0.53 of features), so the reliability
 # range rose with it (0.72-0.94 -> 0.74-0.95, noise ceiling 0.822 -> 0.837 for seed 0), which put that readout back.
 WEIGHTS = {"features": 0.56, "category": 0.14, "identity": 0.01, "pose": 0.05, "low_level": 0.09, "energy": 0.05,
            "early": 0.10}
