@@ -33,12 +33,15 @@ def collect(storage: Path) -> list[dict]:
                      "mean r": m["r_mean"], "median r": m["r_median"],
                      "noise ceiling EV": m.get("noise_ceiling_ev"), "seeds": len(m.get("seeds") or [m.get("seed")]),
                      "data": m.get("data_fingerprint", "")})
-        # The ideal observers of the data each model was scored on: once per data set.
+        # The ideal observers of the data each model was scored on. They read labels and responses only, so the
+        # renderings of one data seed at several resolutions (other fingerprints) give the same scores: one row
+        # per observer and score, naming every data set it stands for.
         for name, ev in m.get("references", {}).items():
-            references[(name, rows[-1]["data"])] = {
-                "model": f"{name} (labels only)", "EV": ev, "EV sd": None, "mean r": None, "median r": None,
-                "noise ceiling EV": rows[-1]["noise ceiling EV"], "seeds": "", "data": rows[-1]["data"]}
-    return sorted(rows + list(references.values()), key=lambda r: r["EV"])
+            references.setdefault((name, ev, rows[-1]["noise ceiling EV"]), set()).add(rows[-1]["data"])
+    observers = [{"model": f"{name} (labels only)", "EV": ev, "EV sd": None, "mean r": None, "median r": None,
+                  "noise ceiling EV": ceiling, "seeds": "", "data": ", ".join(sorted(data))}
+                 for (name, ev, ceiling), data in references.items()]
+    return sorted(rows + observers, key=lambda r: r["EV"])
 
 
 def _fmt(value) -> str:

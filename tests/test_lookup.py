@@ -11,8 +11,8 @@ import pytest
 
 from trainables.config import validate_config
 from trainables.lookup import LabelError, fit_lookup_final, fit_lookup_inner, ideal_observer_scores, labels, lookup_predict
-from trainables.synthetic import (CATEGORIES, OBJECTS_PER_CATEGORY, REFERENCE_RESOLUTION, WEIGHTS, SyntheticSpec,
-                                  draw_latents, reference_features, render_images, response_terms)
+from trainables.synthetic import (CATEGORIES, OBJECTS_PER_CATEGORY, WEIGHTS, SyntheticSpec, reference_ground_truth,
+                                  render_images)
 
 
 def test_lookup_predicts_each_label_by_its_mean_and_unknown_labels_by_the_grand_mean():
@@ -48,11 +48,7 @@ def test_ideal_observers_score_the_split_a_trial_scores(tiny_data):
 def ground_truth():
     """640 images of data seed 0: latents, the reference rendering, its Lite0 maps and the response terms."""
     spec = SyntheticSpec(seed=0, images_per_object=10)
-    streams, bank, params = draw_latents(spec)
-    reference = render_images(replace(spec, resolution=REFERENCE_RESOLUTION), bank, params)
-    features, stem = reference_features(reference)
-    terms = response_terms(streams["sites"], bank, params, reference, features, stem)
-    return {"spec": spec, "bank": bank, "params": params, "features": features, "terms": terms}
+    return {"spec": spec, **reference_ground_truth(spec)}
 
 
 def test_the_data_set_is_not_an_object_recognition_task(ground_truth):
@@ -131,6 +127,26 @@ def test_final_training_of_a_lookup_and_compare_carries_the_ideal_observers(tmp_
     table = (tmp_path / "runs" / "compare.md").read_text()
     assert "object ideal observer (labels only)" in table and "category ideal observer (labels only)" in table
     assert "| category_lookup |" in table
+
+
+def test_compare_lists_each_ideal_observer_once_for_the_renderings_of_one_data_set(tmp_path):
+    """The shallow CNN scored on the 112-px rendering and a readout on the 224-px one share their ideal observers."""
+    from analysis.compare import collect
+
+    def write(model, fingerprint, ev, references):
+        (tmp_path / "train" / model).mkdir(parents=True)
+        (tmp_path / "train" / model / "metrics.json").write_text(json.dumps(
+            {"ev": ev, "r_mean": 0.5, "r_median": 0.5, "noise_ceiling_ev": 0.8, "seed": 0,
+             "data_fingerprint": fingerprint, "references": references}))
+
+    write("shallow_cnn", "aaaa", 0.26, {"object ideal observer": 0.125, "category ideal observer": 0.12})
+    write("readout", "bbbb", 0.38, {"object ideal observer": 0.125, "category ideal observer": 0.12})
+    write("other_seed", "cccc", 0.37, {"object ideal observer": 0.129, "category ideal observer": 0.12})
+    rows = {(r["model"], r["EV"]): r["data"] for r in collect(tmp_path)}
+    assert rows[("object ideal observer (labels only)", 0.125)] == "aaaa, bbbb"
+    assert rows[("object ideal observer (labels only)", 0.129)] == "cccc"
+    assert rows[("category ideal observer (labels only)", 0.12)] == "aaaa, bbbb, cccc"
+    assert len(rows) == 6
 
 
 def test_the_early_term_is_what_the_stem_computes_beyond_the_local_colour():

@@ -510,13 +510,29 @@ def draw_latents(spec: SyntheticSpec) -> tuple[dict, dict, dict]:
     return streams, _object_bank(streams["objects"]), _image_params(streams["images"], spec)
 
 
-def ground_truth_terms(spec: SyntheticSpec) -> dict[str, np.ndarray]:
-    """The response terms of a spec, computed on the reference rendering: dict term -> (n_images, n_sites)."""
+def reference_ground_truth(spec: SyntheticSpec) -> dict:
+    """Everything a spec's responses are drawn from, computed once on the reference rendering.
+
+    Returns
+    -------
+    dict with
+        ``bank`` : the object bank, arrays over the 64 objects (category, outline, stripes, colours)
+        ``params`` : arrays over the images (object, position, size, pose, gain, background, clutter)
+        ``features`` : array, shape (n_images, 112, 8, 8), the ImageNet Lite0 maps after block ``FEATURE_BLOCK``
+            on the ``REFERENCE_RESOLUTION`` rendering
+        ``terms`` : dict term -> array, shape (n_images, n_sites), the noise-free response terms
+    """
     streams, bank, params = draw_latents(spec)
     reference = render_images(replace(spec, resolution=REFERENCE_RESOLUTION), bank, params)
     log.info("ground truth: EfficientNet-Lite0 features of %d images at %d px", len(reference), REFERENCE_RESOLUTION)
     features, stem = reference_features(reference)
-    return response_terms(streams["sites"], bank, params, reference, features, stem)
+    terms = response_terms(streams["sites"], bank, params, reference, features, stem)
+    return {"bank": bank, "params": params, "features": features, "terms": terms}
+
+
+def ground_truth_terms(spec: SyntheticSpec) -> dict[str, np.ndarray]:
+    """The response terms of a spec, computed on the reference rendering: dict term -> (n_images, n_sites)."""
+    return reference_ground_truth(spec)["terms"]
 
 
 def generate(spec: SyntheticSpec, terms: dict[str, np.ndarray] | None = None) -> dict:
