@@ -27,6 +27,7 @@ import os
 import resource
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -215,8 +216,12 @@ class StudySearcher(OptunaSearch):
         # intermediate value, so that a trial pruned at its first rung still shows where it stood.
         if result and result.get(self.metric) is not None and result.get("training_iteration"):
             try:
-                ot_trial.report(result[self.metric], int(result["training_iteration"]))
-            except (ValueError, RuntimeError, NotImplementedError):  # already reported at that step
+                with warnings.catch_warnings():
+                    # Mostly on_trial_result has reported this step already; Optuna then keeps the first value
+                    # and warns, which says nothing wrong here.
+                    warnings.filterwarnings("ignore", message="The reported value is ignored", category=UserWarning)
+                    ot_trial.report(result[self.metric], int(result["training_iteration"]))
+            except (ValueError, RuntimeError, NotImplementedError):  # finished in storage already, e.g. after a restore
                 pass
         if error:
             state, value = optuna.trial.TrialState.FAIL, None
