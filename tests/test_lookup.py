@@ -46,7 +46,7 @@ def test_ideal_observers_score_the_split_a_trial_scores(tiny_data):
 
 @pytest.fixture(scope="module")
 def ground_truth():
-    """640 images of data seed 0: latents, the reference rendering, its Lite0 maps and the response terms."""
+    """640 images of data seed 0: latents, the reference rendering's Lite0 maps and the response terms."""
     spec = SyntheticSpec(seed=0, images_per_object=10)
     return {"spec": spec, **reference_ground_truth(spec)}
 

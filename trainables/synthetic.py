@@ -511,7 +511,7 @@ def draw_latents(spec: SyntheticSpec) -> tuple[dict, dict, dict]:
 
 
 def reference_ground_truth(spec: SyntheticSpec) -> dict:
-    """Everything a spec's responses are drawn from, computed once on the reference rendering.
+    """The latents of a spec, its reference rendering's Lite0 maps and the noise-free response terms drawn from them.
 
     Returns
     -------
