@@ -3,7 +3,7 @@
     python -m analysis.export --experiment NAME [--storage DIR] [--out FILE] [--top K]
 
 The exported configuration: when the search ran its top-K re-check
-(:mod:`analysis.recheck`), the re-checked configuration with the best mean over
+(:mod:`trainables.study.recheck`), the re-checked configuration with the best mean over
 its new seeds, with every re-checked configuration's mean +- standard error and
 whether #1 and #2 tie; otherwise the best trial among those that reached full
 fidelity (completed, not pruned). ``--top K`` prints the K best (the re-check
@@ -19,10 +19,10 @@ import logging
 import sys
 from pathlib import Path
 
-from analysis.recheck import format_table, is_tie, recheck_table, sampled_text, search_trials
-from analysis.study import OBJECTIVE as METRIC
-from analysis.study import RECHECK_KEY, TrialRecord, load_trials, read_settings, study_folder
-from trainables.config import from_trial
+from trainables.study.recheck import format_table, is_tie, recheck_table, sampled_text, search_trials
+from trainables.study.records import OBJECTIVE as METRIC
+from trainables.study.records import RECHECK_KEY, TrialRecord, load_trials, read_settings, study_folder
+from trainables.core.config import from_trial
 
 log = logging.getLogger(__name__)
 BEST_FILE, TRIALS_FILE = "best_config.json", "trials.csv"

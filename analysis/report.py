@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 from analysis import study_plots
-from analysis.recheck import is_tie, recheck_table, sampled_text, search_trials
-from analysis.study import OPTUNA_FILE, load_trials, read_settings, status_counts, study_folder
+from trainables.study.recheck import is_tie, recheck_table, sampled_text, search_trials
+from trainables.study.records import OPTUNA_FILE, load_trials, read_settings, status_counts, study_folder
 
 log = logging.getLogger(__name__)
 EDGE_FRACTION = 0.05
@@ -145,7 +145,7 @@ def build_report(storage: Path, name: str, out: Path | None = None) -> Path:
 def input_resolution_note(settings: dict, trials=()) -> str:
     """At what size the study's networks saw the stimuli (a decision, stated in every report).
 
-    ``trials``: the study's :class:`~analysis.study.TrialRecord` list; those whose config sets
+    ``trials``: the study's :class:`~trainables.study.records.TrialRecord` list; those whose config sets
     ``input_size`` saw the images resized to it.
     """
     shape = (settings.get("memory") or {}).get("image_shape")

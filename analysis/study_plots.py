@@ -1,6 +1,6 @@
 """Figures of a search: optimisation history, learning curves, importance, parallel coordinates, isolation.
 
-Each function takes the trials of a search (:class:`analysis.study.TrialRecord`)
+Each function takes the trials of a search (:class:`trainables.study.records.TrialRecord`)
 and writes one PNG with matplotlib's Agg backend.
 """
 
@@ -15,8 +15,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from analysis.study import OBJECTIVE as METRIC  # noqa: E402
-from analysis.study import TrialRecord  # noqa: E402
+from trainables.study.records import OBJECTIVE as METRIC  # noqa: E402
+from trainables.study.records import TrialRecord  # noqa: E402
 
 STATUS_COLORS = {"completed": "tab:blue", "pruned": "tab:gray", "failed": "tab:red", "running": "tab:orange"}
 

@@ -44,13 +44,13 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.results_md import write_section  # noqa: E402
 from search_spaces.layer_sweep import SWEPT_LAYERS  # noqa: E402
-from trainables.config import validate_config  # noqa: E402
-from trainables.data import load_synthetic  # noqa: E402
-from trainables.features import FeatureCache, layer_features  # noqa: E402
-from trainables.fit import fit, predict  # noqa: E402
-from trainables.lookup import fit_lookup_final  # noqa: E402
-from trainables.readout import features_for, fit_ridge  # noqa: E402
-from trainables.synthetic import SyntheticSpec  # noqa: E402
+from trainables.core.config import validate_config  # noqa: E402
+from trainables.data.datasets import load_synthetic  # noqa: E402
+from trainables.fitting.features import FeatureCache, layer_features  # noqa: E402
+from trainables.fitting.loop import fit, predict  # noqa: E402
+from trainables.fitting.lookup import fit_lookup_final  # noqa: E402
+from trainables.fitting.readout import features_for, fit_ridge  # noqa: E402
+from trainables.data.synthetic import SyntheticSpec  # noqa: E402
 from trainables.train import evaluate  # noqa: E402
 
 BACKBONE = "efficientnet_lite0"

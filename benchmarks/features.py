@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from trainables.data import load_synthetic
-from trainables.features import FeatureCache, layer_features, layer_names
-from trainables.synthetic import SyntheticSpec
+from trainables.data.datasets import load_synthetic
+from trainables.fitting.features import FeatureCache, layer_features, layer_names
+from trainables.data.synthetic import SyntheticSpec
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ export TORCH_HOME=/tmp/torch_home
 python - <<'PY'
 import torch, torchvision
 from pathlib import Path
-from trainables.weights import IMAGENET_WEIGHTS
+from trainables.models.weights import IMAGENET_WEIGHTS
 folder = Path("/tmp/torch_home/hub/checkpoints"); folder.mkdir(parents=True, exist_ok=True)
 for name in ("resnet18", "resnet34", "resnet50", "resnet101"):
     torch.save(getattr(torchvision.models, name)(weights=None).state_dict(), folder / IMAGENET_WEIGHTS[name].filename())

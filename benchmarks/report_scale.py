@@ -143,10 +143,10 @@ def setup_cost() -> str:
     """
     import gc
 
-    from trainables.config import validate_config
-    from trainables.data import load_synthetic
-    from trainables.fit import Trainer
-    from trainables.synthetic import SyntheticSpec
+    from trainables.core.config import validate_config
+    from trainables.data.datasets import load_synthetic
+    from trainables.fitting.loop import Trainer
+    from trainables.data.synthetic import SyntheticSpec
 
     data = load_synthetic(SyntheticSpec(seed=0, resolution=224, images_per_object=50))
     config = validate_config({"backbone": "resnet34", "head_hidden": [7000, 7000], "head_dropout": 0.52,

@@ -17,9 +17,9 @@ import numpy as np
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import GridSearchCV
 
-from trainables.data import load_synthetic
-from trainables.ridge import object_folds, ridge_cv
-from trainables.synthetic import SyntheticSpec
+from trainables.data.datasets import load_synthetic
+from trainables.fitting.ridge import object_folds, ridge_cv
+from trainables.data.synthetic import SyntheticSpec
 
 ALPHAS = np.logspace(-3, 6, 100)
 

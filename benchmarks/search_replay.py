@@ -12,8 +12,8 @@ inner EV, epoch seconds) and ``TABLE.json`` (the space, its Optuna distributions
 each config's sampled values, where the table came from).
 
 ``run`` replays strategies through the real code of a search: Ray Tune, the
-project's Optuna searcher (:class:`trainables.tune_glue.StudySearcher`) sampling
-the real space function, and the project's schedulers (:mod:`trainables.schedulers`).
+project's Optuna searcher (:class:`trainables.study.trial.StudySearcher`) sampling
+the real space function, and the project's schedulers (:mod:`trainables.study.schedulers`).
 Only the trainable differs: it maps the sampled config to the nearest recorded
 config (sampled values scaled to [0, 1] by their distributions, log where
 sampled on a log scale; a different category counts 1) and reports that config's
@@ -160,7 +160,7 @@ def record(storage: Path, name: str, out: Path) -> Path:
     """Write ``out.csv`` and ``out.json`` from a finished fifo search (and its re-check seeds)."""
     import optuna
 
-    from analysis.study import RECHECK_KEY, load_trials, read_settings, study_folder
+    from trainables.study.records import RECHECK_KEY, load_trials, read_settings, study_folder
 
     folder = study_folder(storage, name)
     settings = read_settings(folder)
@@ -201,7 +201,7 @@ def replay_trial(config: dict, table: Table, replay_seed: int, time_scale: float
     """Ray Tune trainable: report the recorded curve of the config nearest to the sampled one, epoch by epoch."""
     from ray import tune
 
-    # The sampled values (as trainables.tune_glue.sampled_params; not imported: workers would load torch).
+    # The sampled values (as trainables.study.trial.sampled_params; not imported: workers would load torch).
     cid = table.nearest({k: config[k] for k in config.get("_sampled", ()) if k in config})
     seeds = table.curves[cid]
     pick = (replay_seed * 7919 + config.get("_optuna_trial", 0)) % len(seeds)  # which recorded seed this trial gets
@@ -227,12 +227,12 @@ def run_strategy(table: Table, strategy: dict, seed: int, budget: int, concurren
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
-    from analysis.study import OBJECTIVE
+    from trainables.study.records import OBJECTIVE
     from search_spaces import points_to_evaluate
     from search_spaces.context import BoundSpace, SpaceContext
-    from trainables.samplers import make_sampler
-    from trainables.schedulers import make_scheduler
-    from trainables.tune_glue import StudySearcher
+    from trainables.study.samplers import make_sampler
+    from trainables.study.schedulers import make_scheduler
+    from trainables.study.trial import StudySearcher
 
     if __name__ != "__main__":  # imported (tests): workers cannot import benchmarks/, so ship this module by value
         from ray import cloudpickle

@@ -21,11 +21,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from trainables.config import validate_config
-from trainables.data import from_arrays
-from trainables.devices import default_device
-from trainables.fit import Trainer
-from trainables.synthetic import SyntheticSpec, generate
+from trainables.core.config import validate_config
+from trainables.data.schema import from_arrays
+from trainables.core.devices import default_device
+from trainables.fitting.loop import Trainer
+from trainables.data.synthetic import SyntheticSpec, generate
 
 SCALES = {
     # name: (resolution, images per object, backbone, head, batch)

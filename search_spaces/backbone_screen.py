@@ -8,7 +8,7 @@
   StepLR 15 / 0.5, batch 64, 30 epochs, patience 7
 """
 
-from trainables.backbones import BACKBONES
+from trainables.models.backbones import BACKBONES
 
 SCIENTIFIC = "backbone"
 # Evaluated first: fine-tuned from ImageNet, EfficientNet-Lite0 (its weights ship with its package, so this

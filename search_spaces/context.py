@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trainables.config import FIELDS
-from trainables.weights import IMAGENET_WEIGHTS
+from trainables.core.config import FIELDS
+from trainables.models.weights import IMAGENET_WEIGHTS
 
 
 @dataclass(frozen=True)

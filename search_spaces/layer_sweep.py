@@ -12,14 +12,14 @@ each trial) on the activations of one layer, pretrained vs. random weights.
 
 from functools import lru_cache
 
-from trainables.weights import WeightsNotFound, imagenet_checkpoint
+from trainables.models.weights import WeightsNotFound, imagenet_checkpoint
 
 SCIENTIFIC = "layer"
 # Readouts are cheap, and ImageNet features need more than 32 px: the smoke profile uses the
 # real image count at 64 px.
 PROFILE_HINTS = {"smoke": {"resolution": 64, "images_per_object": 50, "num_samples": 40}}
 POINTS_TO_EVALUATE: list = []
-# The layers swept per backbone (a subset of trainables.features.layer_names for deep ones).
+# The layers swept per backbone (a subset of trainables.fitting.features.layer_names for deep ones).
 SWEPT_LAYERS = {
     "resnet50": ["conv1", "layer1", "layer2", "layer3", "layer4", "avgpool"],
     "efficientnet_lite0": ["block1", "block3", "block5", "block8", "block12", "block16", "block18", "avgpool"],

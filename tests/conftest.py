@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from trainables.data import load_synthetic
-from trainables.synthetic import SyntheticSpec
+from trainables.data.datasets import load_synthetic
+from trainables.data.synthetic import SyntheticSpec
 
 TINY = SyntheticSpec(seed=0, resolution=32, images_per_object=10, n_repetitions=4)
 
@@ -53,7 +53,7 @@ def checkpoint_mirror(tmp_path_factory):
     import torch
     import torchvision
 
-    from trainables.weights import IMAGENET_WEIGHTS, MANIFEST, TorchvisionWeights
+    from trainables.models.weights import IMAGENET_WEIGHTS, MANIFEST, TorchvisionWeights
 
     folder = tmp_path_factory.mktemp("mirror")
     sums = []

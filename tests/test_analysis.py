@@ -120,7 +120,7 @@ def test_edge_of_range_warning():
 
 def test_report_says_at_what_size_the_networks_saw_the_stimuli():
     from analysis.report import input_resolution_note
-    from analysis.study import TrialRecord
+    from trainables.study.records import TrialRecord
 
     settings = {"profile": {"resolution": 224}}
     stored = input_resolution_note(settings, [TrialRecord("a", {"input_size": 0})])

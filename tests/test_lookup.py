@@ -9,9 +9,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from trainables.config import validate_config
-from trainables.lookup import LabelError, fit_lookup_final, fit_lookup_inner, ideal_observer_scores, labels, lookup_predict
-from trainables.synthetic import (CATEGORIES, OBJECTS_PER_CATEGORY, WEIGHTS, SyntheticSpec, reference_ground_truth,
+from trainables.core.config import validate_config
+from trainables.fitting.lookup import LabelError, fit_lookup_final, fit_lookup_inner, ideal_observer_scores, labels, lookup_predict
+from trainables.data.synthetic import (CATEGORIES, OBJECTS_PER_CATEGORY, WEIGHTS, SyntheticSpec, reference_ground_truth,
                                   render_images)
 
 
@@ -100,7 +100,7 @@ def test_where_the_object_is_matters_to_the_features_term(ground_truth):
 
 
 def test_responses_do_not_depend_on_the_resolution(private_cache):
-    from trainables.data import load_synthetic
+    from trainables.data.datasets import load_synthetic
 
     small = load_synthetic(SyntheticSpec(seed=1, resolution=16, images_per_object=3, n_repetitions=4), private_cache)
     large = load_synthetic(SyntheticSpec(seed=1, resolution=32, images_per_object=3, n_repetitions=4), private_cache)
@@ -151,7 +151,7 @@ def test_compare_lists_each_ideal_observer_once_for_the_renderings_of_one_data_s
 
 def test_the_early_term_is_what_the_stem_computes_beyond_the_local_colour():
     """A stem whose maps were an affine function of each cell's mean colour would leave the early term nothing."""
-    from trainables.synthetic import N_SITES, _early_term
+    from trainables.data.synthetic import N_SITES, _early_term
 
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 1, (40, 3, 32, 32))

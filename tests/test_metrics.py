@@ -3,7 +3,7 @@ import pytest
 from scipy.stats import pearsonr
 from sklearn.metrics import explained_variance_score, r2_score
 
-from analysis import metrics
+from trainables.core import metrics
 
 
 @pytest.fixture

@@ -4,10 +4,10 @@ import sys
 
 import numpy as np
 
-from trainables.config import validate_config
-from trainables.features import FeatureCache, layer_features, layer_names
-from trainables.readout import fit_readout_inner
-from trainables.ridge import DEFAULT_ALPHAS
+from trainables.core.config import validate_config
+from trainables.fitting.features import FeatureCache, layer_features, layer_names
+from trainables.fitting.readout import fit_readout_inner
+from trainables.fitting.ridge import DEFAULT_ALPHAS
 
 
 def test_layer_names_per_backbone():

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from analysis.recheck import RecheckRow, is_tie, recheck_configs, recheck_table, top_candidates
-from analysis.study import RECHECK_KEY, TrialRecord
+from trainables.study.recheck import RecheckRow, is_tie, recheck_configs, recheck_table, top_candidates
+from trainables.study.records import RECHECK_KEY, TrialRecord
 
 
 def trial(tid, status, curve, seed=0, **extra):

@@ -5,7 +5,7 @@ from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
-from trainables.ridge import gram_matrix, object_folds, ridge_cv, ridge_predict, ridge_predict_gram
+from trainables.fitting.ridge import gram_matrix, object_folds, ridge_cv, ridge_predict, ridge_predict_gram
 
 
 def problem(n, p, sites=6, seed=0):

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from searchutil import TINY, optuna_states, run_search
-from trainables.schedulers import SCHEDULERS, describe, make_scheduler, rungs
+from trainables.study.schedulers import SCHEDULERS, describe, make_scheduler, rungs
 
 
 @pytest.mark.parametrize("grace, rf, max_t", [(2, 2.0, 60), (1, 3.0, 8), (3, 2.5, 60), (10, 2.0, 8)])
@@ -45,7 +45,7 @@ def test_each_scheduler_runs_a_search(tmp_path, name):
 
 
 def test_default_grace_period_scales_with_the_longest_recipe():
-    from trainables import search_defaults as defaults
+    from trainables.study import defaults
     from trainables.search import parse_args
 
     assert parse_args(["--space", "vgg_depth"]).grace_period is None  # decided from the space's max_t
@@ -60,7 +60,7 @@ def test_default_grace_period_scales_with_the_longest_recipe():
 def test_qmc_searcher_seeds_give_different_points():
     import optuna
 
-    from trainables.samplers import make_sampler
+    from trainables.study.samplers import make_sampler
 
     def first_points(seed):
         study = optuna.create_study(sampler=make_sampler("qmc", seed))

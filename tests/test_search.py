@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from searchutil import TINY, mlflow_runs, optuna_states, run_search
-from trainables.config import FIELDS
-from trainables.tune_glue import EPOCH_METRICS
+from trainables.core.config import FIELDS
+from trainables.study.trial import EPOCH_METRICS
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -259,8 +259,8 @@ def assert_one_truth(storage: Path, name: str) -> list[dict]:
     """
     import optuna
 
-    from trainables.config import from_trial
-    from trainables.tracking import mlflow_value
+    from trainables.core.config import from_trial
+    from trainables.study.tracking import mlflow_value
 
     folder = storage / name
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{folder / 'optuna.db'}")

@@ -4,9 +4,9 @@ import pytest
 from search_spaces import HELPER_PARAMS, SEARCH_SPACES, get_space, points_to_evaluate, scientific_parameter
 from search_spaces.context import BoundSpace, SpaceContext
 from searchutil import TINY, mlflow_runs, run_search
-from trainables.config import FIELDS
-from trainables.space_probe import probe_space
-from trainables.weights import IMAGENET_WEIGHTS
+from trainables.core.config import FIELDS
+from trainables.study.probe import probe_space
+from trainables.models.weights import IMAGENET_WEIGHTS
 
 
 @pytest.mark.parametrize("name", list(SEARCH_SPACES))

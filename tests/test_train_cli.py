@@ -49,8 +49,8 @@ def test_train_end_to_end_writes_every_output(tmp_path):
     assert {"rdm.png", "metrics.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     model = mlflow.pytorch.load_model(metrics["mlflow"]["model_uri"])
-    from trainables.data import load_synthetic
-    from trainables.synthetic import SyntheticSpec
+    from trainables.data.datasets import load_synthetic
+    from trainables.data.synthetic import SyntheticSpec
 
     data = load_synthetic(SyntheticSpec(resolution=32, images_per_object=10))
     with torch.no_grad():

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from searchutil import run_search
-from trainables.weights import (
+from trainables.models.weights import (
     IMAGENET_WEIGHTS,
     MANIFEST,
     WeightsNotFound,

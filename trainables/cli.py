@@ -8,8 +8,9 @@ import os
 import sys
 from pathlib import Path
 
-from trainables.data import ITData, check_source, load_dataset
-from trainables.profiles import Profile, epoch_cap_text, resolve_profile
+from trainables.data.schema import ITData, check_source
+from trainables.data.datasets import load_dataset
+from trainables.study.profiles import Profile, epoch_cap_text, resolve_profile
 
 
 class UsageError(ValueError):
@@ -59,7 +60,7 @@ def weights_policy(args: argparse.Namespace, profile: Profile | None = None):
     """
     from dataclasses import replace
 
-    from trainables.weights import WeightsPolicy
+    from trainables.models.weights import WeightsPolicy
 
     policy = WeightsPolicy.from_environment(args.offline, args.weights_mirror)
     if profile is not None and profile.name == "smoke" and not policy.mirror:

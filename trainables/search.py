@@ -20,8 +20,8 @@ from pathlib import Path
 
 import optuna
 
-from analysis.recheck import format_table, recheck_configs, recheck_table
-from analysis.study import OBJECTIVE, OPTUNA_FILE, RECHECK_DIR, RECHECK_KEY, SEARCH_FILE, load_trials, status_counts
+from trainables.study.recheck import format_table, recheck_configs, recheck_table
+from trainables.study.records import OBJECTIVE, OPTUNA_FILE, RECHECK_DIR, RECHECK_KEY, SEARCH_FILE, load_trials, status_counts
 from search_spaces import SEARCH_SPACES, points_to_evaluate, profile_hints, scientific_parameter
 from search_spaces.context import BoundSpace, SpaceContext
 from trainables.cli import (
@@ -36,17 +36,17 @@ from trainables.cli import (
     setup_logging,
     weights_policy,
 )
-from trainables.checkpoints import BEST_WEIGHTS_FILE, checkpoint_folders, keep_best_weights
-from trainables.config import ConfigError, validate_config
-from trainables.data import DataError
-from trainables.lookup import ideal_observer_scores
-from trainables.profiles import Profile
-from trainables.space_probe import plan_weights, precompute_features, probe_space
-from trainables.tracking import close_search_run, start_search_run
-from trainables.samplers import SAMPLERS, make_sampler
-from trainables.schedulers import SCHEDULERS, make_scheduler
-from trainables.schedulers import describe as describe_scheduler
-from trainables import search_defaults as defaults
+from trainables.study.checkpoints import BEST_WEIGHTS_FILE, checkpoint_folders, keep_best_weights
+from trainables.core.config import ConfigError, validate_config
+from trainables.data.schema import DataError
+from trainables.fitting.lookup import ideal_observer_scores
+from trainables.study.profiles import Profile
+from trainables.study.probe import plan_weights, precompute_features, probe_space
+from trainables.study.tracking import close_search_run, start_search_run
+from trainables.study.samplers import SAMPLERS, make_sampler
+from trainables.study.schedulers import SCHEDULERS, make_scheduler
+from trainables.study.schedulers import describe as describe_scheduler
+from trainables.study import defaults
 
 log = logging.getLogger("trainables.search")
 GIB = 1024**3
@@ -203,7 +203,7 @@ def make_trainable(settings: dict, data):
     from ray import tune
 
     # Imported here, after connect_ray: Ray reads RAY_AUTH_MODE when it is first imported.
-    from trainables.tune_glue import train_trial
+    from trainables.study.trial import train_trial
 
     threads = max(1, int(settings["cpus_per_trial"]))
     return tune.with_resources(
@@ -218,7 +218,7 @@ def run_config(settings: dict, name: str, storage_path: str, group_by: str | Non
     """Ray's run config of a search phase: MLflow runs under the search's parent run, checkpoint clean-up."""
     from ray import tune
 
-    from trainables.tune_glue import CheckpointJanitor, MLflowTrials
+    from trainables.study.trial import CheckpointJanitor, MLflowTrials
 
     return tune.RunConfig(
         name=name, storage_path=storage_path,
@@ -246,7 +246,7 @@ def build_tuner(settings: dict, data, restore: bool):
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
-    from trainables.tune_glue import StudySearcher
+    from trainables.study.trial import StudySearcher
 
     trainable = make_trainable(settings, data)
     folder = Path(settings["folder"])
@@ -272,8 +272,8 @@ def build_recheck_tuner(settings: dict, data, configs: list[dict], origins: dict
     """The Tuner of the top-K re-check: fixed configs, no early stopping, trials in ``<search>/recheck/``."""
     from ray import tune
 
-    from trainables.schedulers import make_scheduler as scheduler_named
-    from trainables.tune_glue import RecheckSearcher
+    from trainables.study.schedulers import make_scheduler as scheduler_named
+    from trainables.study.trial import RecheckSearcher
 
     folder = Path(settings["folder"])
     searcher = RecheckSearcher(configs, origins, settings["name"], f"sqlite:///{folder / OPTUNA_FILE}", OBJECTIVE)
@@ -294,7 +294,7 @@ def search_done(settings: dict, trials) -> bool:
 
 
 def run_recheck(settings: dict, data) -> None:
-    """Train the K best completed configs again with S new seeds (:mod:`analysis.recheck`); skip what is done."""
+    """Train the K best completed configs again with S new seeds (:mod:`trainables.study.recheck`); skip what is done."""
     top, seeds = settings["recheck"]["top"], settings["recheck"]["seeds"]
     trials = load_trials(Path(settings["folder"]))
     if not top or not search_done(settings, trials):
@@ -316,7 +316,7 @@ def ship_imagenet(backbones: list[str]) -> dict:
     """
     import ray
 
-    from trainables.weights import load_imagenet_state
+    from trainables.models.weights import load_imagenet_state
 
     return {name: ray.put(load_imagenet_state(name)) for name in backbones}
 
@@ -334,7 +334,7 @@ def trial_dirname(trial) -> str:
 
 def trial_resources(settings: dict):
     """Each trial's request to Ray: the search's CPUs and GPUs per trial, and the memory its own config needs."""
-    from trainables.budgets import TrialResources
+    from trainables.study.resources import TrialResources
 
     fixed = settings["memory"]["fixed_gib"]
     return TrialResources(settings["cpus_per_trial"], settings["gpus_per_trial"], settings["memory"],
@@ -493,8 +493,8 @@ def connect_ray(address: str | None) -> None:
 
 def load_search_data(settings: dict):
     """The data set of a search, loaded once by the driver (trials get it through the object store)."""
-    from trainables.data import load_dataset
-    from trainables.synthetic import SyntheticSpec
+    from trainables.data.datasets import load_dataset
+    from trainables.data.synthetic import SyntheticSpec
 
     d = settings["data"]
     return load_dataset(d["source"], SyntheticSpec(d["data_seed"], d["resolution"], d["images_per_object"]))

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from analysis import figures
-from analysis.metrics import summarize
-from trainables.backbones import check_backbone
+from trainables.core.metrics import summarize
+from trainables.models.backbones import check_backbone
 from trainables.cli import (
     Parser,
     UsageError,
@@ -36,11 +36,11 @@ from trainables.cli import (
     setup_logging,
     weights_policy,
 )
-from trainables.config import ConfigError, hyperparameters, load_config, uses_backbone
-from trainables.data import ITData
-from trainables.devices import default_device
-from trainables.fit import fit, predict
-from trainables.weights import WeightsNotFound, fetch_imagenet
+from trainables.core.config import ConfigError, hyperparameters, load_config, uses_backbone
+from trainables.data.schema import ITData
+from trainables.core.devices import default_device
+from trainables.fitting.loop import fit, predict
+from trainables.models.weights import WeightsNotFound, fetch_imagenet
 
 log = logging.getLogger("trainables.train")
 
@@ -80,7 +80,7 @@ def train_network(config: dict, data: ITData, out: Path, feature_cache: Path) ->
 
 def train_ridge(config: dict, data: ITData, out: Path, feature_cache: Path) -> FitResult:
     """Fit a ridge readout on the whole training set (alpha by CV there); return val/test predictions."""
-    from trainables.readout import fit_readout_final
+    from trainables.fitting.readout import fit_readout_final
 
     result = fit_readout_final(config, data, feature_cache)
     alpha = np.asarray(result.alpha)
@@ -91,7 +91,7 @@ def train_ridge(config: dict, data: ITData, out: Path, feature_cache: Path) -> F
 
 def train_lookup(config: dict, data: ITData, out: Path, feature_cache: Path) -> FitResult:
     """An ideal observer: each validation / test image predicted by its label's mean training response."""
-    from trainables.lookup import fit_lookup_final
+    from trainables.fitting.lookup import fit_lookup_final
 
     predictions = fit_lookup_final(config, data)
     return predictions["val"], predictions["test"], {"lookup_by": config["lookup_by"]}, None
@@ -112,7 +112,7 @@ def train_one(config: dict, data: ITData, out: Path, provenance: dict, feature_c
     start = time.perf_counter()
     pred_val, pred_test, info, model = FINAL_FITS[config["model"]](config, data, out, feature_cache)
     scores = evaluate(pred_val, data)
-    from trainables.lookup import ideal_observer_scores
+    from trainables.fitting.lookup import ideal_observer_scores
 
     metrics = {
         **scores,
@@ -135,7 +135,7 @@ def train_one(config: dict, data: ITData, out: Path, provenance: dict, feature_c
     figures.plot_rdms(data.spikes_val, pred_val, data.object_val, out / "rdm.png")
     figures.plot_site_responses(data.spikes_val, pred_val, data.object_val, ev, out / "site_responses.png")
     if tracking_uri:
-        from trainables.tracking import log_final_training
+        from trainables.study.tracking import log_final_training
 
         logged = log_final_training(tracking_uri, config, metrics, out, model, provenance, parent_run_id)
         metrics["mlflow"] = logged
@@ -216,11 +216,11 @@ def main(argv: list[str] | None = None) -> int:
         if config["weights"] == "imagenet" and uses_backbone(config):
             fetch_imagenet(config["backbone"], weights_policy(args))
         if config["model"] == "network":  # built once on the CPU, so that a config that cannot be built fails here
-            from trainables.heads import build_model
+            from trainables.models.heads import build_model
 
             build_model(config, 1)
         if config["model"] == "ridge" and config["layer"] != "pixels":
-            from trainables.features import layer_names
+            from trainables.fitting.features import layer_names
 
             if config["layer"] not in layer_names(config["backbone"]):
                 raise UsageError(f"config key 'layer': {config['layer']!r} is not a layer of {config['backbone']} "
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds == 1:
         metrics = train_one(config, data, out, provenance, feature_cache, tracking_uri)
     else:
-        from trainables.tracking import close_seeds_run, start_seeds_run
+        from trainables.study.tracking import close_seeds_run, start_seeds_run
 
         parent = start_seeds_run(tracking_uri, out, args.seeds, provenance) if tracking_uri else None
         runs = [train_one({**config, "seed": config["seed"] + k}, data, out / f"seed_{config['seed'] + k}", provenance,

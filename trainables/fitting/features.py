@@ -1,6 +1,6 @@
 """Activations of fixed networks for ridge readouts, computed once and cached on disk.
 
-A layer is named after the blocks of the backbone (:mod:`trainables.backbones`):
+A layer is named after the blocks of the backbone (:mod:`trainables.models.backbones`):
 ResNets have ``conv1`` (the stem), ``layer1`` .. ``layer4`` and ``avgpool``; other
 backbones ``block1`` .. ``blockN`` and ``avgpool`` (global average of the last
 block). ``pixels`` is the image itself.
@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainables.backbones import build_backbone
-from trainables.config import validate_config
-from trainables.devices import default_device
+from trainables.models.backbones import build_backbone
+from trainables.core.config import validate_config
+from trainables.core.devices import default_device
 
 log = logging.getLogger(__name__)
 PARTS = ("train", "val", "test")

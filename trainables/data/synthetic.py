@@ -323,8 +323,8 @@ def reference_features(images: np.ndarray, batch: int = 64) -> tuple[np.ndarray,
     """
     import torch
 
-    from trainables.backbones import build_backbone
-    from trainables.config import validate_config
+    from trainables.models.backbones import build_backbone
+    from trainables.core.config import validate_config
 
     trunk = build_backbone(validate_config({"backbone": "efficientnet_lite0", "weights": "imagenet"})).eval()
     blocks = list(trunk.blocks)[:FEATURE_BLOCK]

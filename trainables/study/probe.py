@@ -13,8 +13,8 @@ import optuna
 
 from search_spaces import points_to_evaluate
 from search_spaces.context import BoundSpace, SpaceContext
-from trainables.config import from_trial, uses_backbone
-from trainables.weights import WeightsPolicy, resolve_imagenet
+from trainables.core.config import from_trial, uses_backbone
+from trainables.models.weights import WeightsPolicy, resolve_imagenet
 
 # Enough random samples that every categorical choice of the spaces is seen (10 backbones x 2 weights: a
 # given pair is missed with probability 0.95^256, about 2e-6).
@@ -87,7 +87,7 @@ def precompute_features(space: str, ctx: SpaceContext, data, storage: Path) -> N
     Trials would compute a missing entry themselves; doing it here first means each
     activation is computed once, not once per concurrent trial.
     """
-    from trainables.features import FeatureCache, layer_features
+    from trainables.fitting.features import FeatureCache, layer_features
 
     groups: dict[tuple, set] = {}
     for c in probe_space(space, ctx):

@@ -1,6 +1,6 @@
 """ImageNet weights: which backbones have them, where they are found, and how a missing one is fetched.
 
-``IMAGENET_WEIGHTS`` maps a backbone of :data:`trainables.backbones.BACKBONES` to
+``IMAGENET_WEIGHTS`` maps a backbone of :data:`trainables.models.backbones.BACKBONES` to
 the source of its ImageNet weights; a backbone missing from it has none (e.g. the
 report's shallow CNN), so no search may ask for it pretrained.
 

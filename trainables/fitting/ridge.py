@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import StratifiedKFold
 
-from trainables.devices import default_device
+from trainables.core.devices import default_device
 
 log = logging.getLogger(__name__)
 DEFAULT_ALPHAS = np.logspace(-3, 6, 100)

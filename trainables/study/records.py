@@ -16,7 +16,7 @@ from pathlib import Path
 OBJECTIVE = "best_inner_ev"
 SEARCH_FILE = "search.json"
 OPTUNA_FILE = "optuna.db"
-# Top-K re-check trials (analysis.recheck): Ray's folder of them inside the search's, and the key in their config
+# Top-K re-check trials (trainables.study.recheck): Ray's folder of them inside the search's, and the key in their config
 # naming the search trial they repeat.
 RECHECK_DIR, RECHECK_KEY = "recheck", "_recheck_of"
 STATUS_BY_OPTUNA_STATE = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running",

@@ -25,10 +25,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from analysis.metrics import explained_variance, pearson_per_site
-from trainables.data import ITData, inner_split
-from trainables.devices import default_device
-from trainables.heads import EncodingModel, build_model
+from trainables.core.metrics import explained_variance, pearson_per_site
+from trainables.data.schema import ITData
+from trainables.data.splits import inner_split
+from trainables.core.devices import default_device
+from trainables.models.heads import EncodingModel, build_model
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ class Trainer:
     Parameters
     ----------
     config : dict
-        Validated config (:func:`trainables.config.validate_config`).
+        Validated config (:func:`trainables.core.config.validate_config`).
     data : ITData
     device : torch.device, optional
     max_batches : int, optional

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from analysis.study import OBJECTIVE, RECHECK_KEY, TrialRecord
+from trainables.study.records import OBJECTIVE, RECHECK_KEY, TrialRecord
 
 # Two configurations tie when their means differ by less than this many standard errors of the difference.
 TIE_SES = 2.0

@@ -3,7 +3,7 @@
 A search has one parent run (params: space, searcher, scheduler, profile, seed,
 data fingerprint; tags: git commit and library versions; artifacts: best config
 and trials table); its trials are nested under it by
-:class:`trainables.tune_glue.MLflowTrials`.
+:class:`trainables.study.trial.MLflowTrials`.
 
 Final training (``trainables.train``) logs the config as params, the
 official-validation scores as metrics, the output folder's figures and files as

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from trainables.weights import load_imagenet_state
+from trainables.models.weights import load_imagenet_state
 
 # A builder takes the validated config and, optionally, the backbone's ImageNet state dict (a search ships it to
 # its trials); without one it reads the torch cache when the config asks for ImageNet weights.
@@ -226,7 +226,7 @@ def build_backbone(config: dict, imagenet_state: dict | None = None) -> Backbone
     check_backbone(config["backbone"])
     trunk = BACKBONES[config["backbone"]](config, imagenet_state)
     if config["trunk_layer"] != "avgpool":
-        from trainables.features import block_count
+        from trainables.fitting.features import block_count
 
         trunk.truncate(block_count(config["backbone"], config["trunk_layer"], len(trunk.blocks)))
     trunk.set_trainable_blocks(config["trainable_blocks"])

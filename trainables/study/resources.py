@@ -11,7 +11,7 @@ estimates are coarse upper bounds, checked against ``benchmarks/report_scale.py`
   plus, when it trains on the CPU, the activations autograd keeps for a batch
   (about 64 float32 values per input value for the report's CNNs at 224 px);
 - a ridge readout: the Gram matrix of every image in float64 and a chunk of
-  feature columns (``trainables.ridge.gram_matrix``), or its feature arrays when
+  feature columns (``trainables.fitting.ridge.gram_matrix``), or its feature arrays when
   they are fewer than the images.
 """
 
@@ -30,8 +30,8 @@ GRAM_CHUNK = 4096
 @lru_cache(maxsize=None)
 def _backbone_size(backbone: str, vgg_blocks: int, width_mult: float, trunk_layer: str) -> tuple[int, int]:
     """(parameters, output channels) of a trunk, built on the meta device (no memory, no weights read)."""
-    from trainables.backbones import build_backbone
-    from trainables.config import validate_config
+    from trainables.models.backbones import build_backbone
+    from trainables.core.config import validate_config
 
     with torch.device("meta"):
         trunk = build_backbone(validate_config({"backbone": backbone, "vgg_blocks": vgg_blocks, "width_mult": width_mult,
@@ -41,7 +41,7 @@ def _backbone_size(backbone: str, vgg_blocks: int, width_mult: float, trunk_laye
 
 def parameter_count(config: dict, n_sites: int) -> int:
     """Parameters of the config's model: the trunk's (built once per architecture) plus its decoder head's."""
-    from trainables.heads import build_head
+    from trainables.models.heads import build_head
 
     count, channels = _backbone_size(config["backbone"], config["vgg_blocks"], float(config["width_mult"]),
                                      config["trunk_layer"])
@@ -62,7 +62,7 @@ class TrialResources:
         self.cpus, self.gpus, self.shape, self.fixed_bytes = cpus, gpus, shape, fixed_bytes
 
     def memory(self, config: dict) -> int:
-        from trainables.config import from_trial
+        from trainables.core.config import from_trial
 
         if self.fixed_bytes:
             return self.fixed_bytes

@@ -1,8 +1,8 @@
 """Ridge readouts of fixed features: pixels, or one layer of a network (the report's linear and task-driven models).
 
-The features come from :mod:`trainables.features` (cached); alpha is chosen by
+The features come from :mod:`trainables.fitting.features` (cached); alpha is chosen by
 object-stratified cross-validation on the images being fitted
-(:func:`trainables.ridge.ridge_cv`) unless the config fixes it.
+(:func:`trainables.fitting.ridge.ridge_cv`) unless the config fixes it.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from analysis.metrics import explained_variance, pearson_per_site
-from trainables.data import ITData, inner_split
-from trainables.features import FeatureCache, layer_features, pixel_features
-from trainables.ridge import DEFAULT_ALPHAS, gram_matrix, object_folds, ridge_cv, ridge_predict, ridge_predict_gram
+from trainables.core.metrics import explained_variance, pearson_per_site
+from trainables.data.schema import ITData
+from trainables.data.splits import inner_split
+from trainables.fitting.features import FeatureCache, layer_features, pixel_features
+from trainables.fitting.ridge import DEFAULT_ALPHAS, gram_matrix, object_folds, ridge_cv, ridge_predict, ridge_predict_gram
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def fit_ridge(config: dict, fit: Rows, y_fit: np.ndarray, objects_fit: np.ndarra
     unchanged; alphas are reported in these units.
 
     With more features than fitted images (pixels, flattened conv maps) everything
-    comes from one Gram matrix accumulated in chunks (:func:`trainables.ridge.gram_matrix`):
+    comes from one Gram matrix accumulated in chunks (:func:`trainables.fitting.ridge.gram_matrix`):
     the features are read where they lie, so a 224-px pixel readout needs the Gram
     matrix, not float64 copies of 150,528 columns per fold.
     """

@@ -1,6 +1,6 @@
 """Everything that touches Ray Tune: the trial function, the Optuna searcher and the MLflow callback.
 
-The training core (:mod:`trainables.fit`) knows nothing of Ray; this module adapts
+The training core (:mod:`trainables.fitting.loop`) knows nothing of Ray; this module adapts
 it. Known pitfalls of ray 2.60 / optuna 5 / mlflow 3 handled here (DESIGN.md §5):
 
 - trials that ASHA stops reach Optuna as COMPLETE with a truncated value; they
@@ -14,7 +14,7 @@ Checkpoints (DESIGN.md §6: at report scale one save of a ResNet-34 with the
 7000-7000 head, Adam state and best weights is about 1.2 GB, and an epoch about a
 second of GPU time): a trial saves a resumable checkpoint only when
 ``checkpoint_interval`` seconds have passed since its last one, and never so often
-that saving takes more than a tenth of its time (:mod:`trainables.checkpoints`). A completed
+that saving takes more than a tenth of its time (:mod:`trainables.study.checkpoints`). A completed
 trial ends with its best weights alone (no optimiser state). When a trial ends,
 :class:`CheckpointJanitor` removes its checkpoints (an ended trial is never
 resumed), except the best completed trial's weights, kept once.
@@ -39,11 +39,11 @@ from ray import tune
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from analysis.study import RECHECK_KEY
-from trainables.checkpoints import BEST_WEIGHTS_FILE, STATE_FILE, CheckpointPolicy, remove_checkpoints
-from trainables.config import from_trial
-from trainables.fit import fit
-from trainables.tracking import mlflow_value
+from trainables.study.records import RECHECK_KEY
+from trainables.study.checkpoints import BEST_WEIGHTS_FILE, STATE_FILE, CheckpointPolicy, remove_checkpoints
+from trainables.core.config import from_trial
+from trainables.fitting.loop import fit
+from trainables.study.tracking import mlflow_value
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def _report_once(scores: dict, start: float, node_id: str) -> None:
 
 def readout_trial(hparams: dict, data, ctx: TrialContext) -> None:
     """Fixed-feature readouts (``model: ridge``): one ridge fit, alpha by CV inside it."""
-    from trainables.readout import fit_readout_inner
+    from trainables.fitting.readout import fit_readout_inner
 
     start = time.perf_counter()
     scores = fit_readout_inner(hparams, data, ctx.feature_cache, ctx.imagenet_state)
@@ -93,7 +93,7 @@ def readout_trial(hparams: dict, data, ctx: TrialContext) -> None:
 
 def lookup_trial(hparams: dict, data, ctx: TrialContext) -> None:
     """Ideal observers (``model: lookup``): each image predicted by its label's mean training response."""
-    from trainables.lookup import fit_lookup_inner
+    from trainables.fitting.lookup import fit_lookup_inner
 
     start = time.perf_counter()
     _report_once(fit_lookup_inner(hparams, data), start, ctx.node_id)
@@ -237,7 +237,7 @@ class StudySearcher(OptunaSearch):
 
 
 class RecheckSearcher(Searcher):
-    """Serves the top-K re-check's fixed configs (:func:`analysis.recheck.recheck_configs`), one per trial.
+    """Serves the top-K re-check's fixed configs (:func:`trainables.study.recheck.recheck_configs`), one per trial.
 
     Each ended re-check trial is added to the search's Optuna study with the params and
     distributions of the trial it repeats, and user attributes ``recheck_of`` (that

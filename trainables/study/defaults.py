@@ -24,7 +24,7 @@ GRACE_FRACTION = 0.125  # of the longest recipe's epochs (2 of 16 in the replay;
 # when trained to its end (re-check, 3 seeds); after one epoch the inner EV is mostly noise (2026-11-27, README).
 MIN_GRACE = 2
 REDUCTION_FACTOR = 3.0
-# Top-K re-check (analysis.recheck): the 3 best configs, 3 new seeds each, as the issue that asked for it set them.
+# Top-K re-check (trainables.study.recheck): the 3 best configs, 3 new seeds each, as the issue that asked for it set them.
 RECHECK_TOP, RECHECK_SEEDS = 3, 3
 
 

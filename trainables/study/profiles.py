@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from trainables.synthetic import SyntheticSpec
+from trainables.data.synthetic import SyntheticSpec
 
 
 @dataclass(frozen=True)

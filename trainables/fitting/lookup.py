@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis.metrics import explained_variance, pearson_per_site
-from trainables.data import ITData, inner_split
+from trainables.core.metrics import explained_variance, pearson_per_site
+from trainables.data.schema import ITData
+from trainables.data.splits import inner_split
 
 
 class LabelError(ValueError):

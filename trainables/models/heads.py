@@ -135,7 +135,7 @@ class EncodingModel(nn.Module):
 
 def build_model(config: dict, n_sites: int, imagenet_state: dict | None = None) -> EncodingModel:
     """The encoding model a validated config describes (``imagenet_state``: see :func:`build_backbone`)."""
-    from trainables.backbones import build_backbone
+    from trainables.models.backbones import build_backbone
 
     backbone = build_backbone(config, imagenet_state)
     return EncodingModel(backbone, build_head(config, backbone.out_channels, n_sites), n_sites)

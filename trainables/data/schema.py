@@ -1,30 +1,23 @@
-"""Recordings: the h5 schema, its validating loader, the synthetic default and the selection split.
+"""Recordings: the h5 schema and its validating loader.
 
 Schema (DESIGN.md §3): ``stimulus_{train,val,test}`` float32 (N, 3, H, W)
 ImageNet-normalised; ``spikes_{train,val}`` float32 (N, n_sites) trial-averaged;
 ``object_{train,val,test}`` latin-1 byte strings (N,). Optional: ``reps_val``
 float32 (R, N_val, n_sites) single trials, from which the noise ceiling is computed.
-
-Command line::
-
-    python -m trainables.data synth --out FILE [--seed S] [--resolution PX] [--images-per-object K]
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from analysis.metrics import split_half_reliability
-from trainables.synthetic import SyntheticSpec, generate, ground_truth_terms
+from trainables.core.metrics import split_half_reliability
 
 log = logging.getLogger(__name__)
 
@@ -195,109 +188,7 @@ def write_h5(arrays: dict, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
-def default_cache_dir() -> Path:
-    """``$ITSEARCH_CACHE``, else ``$XDG_CACHE_HOME/itsearch``, else ``~/.cache/itsearch``."""
-    if os.environ.get("ITSEARCH_CACHE"):
-        return Path(os.environ["ITSEARCH_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "itsearch"
-
-
-def _ground_truth(spec: SyntheticSpec, folder: Path) -> dict[str, np.ndarray]:
-    """The spec's ground-truth response terms, cached: every resolution of one seed shares them."""
-    path = folder / f"{spec.responses_key()}-terms.npz"
-    if path.is_file():
-        try:
-            with np.load(path) as stored:
-                return {key: stored[key] for key in stored.files}
-        except (OSError, ValueError) as err:
-            log.warning("cached ground truth unusable (%s); recomputing", err)
-    terms = ground_truth_terms(spec)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.npz")
-    np.savez(tmp, **terms)
-    os.replace(tmp, path)
-    return terms
-
-
-def load_synthetic(spec: SyntheticSpec = SyntheticSpec(), cache_dir: Path | None = None) -> ITData:
-    """The synthetic data set, generated once per spec and cached as an h5 file in the schema."""
-    path = Path(cache_dir or default_cache_dir()) / f"{spec.key()}.h5"
-    if path.is_file():
-        try:
-            return load_h5(path)
-        except DataError as err:
-            log.warning("cached synthetic data unusable (%s); regenerating", err)
-    arrays = generate(spec, _ground_truth(spec, path.parent))
-    write_h5(arrays, path)
-    log.info("cached synthetic data at %s", path)
-    data = from_arrays(arrays, spec.key())
-    return data
-
-
-def load_dataset(source: str, spec: SyntheticSpec | None = None, cache_dir: Path | None = None) -> ITData:
-    """``"synthetic"`` (with ``spec``) or a path to a recordings file."""
-    if source == "synthetic":
-        return load_synthetic(spec or SyntheticSpec(), cache_dir)
-    return load_h5(source)
-
-
 def check_source(source: str) -> None:
     """Fail fast, before any work, on a data path that cannot be read."""
     if source != "synthetic" and not Path(source).is_file():
         raise DataError(f"data file not found: {source} (use 'synthetic' or a path to an IT_data.h5-style file)")
-
-
-def inner_split(objects: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Carve an inner validation set out of the training images, stratified by object.
-
-    Every object keeps images on both sides (at least one in each when it has two
-    or more), so the split asks the same question as the official validation set.
-
-    Parameters
-    ----------
-    objects : array of str, shape (n_train,)
-    fraction : float
-        Share of each object's images held out.
-    seed : int
-
-    Returns
-    -------
-    fit_idx, inner_idx : int arrays
-        Sorted indices into the training images.
-    """
-    rng = np.random.default_rng(seed)
-    inner = []
-    for name in np.unique(objects):
-        idx = np.flatnonzero(objects == name)
-        if len(idx) < 2:
-            continue
-        k = min(max(1, round(fraction * len(idx))), len(idx) - 1)
-        inner.extend(rng.choice(idx, size=k, replace=False))
-    inner = np.sort(np.array(inner, dtype=int))
-    fit = np.setdiff1d(np.arange(len(objects)), inner)
-    return fit, inner
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainables.data", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    synth = sub.add_parser("synth", help="write the synthetic data set as an h5 file in the recordings' schema")
-    synth.add_argument("--out", required=True, type=Path)
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--resolution", type=int, default=224)
-    synth.add_argument("--images-per-object", type=int, default=50)
-    synth.add_argument("--repetitions", type=int, default=8)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.resolution < 16 or args.images_per_object < 2 or args.repetitions < 2:
-        parser.error("--resolution must be >= 16, --images-per-object and --repetitions >= 2")
-    spec = SyntheticSpec(args.seed, args.resolution, args.images_per_object, args.repetitions)
-    arrays = generate(spec)
-    write_h5(arrays, args.out)
-    data = from_arrays(arrays, str(args.out))
-    print(f"wrote {args.out}: {data.describe()}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -38,21 +38,21 @@ FIELDS: dict[str, Field] = {
     "model": Field((str,), "network", ("network", "ridge", "lookup")),
     "lookup_by": Field((str,), "object", ("object", "category"), help="lookup: the label images are looked up by"),
     # ridge readouts
-    "layer": Field((str,), "pixels", help="ridge: 'pixels' or a layer of the backbone (trainables.features.layer_names)"),
+    "layer": Field((str,), "pixels", help="ridge: 'pixels' or a layer of the backbone (trainables.fitting.features.layer_names)"),
     "feature_pool": Field((int,), 1, help="ridge: adaptive average pool side of the layer's map; 0: flatten"),
     "pca_components": Field((int,), 0, help="ridge: PCA components fitted on the training fold; 0: none"),
     "alpha": Field((int, float, type(None)), None, help="ridge: regularisation; null: cross-validated; 0: least squares"),
     "alpha_per_site": Field((bool,), False, help="ridge: one cross-validated alpha per site"),
     "cv_folds": Field((int,), 5, help="ridge: object-stratified folds for alpha"),
     # network
-    "backbone": Field((str,), "shallow_cnn", help="name in trainables.backbones.BACKBONES"),
+    "backbone": Field((str,), "shallow_cnn", help="name in trainables.models.backbones.BACKBONES"),
     "weights": Field((str,), "random", ("random", "imagenet")),
     "trainable_blocks": Field(
         (int, type(None)), None, help="null: fine-tune all; 0: frozen; n: only the last n blocks"
     ),
     "vgg_blocks": Field((int,), 5, help="vgg11_bn: keep the first k conv blocks (1..8)"),
     "trunk_layer": Field(
-        (str,), "avgpool", help="network: cut the trunk after this layer (trainables.features.layer_names); "
+        (str,), "avgpool", help="network: cut the trunk after this layer (trainables.fitting.features.layer_names); "
         "avgpool: keep it whole"
     ),
     "input_size": Field(
@@ -60,7 +60,7 @@ FIELDS: dict[str, Field] = {
         "which a pretrained network sees them); 0: as stored"
     ),
     "width_mult": Field(_NUM, 1.0, help="shallow_cnn: channel multiplier of 16-32-64-128"),
-    "head": Field((str,), "mlp", ("mlp", "factorized"), help="decoder head: trainables.heads.HEADS"),
+    "head": Field((str,), "mlp", ("mlp", "factorized"), help="decoder head: trainables.models.heads.HEADS"),
     "head_pool": Field((int,), 1, help="adaptive average pool output size (p x p)"),
     "head_hidden": Field(
         (list,), [], help="mlp: hidden widths of the MLP; factorized: widths of the 1 x 1 convolutions before it"
