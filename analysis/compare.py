@@ -10,7 +10,6 @@ as CSV beside it, and a bar chart of validation EV with the noise ceiling.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -21,16 +20,28 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from trainables.core.layout import COMPARE_FILE, METRICS_FILE, TRAIN_DIR  # noqa: E402
+from trainables.core.usage import Parser, fail  # noqa: E402
+
 COLUMNS = ("model", "EV", "EV sd", "mean r", "median r", "noise ceiling EV", "seeds", "data")
+
+
+class DamagedRun(ValueError):
+    """A final training's ``metrics.json`` that cannot be read; the message names it."""
 
 
 def collect(storage: Path) -> list[dict]:
     """One row per trained model folder (a ``--seeds N`` folder counts once, with its spread)."""
     rows, references = [], {}
-    for path in sorted((Path(storage) / "train").glob("*/metrics.json")):
-        m = json.loads(path.read_text())
-        rows.append({"model": path.parent.name, "EV": m["ev"], "EV sd": m.get("ev_std"),
-                     "mean r": m["r_mean"], "median r": m["r_median"],
+    for path in sorted((Path(storage) / TRAIN_DIR).glob(f"*/{METRICS_FILE}")):
+        try:
+            m = json.loads(path.read_text())
+            ev, r_mean, r_median = m["ev"], m["r_mean"], m["r_median"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise DamagedRun(f"{path} cannot be read ({type(err).__name__}: {err}); train that model again, or "
+                             "move its folder out of the way") from None
+        rows.append({"model": path.parent.name, "EV": ev, "EV sd": m.get("ev_std"),
+                     "mean r": r_mean, "median r": r_median,
                      "noise ceiling EV": m.get("noise_ceiling_ev"), "seeds": len(m.get("seeds") or [m.get("seed")]),
                      "data": m.get("data_fingerprint", "")})
         # The ideal observers of the data each model was scored on. They read labels and responses only, so the
@@ -90,16 +101,17 @@ def plot_bars(rows: list[dict], path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analysis.compare", description=__doc__.split("\n")[0])
+    parser = Parser(prog="python -m analysis.compare", description=__doc__.split("\n")[0])
     parser.add_argument("--storage", type=Path, default=Path("runs"))
-    parser.add_argument("--out", type=Path, help="Markdown file (default: <storage>/compare.md)")
+    parser.add_argument("--out", type=Path, help=f"Markdown file (default: <storage>/{COMPARE_FILE})")
     args = parser.parse_args(argv)
-    rows = collect(args.storage)
+    try:
+        rows = collect(args.storage)
+    except DamagedRun as err:
+        fail(str(err))
     if not rows:
-        print(f"error: no trained models under {args.storage / 'train'} (run python -m trainables.train first)",
-              file=sys.stderr)
-        return 2
-    out = args.out or args.storage / "compare.md"
+        fail(f"no trained models under {args.storage / TRAIN_DIR} (run python -m trainables.train first)")
+    out = args.out or args.storage / COMPARE_FILE
     write_markdown(rows, out)
     write_csv(rows, out.with_suffix(".csv"))
     plot_bars(rows, out.with_suffix(".png"))

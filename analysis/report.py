@@ -9,39 +9,36 @@ and attaches them to the search's parent MLflow run.
 
 from __future__ import annotations
 
-import argparse
 import html
 import json
 import logging
 import math
 import sys
+import warnings
 from pathlib import Path
 
+import optuna
+from mlflow.tracking import MlflowClient
+from optuna.distributions import FloatDistribution, IntDistribution
+
 from analysis import study_plots
+from trainables.core.layout import OBJECTIVE, REPORT_DIR, TRAIN_DIR, METRICS_FILE, sampled_params
+from trainables.core.usage import Parser, fail, setup_logging
+from trainables.study.plan import PlanError, SearchPlan, read_plan
 from trainables.study.recheck import is_tie, recheck_table, sampled_text, search_trials
-from trainables.study.records import OPTUNA_FILE, load_trials, read_settings, status_counts, study_folder
+from trainables.study.records import (StudyDamaged, StudyNotFound, load_optuna_study, load_trials, status_counts,
+                                      study_folder)
 
 log = logging.getLogger(__name__)
 EDGE_FRACTION = 0.05
 
 
-def load_optuna_study(folder: Path, name: str):
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{Path(folder) / OPTUNA_FILE}")
-
-
 def importances(study) -> dict[str, float]:
     """PED-ANOVA importance of every sampled hyperparameter, conditional ones included (fANOVA drops them)."""
-    import warnings
-
-    import optuna
-
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if len(complete) < 2:
         return {}
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # PED-ANOVA is experimental in Optuna and says so on every call
         warnings.simplefilter("ignore")
         return optuna.importance.get_param_importances(
             study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
@@ -49,9 +46,6 @@ def importances(study) -> dict[str, float]:
 
 def edge_warnings(study) -> list[str]:
     """Hyperparameters whose best value lies within 5% of an end of their range (log scale where sampled so)."""
-    import optuna
-    from optuna.distributions import FloatDistribution, IntDistribution
-
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
     if not complete:
         return []
@@ -75,7 +69,7 @@ def edge_warnings(study) -> list[str]:
 def seed_rechecks(storage: Path, experiment: str) -> list[dict]:
     """Final-training results (``trainables.train`` outputs under ``<storage>/train``) of this search's exports."""
     found = []
-    for path in sorted((Path(storage) / "train").glob("*/metrics.json")):
+    for path in sorted((Path(storage) / TRAIN_DIR).glob(f"*/{METRICS_FILE}")):
         metrics = json.loads(path.read_text())
         if (metrics.get("provenance") or {}).get("experiment") == experiment:
             found.append({"folder": path.parent.name, **{k: metrics.get(k) for k in
@@ -100,13 +94,13 @@ def _table(rows: list[list], header: list[str]) -> str:
 def build_report(storage: Path, name: str, out: Path | None = None) -> Path:
     """Write the figures and index.html of a search; return the page's path."""
     folder = study_folder(storage, name)
-    settings = read_settings(folder)
-    out = Path(out) if out else folder / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    plan = read_plan(folder)
     everything = load_trials(folder)
+    study = load_optuna_study(folder, plan.name)
+    out = Path(out) if out else folder / REPORT_DIR  # made only once the study's files have been read
+    out.mkdir(parents=True, exist_ok=True)
     top = recheck_table(everything)
     trials = search_trials(everything)  # the figures show the searcher's trials; the re-check has its own table
-    study = load_optuna_study(folder, settings["name"])
     counts = status_counts(trials)
     figures = []
     scored = [t for t in trials if t.results]
@@ -118,9 +112,9 @@ def build_report(storage: Path, name: str, out: Path | None = None) -> Path:
     if imp:
         figures.append(("Hyperparameter importance (PED-ANOVA)", study_plots.plot_importance(imp, out / "importance.png")))
     figures.append(("Parallel coordinates", study_plots.plot_parallel(study.trials, out / "parallel.png")))
-    scientific = settings.get("scientific")
+    scientific = plan.scientific
     if scientific:
-        split = "weights" if any("weights" in t.config.get("_sampled", ()) for t in trials) else None
+        split = "weights" if any("weights" in sampled_params(t.config) for t in trials) else None
         order = None
         dist = next((t.distributions[scientific] for t in study.trials if scientific in t.distributions), None)
         if dist is not None and hasattr(dist, "choices"):
@@ -132,24 +126,23 @@ def build_report(storage: Path, name: str, out: Path | None = None) -> Path:
     warnings = edge_warnings(study)
     if counts["completed"] < 10:
         warnings.append(f"only {counts['completed']} completed trials: importance and isolation are rough")
-    best = max((t for t in trials if t.status == "completed"), key=lambda t: t.best("best_inner_ev"), default=None)
-    rechecks = seed_rechecks(storage, settings["name"])
-    size_note = input_resolution_note(settings, trials)
-    page = _render(settings, counts, best, warnings, rechecks, imp, figures, top, size_note)
+    best = max((t for t in trials if t.status == "completed"), key=lambda t: t.best(OBJECTIVE), default=None)
+    rechecks = seed_rechecks(storage, plan.name)
+    size_note = input_resolution_note(plan.image_size or plan.data.resolution, trials)
+    page = _render(plan, counts, best, warnings, rechecks, imp, figures, top, size_note)
     index = out / "index.html"
     index.write_text(page)
-    _attach(settings, out)
+    _attach(plan.tracking_uri(folder), plan.tracking.parent_run_id, out)
     return index
 
 
-def input_resolution_note(settings: dict, trials=()) -> str:
+def input_resolution_note(side: int, trials=()) -> str:
     """At what size the study's networks saw the stimuli (a decision, stated in every report).
 
-    ``trials``: the study's :class:`~trainables.study.records.TrialRecord` list; those whose config sets
-    ``input_size`` saw the images resized to it.
+    ``side``: the stored images' side, px; ``trials``: the study's
+    :class:`~trainables.study.records.TrialRecord` list; those whose config sets ``input_size`` saw the images
+    resized to it.
     """
-    shape = (settings.get("memory") or {}).get("image_shape")
-    side = shape[-1] if shape else settings["profile"]["resolution"]
     resized = sorted({t.config["input_size"] for t in trials if t.config.get("input_size")})
     if not resized:
         note = (f"Networks saw the stimuli at {side} px, the size stored in the data: no resizing, in readouts and "
@@ -163,22 +156,22 @@ def input_resolution_note(settings: dict, trials=()) -> str:
     return note
 
 
-def _render(settings, counts, best, warnings, rechecks, imp, figures, top=(), size_note="") -> str:
-    parts = [f"<h1>Search {html.escape(settings['name'])} ({html.escape(settings['space'])})</h1>"]
-    parts.append(_table([[settings["searcher"], settings["profile"]["name"], settings.get("data_fingerprint", ""),
+def _render(plan: SearchPlan, counts, best, warnings, rechecks, imp, figures, top=(), size_note="") -> str:
+    parts = [f"<h1>Search {html.escape(plan.name)} ({html.escape(plan.space)})</h1>"]
+    parts.append(_table([[plan.searcher, plan.profile, plan.data_fingerprint,
                           counts["completed"], counts["pruned"], counts["failed"], counts["running"]]],
                         ["searcher", "profile", "data", "completed", "pruned", "failed", "unfinished"]))
     parts.append(f"<p>{html.escape(size_note)}</p>")
-    if settings.get("references"):
+    if plan.references:
         parts.append("<p>For scale, on the trials' inner split (labels only, no pixels): " + ", ".join(
-            f"{html.escape(name)} EV {ev:.4f}" for name, ev in settings["references"].items()) + ".</p>")
+            f"{html.escape(name)} EV {ev:.4f}" for name, ev in plan.references.items()) + ".</p>")
     if warnings:
         parts.append("<div class='warn'><b>Warnings</b><ul>" + "".join(
             f"<li>{html.escape(w)}</li>" for w in warnings) + "</ul></div>")
     if best is not None:
-        shown = {k: best.config[k] for k in best.config.get("_sampled", ())}
+        shown = sampled_params(best.config)
         parts.append(f"<h2>Best trial {html.escape(best.trial_id)}: inner-validation EV "
-                     f"{best.best('best_inner_ev'):.4f} after {best.epochs} epoch{'s' if best.epochs > 1 else ''}</h2>")
+                     f"{best.best(OBJECTIVE):.4f} after {best.epochs} epoch{'s' if best.epochs > 1 else ''}</h2>")
         parts.append(_table([[k, v] for k, v in shown.items()], ["hyperparameter", "value"]))
     if top:
         seeds = max(r.n for r in top)
@@ -204,32 +197,29 @@ def _render(settings, counts, best, warnings, rechecks, imp, figures, top=(), si
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}img{max-width:100%}"
              ".warn{background:#fff3cd;border:1px solid #e0c060;padding:0.5em 1em}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(settings['name'])}</title>"
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(plan.name)}</title>"
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
 
 
-def _attach(settings: dict, out: Path) -> None:
+def _attach(tracking_uri: str, run_id: str, out: Path) -> None:
     """Log the report's files to the search's parent MLflow run (skipped, with a warning, if unreachable)."""
     try:
-        from mlflow.tracking import MlflowClient
-
-        MlflowClient(settings["tracking_uri"]).log_artifacts(settings["parent_run_id"], str(out), "report")
+        MlflowClient(tracking_uri).log_artifacts(run_id, str(out), "report")
     except Exception as err:  # noqa: BLE001 - the files are written either way
-        log.warning("could not attach the report to MLflow run %s: %s", settings.get("parent_run_id"), err)
+        log.warning("could not attach the report to MLflow run %s: %s", run_id, err)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.split("\n")[0])
-    parser.add_argument("--experiment", required=True)
+    parser = Parser(prog="python -m analysis.report", description=__doc__.split("\n")[0])
+    parser.add_argument("--experiment", required=True, help="the study's name (its --name)")
     parser.add_argument("--storage", type=Path, default=Path("runs"))
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--out", type=Path, help="folder of the figures and index.html (default: <study>/report)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    setup_logging()
     try:
         index = build_report(args.storage, args.experiment, args.out)
-    except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except (StudyNotFound, StudyDamaged, PlanError) as err:
+        fail(str(err))
     print(f"wrote {index}")
     return 0
 

@@ -14,8 +14,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from optuna.distributions import CategoricalDistribution  # noqa: E402
+from optuna.trial import TrialState  # noqa: E402
 
-from trainables.study.records import OBJECTIVE as METRIC  # noqa: E402
+from trainables.core.layout import OBJECTIVE as METRIC  # noqa: E402
 from trainables.study.records import TrialRecord  # noqa: E402
 
 STATUS_COLORS = {"completed": "tab:blue", "pruned": "tab:gray", "failed": "tab:red", "running": "tab:orange"}
@@ -100,8 +102,6 @@ def plot_importance(importances: dict[str, float], path: Path) -> Path:
 
 def _axis_values(values: list, distribution) -> tuple[np.ndarray, list | None]:
     """Map a parameter's values to [0, 1] for parallel coordinates; categorical labels when categorical."""
-    from optuna.distributions import CategoricalDistribution
-
     if isinstance(distribution, CategoricalDistribution):
         choices = list(distribution.choices)
         return np.array([choices.index(v) / max(len(choices) - 1, 1) if v in choices else np.nan
@@ -119,8 +119,6 @@ def plot_parallel(study_trials, path: Path) -> Path:
     ``study_trials``: Optuna FrozenTrials; only COMPLETE ones are drawn (Optuna gives a PRUNED
     trial the last intermediate value it reported, an early score that is not comparable).
     """
-    from optuna.trial import TrialState
-
     trials = [t for t in study_trials if t.state == TrialState.COMPLETE and t.value is not None]
     names = sorted({p for t in trials for p in t.params})
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(names) + 2), 4.5))

@@ -43,6 +43,7 @@ import math
 import os
 import sys
 import tempfile
+from dataclasses import asdict
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,17 +161,19 @@ def record(storage: Path, name: str, out: Path) -> Path:
     """Write ``out.csv`` and ``out.json`` from a finished fifo search (and its re-check seeds)."""
     import optuna
 
-    from trainables.study.records import RECHECK_KEY, load_trials, read_settings, study_folder
+    from trainables.core.layout import OPTUNA_KEY, RECHECK_KEY
+    from trainables.study.plan import read_plan
+    from trainables.study.records import load_optuna_study, load_trials, study_folder
 
     folder = study_folder(storage, name)
-    settings = read_settings(folder)
-    if settings["scheduler"] != "fifo":
-        raise ValueError(f"search '{name}' ran with --scheduler {settings['scheduler']}: a table needs every config "
+    plan = read_plan(folder)
+    if plan.scheduler.name != "fifo":
+        raise ValueError(f"search '{name}' ran with --scheduler {plan.scheduler.name}: a table needs every config "
                          "trained to its end (--scheduler fifo)")
-    study = optuna.load_study(study_name=settings["name"], storage=f"sqlite:///{folder / 'optuna.db'}")
+    study = load_optuna_study(folder, plan.name)
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
     trials = load_trials(folder)
-    numbers = {t.trial_id: t.config["_optuna_trial"] for t in trials if "_optuna_trial" in t.config}
+    numbers = {t.trial_id: t.config[OPTUNA_KEY] for t in trials if OPTUNA_KEY in t.config}
     rows, params, distributions = [], {}, {}
     for t in trials:
         if t.status != "completed":
@@ -188,10 +191,12 @@ def record(storage: Path, name: str, out: Path) -> Path:
         writer = csv.DictWriter(f, fieldnames=["config", "seed", "epoch", "inner_ev", "epoch_seconds"])
         writer.writeheader()
         writer.writerows(sorted(rows, key=lambda r: (r["config"], r["seed"], r["epoch"])))
-    meta = {"space": settings["space"], "context": settings["context"], "max_t": settings["max_t"],
-            "profile": settings["profile"], "data": settings["data"], "data_fingerprint": settings.get("data_fingerprint"),
-            "git_commit": settings.get("git_commit"), "recorded_from": f"{settings['name']} ({settings['searcher']} "
-            f"searcher, fifo, seed {settings['seed']})", "distributions": distributions, "params": params}
+    meta = {"space": plan.space, "context": {"pretrained": list(plan.pretrained), "max_epochs": plan.max_epochs,
+                                             "seed": plan.seed},
+            "max_t": plan.scheduler.max_t, "profile": {"name": plan.profile}, "data": asdict(plan.data),
+            "data_fingerprint": plan.data_fingerprint, "git_commit": plan.git_commit,
+            "recorded_from": f"{plan.name} ({plan.searcher} searcher, fifo, seed {plan.seed})",
+            "distributions": distributions, "params": params}
     out.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
     return out
 
@@ -201,7 +206,7 @@ def replay_trial(config: dict, table: Table, replay_seed: int, time_scale: float
     """Ray Tune trainable: report the recorded curve of the config nearest to the sampled one, epoch by epoch."""
     from ray import tune
 
-    # The sampled values (as trainables.study.trial.sampled_params; not imported: workers would load torch).
+    # The sampled values (as trainables.core.layout.sampled_params; not imported: workers would load torch).
     cid = table.nearest({k: config[k] for k in config.get("_sampled", ()) if k in config})
     seeds = table.curves[cid]
     pick = (replay_seed * 7919 + config.get("_optuna_trial", 0)) % len(seeds)  # which recorded seed this trial gets
@@ -227,12 +232,13 @@ def run_strategy(table: Table, strategy: dict, seed: int, budget: int, concurren
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
-    from trainables.study.records import OBJECTIVE
+    from trainables.core.layout import OBJECTIVE
     from search_spaces import points_to_evaluate
     from search_spaces.context import BoundSpace, SpaceContext
     from trainables.study.samplers import make_sampler
+    from trainables.study.plan import SchedulerPlan
     from trainables.study.schedulers import make_scheduler
-    from trainables.study.trial import StudySearcher
+    from trainables.study.searchers import StudySearcher
 
     if __name__ != "__main__":  # imported (tests): workers cannot import benchmarks/, so ship this module by value
         from ray import cloudpickle
@@ -244,14 +250,15 @@ def run_strategy(table: Table, strategy: dict, seed: int, budget: int, concurren
     searcher = ConcurrencyLimiter(StudySearcher(space=space, metric="best_inner_ev", mode="max",
                                                 points_to_evaluate=points_to_evaluate(table.meta["space"]) or None,
                                                 sampler=make_sampler(strategy["searcher"], seed)), concurrency)
-    settings = {"grace_period": 2, "reduction_factor": 2.0, **strategy, "max_t": table.meta["max_t"]}
+    scheduler = SchedulerPlan(strategy["scheduler"], strategy.get("grace_period", 2),
+                              strategy.get("reduction_factor", 2.0), table.meta["max_t"])
     trace = Trace(budget)
     with tempfile.TemporaryDirectory(prefix="search_replay_") as folder:  # Ray's experiment files: nothing to keep
         tune.Tuner(
             tune.with_resources(tune.with_parameters(replay_trial, table=table, replay_seed=seed, time_scale=time_scale),
                                 {"cpu": 1}),
             tune_config=tune.TuneConfig(metric=OBJECTIVE, mode="max", search_alg=searcher,
-                                        scheduler=make_scheduler(settings), num_samples=-1, reuse_actors=True),
+                                        scheduler=make_scheduler(scheduler), num_samples=-1, reuse_actors=True),
             run_config=tune.RunConfig(storage_path=folder, name="replay", stop=trace, callbacks=[trace], verbose=0,
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
         ).fit()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from search_spaces import get_space
 from trainables.core.config import FIELDS
 from trainables.models.weights import IMAGENET_WEIGHTS
 
@@ -66,14 +67,10 @@ class BoundSpace:
     """The space called ``name`` with ``ctx`` bound: ``BoundSpace(name, ctx)(trial) -> fixed entries``."""
 
     def __init__(self, name: str, ctx: SpaceContext):
-        from search_spaces import get_space
-
         get_space(name)  # unknown name: ValueError listing the registry
         self.name, self.ctx = name, ctx
 
     def __call__(self, trial) -> dict:
-        from search_spaces import get_space
-
         fixed = dict(get_space(self.name)(trial, self.ctx) or {})
         clash = sorted(set(fixed) & set(trial.params))
         if clash:

@@ -122,12 +122,11 @@ def test_report_says_at_what_size_the_networks_saw_the_stimuli():
     from analysis.report import input_resolution_note
     from trainables.study.records import TrialRecord
 
-    settings = {"profile": {"resolution": 224}}
-    stored = input_resolution_note(settings, [TrialRecord("a", {"input_size": 0})])
+    stored = input_resolution_note(224, [TrialRecord("a", {"input_size": 0})])
     assert stored.startswith("Networks saw the stimuli at 224 px, the size stored in the data")
-    resized = input_resolution_note(settings, [TrialRecord("a", {"input_size": 0}), TrialRecord("b", {"input_size": 128}),
+    resized = input_resolution_note(224, [TrialRecord("a", {"input_size": 0}), TrialRecord("b", {"input_size": 128}),
                                                TrialRecord("c", {"input_size": 160})])
     assert "resized to 128, 160 px" in resized and "the others at 224 px" in resized
     assert "badly" not in resized  # a chosen input size is not the handicap of small stored images
-    small = input_resolution_note({"profile": {"resolution": 64}}, [TrialRecord("a", {"input_size": 128})])
+    small = input_resolution_note(64, [TrialRecord("a", {"input_size": 128})])
     assert "stored at 64 px" in small and "see small images badly" in small

@@ -81,7 +81,7 @@ def test_factorized_head_starts_as_the_global_average_readout():
 
 @pytest.mark.parametrize("head", list(HEADS))
 def test_memory_budget_counts_the_parameters_each_head_has(head):
-    from trainables.study.resources import parameter_count
+    from trainables.fitting.network import parameter_count
 
     config = validate_config({"backbone": "efficientnet_lite0", "trunk_layer": "block12", "head": head, "head_pool": 4,
                               "head_hidden": [32]})

@@ -5,7 +5,8 @@ import sys
 import numpy as np
 
 from trainables.core.config import validate_config
-from trainables.fitting.features import FeatureCache, layer_features, layer_names
+from trainables.fitting.features import FeatureCache, layer_features
+from trainables.models.backbones import layer_names
 from trainables.fitting.readout import fit_readout_inner
 from trainables.fitting.ridge import DEFAULT_ALPHAS
 

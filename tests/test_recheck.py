@@ -5,7 +5,8 @@ import math
 import pytest
 
 from trainables.study.recheck import RecheckRow, is_tie, recheck_configs, recheck_table, top_candidates
-from trainables.study.records import RECHECK_KEY, TrialRecord
+from trainables.core.layout import RECHECK_KEY
+from trainables.study.records import TrialRecord
 
 
 def trial(tid, status, curve, seed=0, **extra):

@@ -7,24 +7,25 @@ import math
 import pytest
 
 from searchutil import TINY, optuna_states, run_search
+from trainables.study.plan import SchedulerPlan
 from trainables.study.schedulers import SCHEDULERS, describe, make_scheduler, rungs
 
 
 @pytest.mark.parametrize("grace, rf, max_t", [(2, 2.0, 60), (1, 3.0, 8), (3, 2.5, 60), (10, 2.0, 8)])
 def test_printed_rungs_are_where_ray_judges_trials(grace, rf, max_t):
-    settings = {"scheduler": "hyperband", "grace_period": grace, "reduction_factor": rf, "max_t": max_t}
-    scheduler = make_scheduler(settings)
+    plan = SchedulerPlan("hyperband", grace, rf, max_t)
+    scheduler = make_scheduler(plan)
     for b, bracket in enumerate(scheduler._brackets):
         ray_rungs = sorted(math.ceil(m - 1e-9) for m, _ in bracket._rungs if m < max_t)
         assert rungs(min(grace, max_t) * rf**b, rf, max_t) == ray_rungs
-    line = describe({**settings, "scheduler": "asha"})
+    line = describe(SchedulerPlan("asha", grace, rf, max_t))
     assert line.startswith(f"scheduler asha (grace {grace}") and "rungs at epochs" in line
 
 
 def test_unknown_scheduler_lists_the_registry():
     with pytest.raises(ValueError, match="valid: asha, hyperband, fifo"):
-        make_scheduler({"scheduler": "median", "max_t": 4, "grace_period": 1, "reduction_factor": 2.0})
-    assert describe({"scheduler": "fifo", "max_t": 60}).startswith("scheduler fifo: no early stopping")
+        make_scheduler(SchedulerPlan("median", 1, 2.0, 4))
+    assert describe(SchedulerPlan("fifo", 1, 2.0, 60)).startswith("scheduler fifo: no early stopping")
 
 
 @pytest.mark.slow

@@ -76,7 +76,7 @@ def test_train_several_seeds_reports_spread(tmp_path):
         ({"backbone": "shallow_cnn", "epochs": True}, "config key 'epochs': expected"),
         ({"backbone": "resnet9000"}, "unknown backbone 'resnet9000'"),
         ({"backbone": "shallow_cnn", "optimizer": "lbfgs"}, "'lbfgs' is not one of"),
-        ({"backbone": "shallow_cnn", "input_size": 8}, "config key 'input_size': must be 0 (as stored) or >= 32"),
+        ({"backbone": "shallow_cnn", "input_size": 8}, "config key 'input_size': must be 0 (off) or 32 to 1024"),
         ({"backbone": "shallow_cnn", "head": "gaussian"}, "'gaussian' is not one of mlp, factorized"),
     ],
 )

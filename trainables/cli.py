@@ -1,37 +1,21 @@
-"""Pieces shared by the command-line entry points: data/profile flags and one-line errors."""
+"""Flags shared by the search and final training: data, profile, ImageNet weights, tracking; checked before any work.
+
+Errors are one line and exit code 2 (:mod:`trainables.core.usage`).
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import sys
+import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
-from trainables.data.schema import ITData, check_source
+from trainables.core.usage import UsageError
 from trainables.data.datasets import load_dataset
+from trainables.data.schema import ITData, check_source
+from trainables.models.weights import WeightsPolicy
 from trainables.study.profiles import Profile, epoch_cap_text, resolve_profile
-
-
-class UsageError(ValueError):
-    """Bad input found before any work: reported in one line, exit code 2."""
-
-
-def fail(message: str) -> None:
-    """Print ``error: message`` on stderr and exit with code 2."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-class Parser(argparse.ArgumentParser):
-    """Argument parser whose errors are one line and exit 2 (argparse would print the usage too)."""
-
-    def error(self, message):
-        fail(message)
-
-
-def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,10 +42,6 @@ def weights_policy(args: argparse.Namespace, profile: Profile | None = None):
     A smoke search (a CPU demo) uses what is cached unless a mirror is named; the full
     profile and final training fetch what is missing unless offline.
     """
-    from dataclasses import replace
-
-    from trainables.models.weights import WeightsPolicy
-
     policy = WeightsPolicy.from_environment(args.offline, args.weights_mirror)
     if profile is not None and profile.name == "smoke" and not policy.mirror:
         policy = replace(policy, offline=True)
@@ -99,12 +79,13 @@ def load_data(args: argparse.Namespace, profile: Profile) -> ITData:
     return load_dataset(args.data, profile.synthetic_spec(args.data_seed))
 
 
-def profile_message(args: argparse.Namespace, profile: Profile) -> str:
-    if args.data == "synthetic":
+def profile_message(source: str, profile: Profile) -> str:
+    """The line a command starts with: the profile, its data and its epoch cap."""
+    if source == "synthetic":
         base = profile.describe()
     else:
         cap = epoch_cap_text(profile.max_epochs)
-        base = f"profile {profile.name}: data {args.data}, {cap}"
+        base = f"profile {profile.name}: data {source}, {cap}"
     if profile.name == "smoke":
         base += " (reduced for a CPU; --profile full runs at report scale)"
     return base
@@ -113,16 +94,9 @@ def profile_message(args: argparse.Namespace, profile: Profile) -> str:
 def check_tracking_uri(uri: str) -> None:
     """Fail before any work on an MLflow URI that cannot be used. Writes nothing."""
     if uri.startswith("sqlite:///"):
-        parent = Path(uri[len("sqlite:///"):]).expanduser().resolve().parent
-        probe = parent
-        while not probe.exists():
-            probe = probe.parent
-        if not os.access(probe, os.W_OK):
-            raise UsageError(f"MLflow tracking URI {uri}: {probe} is not writable")
+        check_writable(Path(uri[len("sqlite:///"):]).expanduser().parent, f"MLflow tracking URI {uri}")
         return
     if uri.startswith(("http://", "https://")):
-        import urllib.request
-
         try:
             with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as reply:
                 if reply.status != 200:
@@ -131,3 +105,14 @@ def check_tracking_uri(uri: str) -> None:
             raise UsageError(f"MLflow tracking server {uri} cannot be reached ({err})") from None
         return
     raise UsageError(f"MLflow tracking URI {uri!r} is not supported (use sqlite:///FILE or http://HOST:PORT)")
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """Fail before any work when ``folder`` cannot be created or written (``what`` names the flag). Writes nothing."""
+    probe = Path(folder).expanduser().resolve()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"{what}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK):
+        raise UsageError(f"{what}: {probe} is not writable")

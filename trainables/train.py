@@ -21,26 +21,27 @@ import numpy as np
 import torch
 
 from analysis import figures
-from trainables.core.metrics import summarize
-from trainables.models.backbones import check_backbone
 from trainables.cli import (
-    Parser,
-    UsageError,
     add_data_arguments,
     add_weights_arguments,
     check_tracking_uri,
-    fail,
+    check_writable,
     load_data,
     profile_message,
     resolve_data_arguments,
-    setup_logging,
     weights_policy,
 )
-from trainables.core.config import ConfigError, hyperparameters, load_config, uses_backbone
-from trainables.data.schema import ITData
+from trainables.core.config import ConfigError, hyperparameters, load_config
 from trainables.core.devices import default_device
-from trainables.fitting.loop import fit, predict
+from trainables.core.layout import CONFIG_FILE, FEATURES_DIR, METRICS_FILE, MODEL_FILE, TRAIN_DIR, default_tracking_uri
+from trainables.core.metrics import summarize
+from trainables.core.usage import Parser, UsageError, fail, setup_logging
+from trainables.data.schema import DataError, ITData
+from trainables.fitting.families import get_family, validate
+from trainables.fitting.family import FinalContext
+from trainables.fitting.lookup import ideal_observer_scores
 from trainables.models.weights import WeightsNotFound, fetch_imagenet
+from trainables.study.tracking import close_seeds_run, log_final_training, start_seeds_run
 
 log = logging.getLogger("trainables.train")
 
@@ -58,62 +59,19 @@ def evaluate(pred_val: np.ndarray, data: ITData) -> dict:
     return scores
 
 
-# Each family's final fit: (config, data, out folder, feature cache) -> (val predictions (N_val, n_sites),
-# test predictions (N_test, n_sites), what to add to metrics.json, the torch model to log or None).
-FitResult = tuple[np.ndarray, np.ndarray, dict, "torch.nn.Module | None"]
-
-
-def train_network(config: dict, data: ITData, out: Path, feature_cache: Path) -> FitResult:
-    """Fit a network with early stopping on the inner split; save its weights; return val/test predictions."""
-
-    def progress(record: dict, trainer) -> None:
-        log.info("epoch %3d/%d  loss %.4f  inner EV %.4f  r %.4f  (%.1fs)", record["epoch"], config["epochs"],
-                 record["train_loss"], record["inner_ev"], record["inner_r"], record["seconds"])
-
-    history = fit(config, data, on_epoch=progress)
-    torch.save(history.model.state_dict(), out / "model.pt")
-    figures.plot_learning_curve(history.epochs, history.best_epoch, out / "learning_curve.png")
-    info = {"best_epoch": history.best_epoch, "epochs_run": len(history.epochs),
-            "inner_ev": history.best["inner_ev"], "history": history.epochs}
-    return predict(history.model, data.stimulus_val), predict(history.model, data.stimulus_test), info, history.model
-
-
-def train_ridge(config: dict, data: ITData, out: Path, feature_cache: Path) -> FitResult:
-    """Fit a ridge readout on the whole training set (alpha by CV there); return val/test predictions."""
-    from trainables.fitting.readout import fit_readout_final
-
-    result = fit_readout_final(config, data, feature_cache)
-    alpha = np.asarray(result.alpha)
-    log.info("ridge on %s: alpha %s", config["layer"], f"{float(alpha):.4g}" if alpha.ndim == 0 else "per site")
-    info = {"alpha": alpha.tolist()}
-    return result.predictions["val"], result.predictions["test"], info, None
-
-
-def train_lookup(config: dict, data: ITData, out: Path, feature_cache: Path) -> FitResult:
-    """An ideal observer: each validation / test image predicted by its label's mean training response."""
-    from trainables.fitting.lookup import fit_lookup_final
-
-    predictions = fit_lookup_final(config, data)
-    return predictions["val"], predictions["test"], {"lookup_by": config["lookup_by"]}, None
-
-
-# How each model family (config key ``model``) is fitted for good: thin functions over the training core.
-FINAL_FITS = {
-    "network": train_network,
-    "ridge": train_ridge,
-    "lookup": train_lookup,
-}
-
-
 def train_one(config: dict, data: ITData, out: Path, provenance: dict, feature_cache: Path,
               tracking_uri: str | None = None, parent_run_id: str | None = None) -> dict:
-    """Fit, evaluate on the official validation set, write every output to ``out``, log to MLflow."""
+    """Fit with the config's family, evaluate on the official validation set, write every output to ``out``, log to
+    MLflow."""
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    pred_val, pred_test, info, model = FINAL_FITS[config["model"]](config, data, out, feature_cache)
+    result = get_family(config["model"]).final_fit(config, data, FinalContext(out, feature_cache))
+    pred_val, pred_test, info, model = result.pred_val, result.pred_test, result.info, result.model
     scores = evaluate(pred_val, data)
-    from trainables.fitting.lookup import ideal_observer_scores
-
+    if model is not None:
+        torch.save(model.state_dict(), out / MODEL_FILE)
+    if "history" in info:
+        figures.plot_learning_curve(info["history"], info["best_epoch"], out / "learning_curve.png")
     metrics = {
         **scores,
         # Printed beside every model by analysis.compare, so that no one mistakes object recognition for IT.
@@ -126,8 +84,8 @@ def train_one(config: dict, data: ITData, out: Path, provenance: dict, feature_c
         "seconds": time.perf_counter() - start,
         **({"provenance": provenance} if provenance else {}),
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     np.save(out / "predictions_val.npy", pred_val)
     np.save(out / "predictions_test.npy", pred_test)
     ev, r = np.array(scores["ev_per_site"]), np.array(scores["r_per_site"])
@@ -135,11 +93,9 @@ def train_one(config: dict, data: ITData, out: Path, provenance: dict, feature_c
     figures.plot_rdms(data.spikes_val, pred_val, data.object_val, out / "rdm.png")
     figures.plot_site_responses(data.spikes_val, pred_val, data.object_val, ev, out / "site_responses.png")
     if tracking_uri:
-        from trainables.study.tracking import log_final_training
-
         logged = log_final_training(tracking_uri, config, metrics, out, model, provenance, parent_run_id)
         metrics["mlflow"] = logged
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
         log.info("logged to MLflow run %s%s", logged["run_id"],
                  f" (model: {logged['model_uri']})" if logged["model_uri"] else "")
     ceiling = f"  (noise ceiling EV {scores['noise_ceiling_ev']:.4f})" if "noise_ceiling_ev" in scores else ""
@@ -201,52 +157,43 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging()
     try:
-        config = load_config(args.config)
-        check_backbone(config["backbone"])
         if args.seeds < 1:
             raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
+        config = load_config(args.config)
         provenance = config.pop("provenance", None) or {}
         from_export = data_from_provenance(args, provenance)
         profile = resolve_data_arguments(args)
+        config = validate(config, profile.resolution if args.data == "synthetic" else None)
+        out = args.out or args.storage / TRAIN_DIR / (provenance.get("experiment") or Path(args.config).stem)
+        check_writable(out, "--out" if args.out else "--storage")
         tracking_uri = None if args.no_mlflow else (
-            args.tracking_uri or provenance.get("tracking_uri") or f"sqlite:///{(args.storage / 'mlflow.db').resolve()}")
+            args.tracking_uri or provenance.get("tracking_uri") or default_tracking_uri(args.storage))
         if tracking_uri:
             check_tracking_uri(tracking_uri)
         # ImageNet weights: from the torch cache, else fetched once (unless --offline), before data or outputs.
-        if config["weights"] == "imagenet" and uses_backbone(config):
+        if config["weights"] == "imagenet" and get_family(config["model"]).uses_backbone(config):
             fetch_imagenet(config["backbone"], weights_policy(args))
-        if config["model"] == "network":  # built once on the CPU, so that a config that cannot be built fails here
-            from trainables.models.heads import build_model
-
-            build_model(config, 1)
-        if config["model"] == "ridge" and config["layer"] != "pixels":
-            from trainables.fitting.features import layer_names
-
-            if config["layer"] not in layer_names(config["backbone"]):
-                raise UsageError(f"config key 'layer': {config['layer']!r} is not a layer of {config['backbone']} "
-                                 f"(valid: pixels, {', '.join(layer_names(config['backbone']))})")
         # Loaded (and validated) before any output is written: a bad file costs nothing.
         data = load_data(args, profile)
-    except (ConfigError, UsageError, WeightsNotFound, ValueError) as err:
+        if args.data != "synthetic":
+            validate(config, data.resolution)
+    except (ConfigError, UsageError, WeightsNotFound, DataError) as err:
         fail(str(err))
-    log.info("%s", profile_message(args, profile))
+    log.info("%s", profile_message(args.data, profile))
     if from_export:
         log.info("data settings from the export's provenance: %s", ", ".join(from_export))
     log.info("data %s", data.describe())
     config = profile.cap_epochs(hyperparameters(config))
-    out = args.out or args.storage / "train" / (provenance.get("experiment") or Path(args.config).stem)
-    feature_cache = args.feature_cache or args.storage / "features"
+    feature_cache = args.feature_cache or args.storage / FEATURES_DIR
     if args.seeds == 1:
         metrics = train_one(config, data, out, provenance, feature_cache, tracking_uri)
     else:
-        from trainables.study.tracking import close_seeds_run, start_seeds_run
-
         parent = start_seeds_run(tracking_uri, out, args.seeds, provenance) if tracking_uri else None
         runs = [train_one({**config, "seed": config["seed"] + k}, data, out / f"seed_{config['seed'] + k}", provenance,
                           feature_cache, tracking_uri, parent)
                 for k in range(args.seeds)]
         metrics = summarize_seeds(runs)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
         if parent:
             close_seeds_run(tracking_uri, parent, metrics)
         log.info("over %d seeds: validation EV %.4f +- %.4f, r mean %.4f +- %.4f", args.seeds, metrics["ev"],

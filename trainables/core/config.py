@@ -12,80 +12,130 @@ exporter: experiment, trial id, score...) is accepted and carried along.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-__all__ = ["FIELDS", "ConfigError", "default_config", "validate_config", "load_config", "save_config"]
-
 
 class ConfigError(ValueError):
     """A configuration that cannot be trained; the message names the key."""
 
 
+_UNSET = object()
+_NUM = (int, float)
+
+
 @dataclass(frozen=True)
 class Field:
+    """One config key: its types, default, and the values it may take.
+
+    Numbers must be finite and within the bounds ``ge`` / ``gt`` / ``le`` / ``lt``
+    (for a list, each item); ``off`` is a value outside them that switches the feature
+    off (``input_size`` 0: the images as stored); ``None`` is allowed where ``types``
+    holds ``NoneType``.
+    """
+
     types: tuple
     default: Any
     choices: tuple | None = None
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    off: Any = _UNSET
     help: str = ""
 
+    def type_text(self) -> str:
+        return "/".join("null" if t is type(None) else t.__name__ for t in self.types)
 
-_NUM = (int, float)
+    def range_text(self) -> str:
+        """The allowed values in words: ``> 0``, ``0 to 8``, ``[0, 1)``, ``one of a, b``; empty when anything goes."""
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        low = f"{self.ge:g}" if self.ge is not None else f"{self.gt:g}" if self.gt is not None else None
+        high = f"{self.le:g}" if self.le is not None else f"{self.lt:g}" if self.lt is not None else None
+        if low is None and high is None:
+            text = ""
+        elif high is None:
+            text = (">= " if self.ge is not None else "> ") + low
+        elif low is None:
+            text = ("<= " if self.le is not None else "< ") + high
+        elif self.ge is not None and self.le is not None:
+            text = f"{low} to {high}"
+        else:
+            text = ("[" if self.ge is not None else "(") + f"{low}, {high}" + ("]" if self.le is not None else ")")
+        if self.off is not _UNSET and text:
+            text = f"{self.off!r} (off) or {text}"
+        return text
+
+    def check(self, name: str, value: Any) -> None:
+        """Raise ConfigError naming ``name`` when ``value`` has the wrong type or lies outside the allowed values."""
+        # bool is an int in Python; a flag set to true where a number is expected is a mistake.
+        if (isinstance(value, bool) and bool not in self.types) or not isinstance(value, self.types):
+            raise ConfigError(f"config key '{name}': expected {self.type_text()}, got {value!r}")
+        if self.choices and value not in self.choices:
+            raise ConfigError(f"config key '{name}': {value!r} is not one of {', '.join(self.choices)}")
+        if value is None or isinstance(value, (str, bool)) or (self.off is not _UNSET and value == self.off):
+            return
+        for item in value if isinstance(value, list) else [value]:
+            if not isinstance(item, _NUM) or isinstance(item, bool) or not math.isfinite(item) or not (
+                    (self.ge is None or item >= self.ge) and (self.gt is None or item > self.gt)
+                    and (self.le is None or item <= self.le) and (self.lt is None or item < self.lt)):
+                what = "every item " if isinstance(value, list) else ""
+                raise ConfigError(f"config key '{name}': {what}must be {self.range_text()}, got {value!r}")
+
+
+_SEED = {"ge": 0, "le": 2**32 - 1}
 FIELDS: dict[str, Field] = {
-    # what is fitted: a network trained end to end, a ridge readout of fixed features, or an ideal observer
-    # (each image predicted by its object's or category's mean training response: no pixels at all)
-    "model": Field((str,), "network", ("network", "ridge", "lookup")),
+    # What is fitted: a family of trainables.fitting.families (a network trained end to end, a ridge readout of
+    # fixed features, an ideal observer); the family checks the rest of the config.
+    "model": Field((str,), "network", help="the model family (trainables.fitting.families.FAMILIES)"),
     "lookup_by": Field((str,), "object", ("object", "category"), help="lookup: the label images are looked up by"),
     # ridge readouts
-    "layer": Field((str,), "pixels", help="ridge: 'pixels' or a layer of the backbone (trainables.fitting.features.layer_names)"),
-    "feature_pool": Field((int,), 1, help="ridge: adaptive average pool side of the layer's map; 0: flatten"),
-    "pca_components": Field((int,), 0, help="ridge: PCA components fitted on the training fold; 0: none"),
-    "alpha": Field((int, float, type(None)), None, help="ridge: regularisation; null: cross-validated; 0: least squares"),
+    "layer": Field((str,), "pixels", help="ridge: 'pixels' or a layer of the backbone (trainables.models.backbones)"),
+    "feature_pool": Field((int,), 1, ge=0, le=64, help="ridge: adaptive average pool side of the layer's map; 0: flatten"),
+    "pca_components": Field((int,), 0, ge=0, le=100_000, help="ridge: PCA components fitted on the training fold; 0: none"),
+    "alpha": Field((int, float, type(None)), None, ge=0, help="ridge: regularisation; null: cross-validated; 0: least squares"),
     "alpha_per_site": Field((bool,), False, help="ridge: one cross-validated alpha per site"),
-    "cv_folds": Field((int,), 5, help="ridge: object-stratified folds for alpha"),
+    "cv_folds": Field((int,), 5, ge=2, le=64, help="ridge: object-stratified folds of the cross-validation over alpha"),
     # network
     "backbone": Field((str,), "shallow_cnn", help="name in trainables.models.backbones.BACKBONES"),
     "weights": Field((str,), "random", ("random", "imagenet")),
-    "trainable_blocks": Field(
-        (int, type(None)), None, help="null: fine-tune all; 0: frozen; n: only the last n blocks"
-    ),
-    "vgg_blocks": Field((int,), 5, help="vgg11_bn: keep the first k conv blocks (1..8)"),
-    "trunk_layer": Field(
-        (str,), "avgpool", help="network: cut the trunk after this layer (trainables.fitting.features.layer_names); "
-        "avgpool: keep it whole"
-    ),
-    "input_size": Field(
-        (int,), 0, help="network / layer readout: resize the images to this side before the trunk (the scale at "
-        "which a pretrained network sees them); 0: as stored"
-    ),
-    "width_mult": Field(_NUM, 1.0, help="shallow_cnn: channel multiplier of 16-32-64-128"),
-    "head": Field((str,), "mlp", ("mlp", "factorized"), help="decoder head: trainables.models.heads.HEADS"),
-    "head_pool": Field((int,), 1, help="adaptive average pool output size (p x p)"),
-    "head_hidden": Field(
-        (list,), [], help="mlp: hidden widths of the MLP; factorized: widths of the 1 x 1 convolutions before it"
-    ),
-    "head_dropout": Field(_NUM, 0.0),
+    "trainable_blocks": Field((int, type(None)), None, ge=0,
+                              help="null: fine-tune all; 0: frozen; n: only the last n blocks"),
+    "vgg_blocks": Field((int,), 5, ge=1, le=8, help="vgg11_bn: keep the first k conv blocks"),
+    "trunk_layer": Field((str,), "avgpool", help="network: cut the trunk after this layer (a readout layer of the "
+                                                 "backbone); avgpool: keep it whole"),
+    "input_size": Field((int,), 0, ge=32, le=1024, off=0,
+                        help="network / layer readout: resize the images to this side before the trunk (the scale at "
+                             "which a pretrained network sees them); 0: as stored"),
+    "width_mult": Field(_NUM, 1.0, gt=0, le=16, help="shallow_cnn: channel multiplier of 16-32-64-128"),
+    "head": Field((str,), "mlp", ("mlp", "factorized"), help="decoder head (trainables.models.heads.HEADS)"),
+    "head_pool": Field((int,), 1, ge=1, le=32, help="adaptive average pool output size (p x p) before the head"),
+    "head_hidden": Field((list,), [], ge=1, le=65_536,
+                         help="mlp: hidden widths of the MLP; factorized: widths of the 1 x 1 convolutions before it"),
+    "head_dropout": Field(_NUM, 0.0, ge=0, lt=1),
     "head_activation": Field((str,), "relu", ("relu", "gelu", "elu", "silu")),
     # optimisation
     "optimizer": Field((str,), "adamw", ("adam", "adamw", "sgd")),
-    "lr": Field(_NUM, 1e-3),
-    "weight_decay": Field(_NUM, 0.0),
-    "momentum": Field(_NUM, 0.9, help="sgd only"),
+    "lr": Field(_NUM, 1e-3, gt=0, help="too high a rate diverges: the trial fails with a one-line reason"),
+    "weight_decay": Field(_NUM, 0.0, ge=0, le=10),
+    "momentum": Field(_NUM, 0.9, ge=0, lt=1, help="sgd only"),
     "scheduler": Field((str,), "none", ("none", "step", "cosine", "plateau")),
-    "step_size": Field((int,), 15, help="step: epochs between decays"),
-    "gamma": Field(_NUM, 0.5, help="step / plateau: decay factor"),
-    "epochs": Field((int,), 30),
-    "batch_size": Field((int,), 64),
-    "patience": Field((int, type(None)), 10, help="early stopping on inner-val EV; null: off"),
-    "seed": Field((int,), 0),
+    "step_size": Field((int,), 15, ge=1, help="step: epochs between decays"),
+    "gamma": Field(_NUM, 0.5, gt=0, lt=1, help="step / plateau: decay factor of the learning rate"),
+    "epochs": Field((int,), 30, ge=1, le=100_000),
+    "batch_size": Field((int,), 64, ge=2, le=65_536, help="at least 2 (batch norm)"),
+    "patience": Field((int, type(None)), 10, ge=1, help="early stopping on inner-val EV after this many epochs "
+                                                         "without improvement; null: off"),
+    "seed": Field((int,), 0, **_SEED, help="initial weights, batch order, dropout; a readout's CV folds"),
     # selection split
-    "inner_val_fraction": Field(_NUM, 0.1),
-    "split_seed": Field((int,), 0),
+    "inner_val_fraction": Field(_NUM, 0.1, gt=0, lt=0.5,
+                                help="share of each object's training images held out as the inner validation split"),
+    "split_seed": Field((int,), 0, **_SEED, help="seed of the inner validation split"),
 }
 
 EXTRA_KEYS = ("provenance",)
-MIN_INPUT_SIZE = 32  # the deep trunks downsample 32-fold
 
 
 def default_config() -> dict:
@@ -93,18 +143,10 @@ def default_config() -> dict:
     return {name: (list(f.default) if isinstance(f.default, list) else f.default) for name, f in FIELDS.items()}
 
 
-def _check_value(name: str, value: Any) -> None:
-    field = FIELDS[name]
-    # bool is an int in Python; a flag set to true where a number is expected is a mistake.
-    if (isinstance(value, bool) and bool not in field.types) or not isinstance(value, field.types):
-        names = "/".join("null" if t is type(None) else t.__name__ for t in field.types)
-        raise ConfigError(f"config key '{name}': expected {names}, got {value!r}")
-    if field.choices and value not in field.choices:
-        raise ConfigError(f"config key '{name}': {value!r} is not one of {', '.join(field.choices)}")
-
-
 def validate_config(config: dict) -> dict:
-    """Check a config and fill in defaults.
+    """Check a config's keys, types and ranges, and fill in defaults.
+
+    The model family checks what depends on the family (:func:`trainables.fitting.families.validate`).
 
     Parameters
     ----------
@@ -128,40 +170,9 @@ def validate_config(config: dict) -> dict:
         raise ConfigError(f"unknown config key '{unknown[0]}' (valid keys: {', '.join(FIELDS)})")
     full = default_config()
     full.update(config)
-    for name in FIELDS:
-        _check_value(name, full[name])
-    if not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in full["head_hidden"]):
-        raise ConfigError(f"config key 'head_hidden': expected a list of positive ints, got {full['head_hidden']!r}")
-    positive = ("lr", "epochs", "batch_size", "width_mult", "head_pool", "step_size")
-    for name in positive:
-        if full[name] <= 0:
-            raise ConfigError(f"config key '{name}': must be > 0, got {full[name]!r}")
-    if not 0.0 <= full["head_dropout"] < 1.0:
-        raise ConfigError(f"config key 'head_dropout': must be in [0, 1), got {full['head_dropout']!r}")
-    if not 0.0 < full["inner_val_fraction"] < 0.5:
-        raise ConfigError(f"config key 'inner_val_fraction': must be in (0, 0.5), got {full['inner_val_fraction']!r}")
-    if full["weight_decay"] < 0:
-        raise ConfigError(f"config key 'weight_decay': must be >= 0, got {full['weight_decay']!r}")
-    if not 1 <= full["vgg_blocks"] <= 8:
-        raise ConfigError(f"config key 'vgg_blocks': must be in 1..8, got {full['vgg_blocks']!r}")
-    for name in ("feature_pool", "pca_components"):
-        if full[name] < 0:
-            raise ConfigError(f"config key '{name}': must be >= 0, got {full[name]!r}")
-    if full["input_size"] != 0 and full["input_size"] < MIN_INPUT_SIZE:
-        raise ConfigError(f"config key 'input_size': must be 0 (as stored) or >= {MIN_INPUT_SIZE}, "
-                          f"got {full['input_size']!r}")
-    if full["alpha"] is not None and full["alpha"] < 0:
-        raise ConfigError(f"config key 'alpha': must be null or >= 0, got {full['alpha']!r}")
-    if full["cv_folds"] < 2:
-        raise ConfigError(f"config key 'cv_folds': must be >= 2, got {full['cv_folds']!r}")
-    if full["trainable_blocks"] is not None and full["trainable_blocks"] < 0:
-        raise ConfigError(f"config key 'trainable_blocks': must be null or >= 0, got {full['trainable_blocks']!r}")
+    for name, field in FIELDS.items():
+        field.check(name, full[name])
     return full
-
-
-def uses_backbone(config: dict) -> bool:
-    """Whether the config runs its backbone (a network, or a readout of one of its layers; not pixels, not a lookup)."""
-    return config["model"] == "network" or (config["model"] == "ridge" and config["layer"] != "pixels")
 
 
 def hyperparameters(config: dict) -> dict:
@@ -192,9 +203,3 @@ def load_config(path: str | Path) -> dict:
     except json.JSONDecodeError as err:
         raise ConfigError(f"config file {path} is not valid JSON: {err.msg} (line {err.lineno})") from None
     return validate_config(raw)
-
-
-def save_config(config: dict, path: str | Path) -> None:
-    """Write a config as indented JSON (validated first)."""
-    full = validate_config(config)
-    Path(path).write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")

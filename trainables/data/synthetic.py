@@ -78,6 +78,10 @@ import logging
 from dataclasses import dataclass, replace
 
 import numpy as np
+import torch
+
+from trainables.core.config import validate_config
+from trainables.models.backbones import build_backbone
 
 log = logging.getLogger(__name__)
 
@@ -321,11 +325,6 @@ def reference_features(images: np.ndarray, batch: int = 64) -> tuple[np.ndarray,
         The stem's maps (3x3 convolution, stride 2, BN, ReLU6) averaged over a coarse grid: the full maps of the
         reference set would take 1.7 GB.
     """
-    import torch
-
-    from trainables.models.backbones import build_backbone
-    from trainables.core.config import validate_config
-
     trunk = build_backbone(validate_config({"backbone": "efficientnet_lite0", "weights": "imagenet"})).eval()
     blocks = list(trunk.blocks)[:FEATURE_BLOCK]
     features, stem = [], []

@@ -1,9 +1,7 @@
 """Activations of fixed networks for ridge readouts, computed once and cached on disk.
 
-A layer is named after the blocks of the backbone (:mod:`trainables.models.backbones`):
-ResNets have ``conv1`` (the stem), ``layer1`` .. ``layer4`` and ``avgpool``; other
-backbones ``block1`` .. ``blockN`` and ``avgpool`` (global average of the last
-block). ``pixels`` is the image itself.
+A layer is one of the backbone's readout layers
+(:func:`trainables.models.backbones.layer_names`); ``pixels`` is the image itself.
 
 Cache entries live in ``<storage>/features/<key>.npy`` with a ``.json`` beside it
 holding the shape and a checksum; the key is a hash of (backbone, weights, layer,
@@ -23,32 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainables.models.backbones import build_backbone
+from trainables.models.backbones import block_count, build_backbone
 from trainables.core.config import validate_config
 from trainables.core.devices import default_device
 
 log = logging.getLogger(__name__)
 PARTS = ("train", "val", "test")
 RANDOM_WEIGHTS_SEED = 0
-_RESNET_LAYERS = ["conv1", "layer1", "layer2", "layer3", "layer4"]
-
-
-def layer_names(backbone: str) -> list[str]:
-    """Readout layers of a registry backbone, shallow to deep, ending with ``avgpool``."""
-    if backbone.startswith("resnet"):
-        return _RESNET_LAYERS + ["avgpool"]
-    n = len(build_backbone(validate_config({"backbone": backbone})).blocks)
-    return [f"block{i}" for i in range(1, n + 1)] + ["avgpool"]
-
-
-def block_count(backbone: str, layer: str, n_blocks: int) -> int:
-    """Number of blocks of the trunk (of ``n_blocks``) to run for ``layer``; ``ValueError`` naming the valid ones."""
-    names = (_RESNET_LAYERS if backbone.startswith("resnet") else [f"block{i}" for i in range(1, n_blocks + 1)])
-    if layer == "avgpool":
-        return n_blocks
-    if layer not in names:
-        raise ValueError(f"{backbone} has no layer '{layer}' (valid: {', '.join(names)}, avgpool)")
-    return names.index(layer) + 1
 
 
 def _pool_of(layer: str, pool: int) -> int:
@@ -65,8 +44,7 @@ def _pool(maps: torch.Tensor, pool: int) -> torch.Tensor:
 
 @torch.no_grad()
 def compute_layers(backbone: str, weights: str, layers: list[str], pool: int, images: np.ndarray,
-                   device: torch.device, batch: int = 64, imagenet_state: dict | None = None,
-                   input_size: int = 0) -> dict[str, np.ndarray]:
+                   device: torch.device, batch: int = 64, input_size: int = 0) -> dict[str, np.ndarray]:
     """Activations of several layers in one pass.
 
     Parameters
@@ -82,8 +60,7 @@ def compute_layers(backbone: str, weights: str, layers: list[str], pool: int, im
     # Random weights are drawn from a fixed seed, so a cached entry and a recomputed one agree.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_WEIGHTS_SEED)
-        trunk = build_backbone(validate_config({"backbone": backbone, "weights": weights, "input_size": input_size}),
-                               imagenet_state)
+        trunk = build_backbone(validate_config({"backbone": backbone, "weights": weights, "input_size": input_size}))
     trunk = trunk.to(device).eval()
     n_blocks = len(trunk.blocks)
     depth = {layer: block_count(backbone, layer, n_blocks) for layer in layers}
@@ -148,11 +125,9 @@ class FeatureCache:
 
 
 def layer_features(data, backbone: str, weights: str, layers: list[str], pool: int, cache: FeatureCache | None,
-                   device: torch.device | None = None, imagenet_state: dict | None = None,
-                   input_size: int = 0) -> dict[str, dict[str, np.ndarray]]:
+                   device: torch.device | None = None, input_size: int = 0) -> dict[str, dict[str, np.ndarray]]:
     """Features of ``layers`` for the train / val / test images, from the cache or computed (then cached).
 
-    ``imagenet_state``: the backbone's ImageNet state dict when the caller has it (else the torch cache).
     ``input_size``: side the images are resized to before the trunk; 0: as stored.
 
     Returns
@@ -177,7 +152,7 @@ def layer_features(data, backbone: str, weights: str, layers: list[str], pool: i
         log.info("computing %s %s features of %s on %s", backbone, weights, ", ".join(todo), device)
         for part in PARTS:
             computed = compute_layers(backbone, weights, todo, pool, getattr(data, f"stimulus_{part}"), device,
-                                      imagenet_state=imagenet_state, input_size=input_size)
+                                      input_size=input_size)
             for layer, array in computed.items():
                 result[layer][part] = array
                 if cache is not None:

@@ -1,4 +1,4 @@
-"""Ideal observers: predict an image's responses from its label alone, never from its pixels.
+"""The lookup family (``model: lookup``), ideal observers: an image's responses predicted from its label alone.
 
 ``lookup_by: object`` predicts each image by the mean training response to its
 object; ``lookup_by: category``, to its category. They answer "how much of the
@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from trainables.core.metrics import explained_variance, pearson_per_site
+from trainables.fitting.family import PROCESS_BYTES, DataShape, Family, FinalContext, FinalFit, TrialSession
 from trainables.data.schema import ITData
 from trainables.data.splits import inner_split
 
@@ -112,3 +113,28 @@ def ideal_observer_scores(data: ITData, config: dict, final: bool) -> dict[str, 
         except LabelError:
             continue
     return scores
+
+
+def search_fit(config: dict, data: ITData, session: TrialSession) -> None:
+    """Label means over the fit images, scored on the inner split, reported once."""
+    session.report(fit_lookup_inner(config, data), done=True)
+
+
+def final_fit(config: dict, data: ITData, ctx: FinalContext) -> FinalFit:
+    """Label means over all training images, read out for the validation and test images."""
+    predictions = fit_lookup_final(config, data)
+    return FinalFit(predictions["val"], predictions["test"], {"lookup_by": config["lookup_by"]})
+
+
+def memory_bytes(config: dict, shape: DataShape, on_gpu: bool) -> int:
+    """A lookup holds a table of label means: the process is all it needs."""
+    return PROCESS_BYTES
+
+
+FAMILY = Family(
+    name="lookup",
+    search_fit=search_fit,
+    final_fit=final_fit,
+    memory_bytes=memory_bytes,
+    deterministic=True,
+)

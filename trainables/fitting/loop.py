@@ -164,23 +164,16 @@ class Trainer:
         Validated config (:func:`trainables.core.config.validate_config`).
     data : ITData
     device : torch.device, optional
-    max_batches : int, optional
-        Cap on the batches of an epoch (the report-scale rehearsal on a CPU only); None: every batch.
-    imagenet_state : dict, optional
-        The backbone's ImageNet state dict when the caller has it (a search ships it to its trials);
-        None: read from the torch cache when the config asks for ImageNet weights.
     """
 
-    def __init__(self, config: dict, data: ITData, device: torch.device | None = None, max_batches: int | None = None,
-                 imagenet_state: dict | None = None):
+    def __init__(self, config: dict, data: ITData, device: torch.device | None = None):
         self.config = config
         self.device = device or default_device()
-        self.max_batches = max_batches
         torch.manual_seed(config["seed"])
         fit_idx, inner_idx = inner_split(data.object_train, config["inner_val_fraction"], config["split_seed"])
         y = data.spikes_train
         mean, std = y[fit_idx].mean(axis=0), y[fit_idx].std(axis=0) + 1e-6
-        self.model = build_model(config, data.n_sites, imagenet_state)
+        self.model = build_model(config, data.n_sites)
         self.model.rate_mean.copy_(torch.from_numpy(mean))
         self.model.rate_std.copy_(torch.from_numpy(std))
         self.model.to(self.device)
@@ -205,20 +198,24 @@ class Trainer:
     def n_fit(self) -> int:
         return len(self.fit_idx)
 
+    def batch_stops(self) -> list[int]:
+        """Where an epoch's batches end, as positions among the shuffled fit images."""
+        n, bs = self.n_fit, self.config["batch_size"]
+        stops = list(range(bs, n, bs)) + [n]
+        # A final batch of one image would break batch norm; fold it into the previous one.
+        if len(stops) > 1 and stops[-1] - stops[-2] < 2:
+            stops.pop(-2)
+        return stops
+
     def train_epoch(self) -> dict:
         """One pass over the fit images and one inner-validation evaluation; one host sync."""
         start = time.perf_counter()
-        model, bs, n = self.model, self.config["batch_size"], self.n_fit
+        model = self.model
         model.train()
-        perm = torch.randperm(n, device=self.device, generator=self.generator)
+        perm = torch.randperm(self.n_fit, device=self.device, generator=self.generator)
         loss_sum = torch.zeros((), device=self.device)
-        # A final batch of one image would break batch norm; fold it into the previous one.
-        stops = list(range(bs, n, bs)) + [n]
-        if len(stops) > 1 and stops[-1] - stops[-2] < 2:
-            stops.pop(-2)
-        if self.max_batches:
-            stops = stops[: self.max_batches]
-            n = stops[-1]
+        stops = self.batch_stops()
+        n = stops[-1]
         begin = 0
         for stop in stops:
             idx = perm[begin:stop]  # positions among the fit images
@@ -304,8 +301,6 @@ def fit(
     on_epoch: Callable[[dict, Trainer], None] | None = None,
     device: torch.device | None = None,
     resume_state: dict | None = None,
-    max_batches: int | None = None,
-    imagenet_state: dict | None = None,
 ) -> History:
     """Train one configuration with early stopping on the inner-validation EV.
 
@@ -323,10 +318,6 @@ def fit(
         Default: CUDA when available.
     resume_state : dict, optional
         A ``Trainer.state_dict()`` to continue from.
-    max_batches : int, optional
-        Cap on the batches of an epoch (the report-scale rehearsal only).
-    imagenet_state : dict, optional
-        The backbone's ImageNet state dict (see :class:`Trainer`).
 
     Returns
     -------
@@ -338,7 +329,7 @@ def fit(
     DivergedError
         Non-finite training loss.
     """
-    trainer = Trainer(config, data, device, max_batches, imagenet_state)
+    trainer = Trainer(config, data, device)
     if resume_state is not None:
         trainer.load_state_dict(resume_state)
     while not trainer.should_stop():

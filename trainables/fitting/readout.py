@@ -1,8 +1,13 @@
-"""Ridge readouts of fixed features: pixels, or one layer of a network (the report's linear and task-driven models).
+"""The ridge family (``model: ridge``): readouts of fixed features, pixels or one layer of a network.
 
-The features come from :mod:`trainables.fitting.features` (cached); alpha is chosen by
-object-stratified cross-validation on the images being fitted
-(:func:`trainables.fitting.ridge.ridge_cv`) unless the config fixes it.
+The report's linear and task-driven models. The features come from
+:mod:`trainables.fitting.features` (cached, and filled once by the search's driver
+before trials start); alpha is chosen by object-stratified cross-validation on the
+images being fitted (:func:`trainables.fitting.ridge.ridge_cv`) unless the config
+fixes it. A fit is one step: a trial reports once.
+
+Host memory of a trial: the process (1 GiB), the Gram matrix of every image in
+float64 and a chunk of feature columns (:func:`trainables.fitting.ridge.gram_matrix`).
 """
 
 from __future__ import annotations
@@ -14,23 +19,27 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from trainables.core.config import ConfigError
+from trainables.core.layout import FEATURES_DIR
 from trainables.core.metrics import explained_variance, pearson_per_site
 from trainables.data.schema import ITData
 from trainables.data.splits import inner_split
+from trainables.fitting.family import PROCESS_BYTES, DataShape, Family, FinalContext, FinalFit, TrialSession
 from trainables.fitting.features import FeatureCache, layer_features, pixel_features
 from trainables.fitting.ridge import DEFAULT_ALPHAS, gram_matrix, object_folds, ridge_cv, ridge_predict, ridge_predict_gram
+from trainables.models.backbones import check_backbone, layer_names
+from trainables.models.weights import IMAGENET_WEIGHTS
 
 log = logging.getLogger(__name__)
 
 
-def features_for(config: dict, data: ITData, cache_folder: Path | None,
-                 imagenet_state: dict | None = None) -> dict[str, np.ndarray]:
+def features_for(config: dict, data: ITData, cache_folder: Path | None) -> dict[str, np.ndarray]:
     """Features of the config's layer: part (train / val / test) -> array (N, F)."""
     if config["layer"] == "pixels":
         return pixel_features(data)
     cache = FeatureCache(cache_folder) if cache_folder else None
     layers = layer_features(data, config["backbone"], config["weights"], [config["layer"]], config["feature_pool"],
-                            cache, imagenet_state=imagenet_state, input_size=config["input_size"])
+                            cache, input_size=config["input_size"])
     return layers[config["layer"]]
 
 
@@ -114,8 +123,7 @@ def _fit_ridge_gram(config: dict, fit: Rows, y_fit: np.ndarray, objects_fit: np.
     return ReadoutFit(alpha, preds)
 
 
-def fit_readout_inner(config: dict, data: ITData, cache_folder: Path | None = None,
-                      imagenet_state: dict | None = None) -> dict:
+def fit_readout_inner(config: dict, data: ITData, cache_folder: Path | None = None) -> dict:
     """The search's view: fit on the training images minus the inner split, score on the inner split.
 
     Returns
@@ -123,7 +131,7 @@ def fit_readout_inner(config: dict, data: ITData, cache_folder: Path | None = No
     dict
         ``inner_ev``, ``inner_r``, ``alpha`` (mean when per site), ``n_features``.
     """
-    feats = features_for(config, data, cache_folder, imagenet_state)
+    feats = features_for(config, data, cache_folder)
     fit_idx, inner_idx = inner_split(data.object_train, config["inner_val_fraction"], config["split_seed"])
     x, y = feats["train"], data.spikes_train
     result = fit_ridge(config, (x, fit_idx), y[fit_idx], data.object_train[fit_idx], {"inner": (x, inner_idx)})
@@ -141,3 +149,74 @@ def fit_readout_final(config: dict, data: ITData, cache_folder: Path | None = No
     feats = features_for(config, data, cache_folder)
     return fit_ridge(config, (feats["train"], None), data.spikes_train, data.object_train,
                      {"val": (feats["val"], None), "test": (feats["test"], None)})
+
+
+def search_fit(config: dict, data: ITData, session: TrialSession) -> None:
+    """One ridge fit on the fit images, scored on the inner split, reported once."""
+    session.report(fit_readout_inner(config, data, session.feature_cache), done=True)
+
+
+def final_fit(config: dict, data: ITData, ctx: FinalContext) -> FinalFit:
+    """Alpha by CV on the whole training set, fit on it, predict the validation and test images."""
+    result = fit_readout_final(config, data, ctx.feature_cache)
+    alpha = np.asarray(result.alpha)
+    log.info("ridge on %s: alpha %s", config["layer"], f"{float(alpha):.4g}" if alpha.ndim == 0 else "per site")
+    return FinalFit(result.predictions["val"], result.predictions["test"], {"alpha": alpha.tolist()})
+
+
+GRAM_CHUNK = 4096
+
+
+def memory_bytes(config: dict, shape: DataShape, on_gpu: bool) -> int:
+    """Host memory one trial adds beyond the shared images: the Gram matrix (float64) and a chunk of columns."""
+    gram = 8 * shape.n_images**2
+    chunk = 4 * 3 * GRAM_CHUNK * shape.n_images  # a chunk, its float32 copy and its centred copy
+    return PROCESS_BYTES + gram + chunk
+
+
+def uses_backbone(config: dict) -> bool:
+    """A layer readout runs its backbone; a pixel readout does not."""
+    return config["layer"] != "pixels"
+
+
+def check(config: dict, image_size: int | None) -> None:
+    """Refuse a readout of a layer its backbone does not have, or ImageNet weights it has none of."""
+    if not uses_backbone(config):
+        return
+    try:
+        check_backbone(config["backbone"])
+    except ValueError as err:
+        raise ConfigError(f"config key 'backbone': {err}") from None
+    if config["layer"] not in layer_names(config["backbone"]):
+        raise ConfigError(f"config key 'layer': {config['layer']!r} is not a layer of {config['backbone']} "
+                          f"(valid: pixels, {', '.join(layer_names(config['backbone']))})")
+    if config["weights"] == "imagenet" and config["backbone"] not in IMAGENET_WEIGHTS:
+        raise ConfigError(f"config key 'weights': backbone '{config['backbone']}' has no ImageNet weights; "
+                          "use 'random'")
+
+
+def prepare(configs: list[dict], data: ITData, storage: Path) -> None:
+    """Fill the feature cache for every layer the configs read: one pass per network, in the search's driver.
+
+    Trials would compute a missing entry themselves; doing it first means each
+    activation is computed once, not once per concurrent trial.
+    """
+    groups: dict[tuple, set] = {}
+    for c in configs:
+        if uses_backbone(c):
+            groups.setdefault((c["backbone"], c["weights"], c["feature_pool"], c["input_size"]), set()).add(c["layer"])
+    cache = FeatureCache(Path(storage) / FEATURES_DIR)
+    for (backbone, weights, pool, input_size), layers in sorted(groups.items()):
+        layer_features(data, backbone, weights, sorted(layers), pool, cache, input_size=input_size)
+
+
+FAMILY = Family(
+    name="ridge",
+    search_fit=search_fit,
+    final_fit=final_fit,
+    memory_bytes=memory_bytes,
+    check=check,
+    uses_backbone=uses_backbone,
+    prepare=prepare,
+    deterministic=True,
+)

@@ -7,12 +7,18 @@ A trunk is a :class:`Backbone`: an ``nn.Sequential`` of blocks mapping images
 builder declares the input normalisation its weights expect; the trunk converts
 the stored images to it, so callers never renormalise.
 
-Heavy imports (torchvision models, efficientnet) happen only inside the chosen
-builder.
+Each entry also names the trunk's readout layers, one per block, so that a layer
+can be checked and counted without building the network: ResNets have ``conv1``
+(the stem) and ``layer1`` .. ``layer4``; the others ``block1`` .. ``blockN``;
+every trunk also reads out at ``avgpool`` (the global average of its last block).
+
+Heavy imports (torchvision's models, efficientnet) happen only inside the chosen
+builder, so that importing the registry costs nothing.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -20,14 +26,9 @@ from torch import nn
 
 from trainables.models.weights import load_imagenet_state
 
-# A builder takes the validated config and, optionally, the backbone's ImageNet state dict (a search ships it to
-# its trials); without one it reads the torch cache when the config asks for ImageNet weights.
-Builder = Callable[[dict, "dict | None"], "Backbone"]
-
-
-def _imagenet(name: str, state: dict | None) -> dict:
-    return state if state is not None else load_imagenet_state(name)
-
+# A builder takes the validated config; for ImageNet weights it asks trainables.models.weights (which looks at what
+# the search shipped to this process first, then the torch cache).
+Builder = Callable[[dict], "Backbone"]
 IMAGENET_NORM = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 HALF_NORM = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
@@ -100,7 +101,7 @@ class Backbone(nn.Module):
         return self.blocks(self.prepare(x))
 
 
-def build_shallow_cnn(config: dict, state: dict | None = None) -> Backbone:
+def build_shallow_cnn(config: dict) -> Backbone:
     """The report's four-block CNN: 3x3 conv, ReLU, 2x2 max-pool; 16-32-64-128 channels x width_mult."""
     if config["weights"] == "imagenet":
         load_imagenet_state("shallow_cnn")  # raises: it has none
@@ -112,13 +113,13 @@ def build_shallow_cnn(config: dict, state: dict | None = None) -> Backbone:
     return Backbone(blocks, c_in)
 
 
-def build_vgg11_bn(config: dict, state: dict | None = None) -> Backbone:
+def build_vgg11_bn(config: dict) -> Backbone:
     """VGG11_BN truncated after its first ``vgg_blocks`` conv blocks (conv-BN-ReLU, with the pools before it)."""
-    import torchvision
+    import torchvision  # lazy registry: only the chosen builder pays for its imports
 
     model = torchvision.models.vgg11_bn(weights=None)
     if config["weights"] == "imagenet":
-        model.load_state_dict(_imagenet("vgg11_bn", state))
+        model.load_state_dict(load_imagenet_state("vgg11_bn"))
     blocks, pending = [], []
     for layer in model.features:
         pending.append(layer)
@@ -130,12 +131,12 @@ def build_vgg11_bn(config: dict, state: dict | None = None) -> Backbone:
 
 
 def _resnet(arch: str, out_channels: int) -> Builder:
-    def build(config: dict, state: dict | None = None) -> Backbone:
-        import torchvision
+    def build(config: dict) -> Backbone:
+        import torchvision  # lazy registry: only the chosen builder pays for its imports
 
         model = getattr(torchvision.models, arch)(weights=None)
         if config["weights"] == "imagenet":
-            model.load_state_dict(_imagenet(arch, state))
+            model.load_state_dict(load_imagenet_state(arch))
         stem = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool)
         return Backbone([stem, model.layer1, model.layer2, model.layer3, model.layer4], out_channels)
 
@@ -144,12 +145,12 @@ def _resnet(arch: str, out_channels: int) -> Builder:
 
 
 def _torchvision_features(arch: str, out_channels: int, split_on_relu: bool = False) -> Builder:
-    def build(config: dict, state: dict | None = None) -> Backbone:
-        import torchvision
+    def build(config: dict) -> Backbone:
+        import torchvision  # lazy registry: only the chosen builder pays for its imports
 
         model = getattr(torchvision.models, arch)(weights=None)
         if config["weights"] == "imagenet":
-            model.load_state_dict(_imagenet(arch, state))
+            model.load_state_dict(load_imagenet_state(arch))
         if split_on_relu:  # AlexNet's features are a flat list: one block per conv (+ its pool)
             layers = list(model.features)[:-1]  # the head's adaptive pool replaces the last max-pool
             for layer in layers:
@@ -181,13 +182,13 @@ class _LiteBlock(nn.Module):
         return self.block(x, drop_connect_rate=self.rate)
 
 
-def build_efficientnet_lite0(config: dict, state: dict | None = None) -> Backbone:
+def build_efficientnet_lite0(config: dict) -> Backbone:
     """EfficientNet-Lite0 (efficientnet-lite-pytorch): stem, 16 MBConv blocks, head conv; inputs (x-0.5)/0.5."""
-    from efficientnet_lite_pytorch import EfficientNet
+    from efficientnet_lite_pytorch import EfficientNet  # lazy registry, as above
 
     model = EfficientNet.from_name("efficientnet-lite0")
     if config["weights"] == "imagenet":
-        model.load_state_dict(_imagenet("efficientnet_lite0", state))
+        model.load_state_dict(load_imagenet_state("efficientnet_lite0"))
     act = model._swish
     n = len(model._blocks)
     rate = model._global_params.drop_connect_rate or 0.0
@@ -197,17 +198,30 @@ def build_efficientnet_lite0(config: dict, state: dict | None = None) -> Backbon
     return Backbone(blocks, model._bn1.num_features, norm=HALF_NORM)
 
 
-BACKBONES: dict[str, Builder] = {
-    "shallow_cnn": build_shallow_cnn,
-    "vgg11_bn": build_vgg11_bn,
-    "resnet18": _resnet("resnet18", 512),
-    "resnet34": _resnet("resnet34", 512),
-    "resnet50": _resnet("resnet50", 2048),
-    "resnet101": _resnet("resnet101", 2048),
-    "alexnet": _torchvision_features("alexnet", 256, split_on_relu=True),
-    "convnext_tiny": _torchvision_features("convnext_tiny", 768),
-    "efficientnet_b0": _torchvision_features("efficientnet_b0", 1280),
-    "efficientnet_lite0": build_efficientnet_lite0,
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A registry entry: the builder, and the readout layers of its blocks (in order, ``avgpool`` not included)."""
+
+    build: Builder
+    layers: tuple[str, ...]
+
+
+def _blocks(n: int) -> tuple[str, ...]:
+    return tuple(f"block{i}" for i in range(1, n + 1))
+
+
+_RESNET_LAYERS = ("conv1", "layer1", "layer2", "layer3", "layer4")
+BACKBONES: dict[str, BackboneSpec] = {
+    "shallow_cnn": BackboneSpec(build_shallow_cnn, _blocks(4)),
+    "vgg11_bn": BackboneSpec(build_vgg11_bn, _blocks(8)),
+    "resnet18": BackboneSpec(_resnet("resnet18", 512), _RESNET_LAYERS),
+    "resnet34": BackboneSpec(_resnet("resnet34", 512), _RESNET_LAYERS),
+    "resnet50": BackboneSpec(_resnet("resnet50", 2048), _RESNET_LAYERS),
+    "resnet101": BackboneSpec(_resnet("resnet101", 2048), _RESNET_LAYERS),
+    "alexnet": BackboneSpec(_torchvision_features("alexnet", 256, split_on_relu=True), _blocks(5)),
+    "convnext_tiny": BackboneSpec(_torchvision_features("convnext_tiny", 768), _blocks(8)),
+    "efficientnet_b0": BackboneSpec(_torchvision_features("efficientnet_b0", 1280), _blocks(9)),
+    "efficientnet_lite0": BackboneSpec(build_efficientnet_lite0, _blocks(18)),
 }
 
 
@@ -217,17 +231,36 @@ def check_backbone(name: str) -> None:
         raise ValueError(f"unknown backbone '{name}' (valid: {', '.join(BACKBONES)})")
 
 
-def build_backbone(config: dict, imagenet_state: dict | None = None) -> Backbone:
+def layer_names(backbone: str) -> list[str]:
+    """Readout layers of a registry backbone, shallow to deep, ending with ``avgpool``."""
+    check_backbone(backbone)
+    return [*BACKBONES[backbone].layers, "avgpool"]
+
+
+def block_count(backbone: str, layer: str, n_blocks: int | None = None) -> int:
+    """Blocks of the trunk to run to read ``layer`` (all ``n_blocks`` of a shortened trunk for ``avgpool``).
+
+    Raises
+    ------
+    ValueError
+        Naming the valid layers, when ``layer`` is not one of the backbone's (or lies beyond ``n_blocks``).
+    """
+    names = list(BACKBONES[backbone].layers)[: n_blocks]
+    if layer == "avgpool":
+        return len(names)
+    if layer not in names:
+        raise ValueError(f"{backbone} has no layer '{layer}' (valid: {', '.join(names)}, avgpool)")
+    return names.index(layer) + 1
+
+
+def build_backbone(config: dict) -> Backbone:
     """Build the trunk named by ``config['backbone']`` with its weights, depth and trainable blocks.
 
-    ``imagenet_state``: its ImageNet state dict, when the caller has it; else, for
-    ``weights: imagenet``, the checkpoint is read from the torch cache.
+    ImageNet weights come from :func:`trainables.models.weights.load_imagenet_state`.
     """
     check_backbone(config["backbone"])
-    trunk = BACKBONES[config["backbone"]](config, imagenet_state)
+    trunk = BACKBONES[config["backbone"]].build(config)
     if config["trunk_layer"] != "avgpool":
-        from trainables.fitting.features import block_count
-
         trunk.truncate(block_count(config["backbone"], config["trunk_layer"], len(trunk.blocks)))
     trunk.set_trainable_blocks(config["trainable_blocks"])
     trunk.input_size = config["input_size"]

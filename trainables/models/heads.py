@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from trainables.models.backbones import build_backbone
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "elu": nn.ELU, "silu": nn.SiLU}
 
 
@@ -133,9 +135,7 @@ class EncodingModel(nn.Module):
         return self.forward_standardized(images).float() * self.rate_std + self.rate_mean
 
 
-def build_model(config: dict, n_sites: int, imagenet_state: dict | None = None) -> EncodingModel:
-    """The encoding model a validated config describes (``imagenet_state``: see :func:`build_backbone`)."""
-    from trainables.models.backbones import build_backbone
-
-    backbone = build_backbone(config, imagenet_state)
+def build_model(config: dict, n_sites: int) -> EncodingModel:
+    """The encoding model a validated config describes: its backbone (:func:`build_backbone`) and decoder head."""
+    backbone = build_backbone(config)
     return EncodingModel(backbone, build_head(config, backbone.out_channels, n_sites), n_sites)

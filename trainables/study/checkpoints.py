@@ -15,8 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
-
-STATE_FILE, BEST_WEIGHTS_FILE = "trainer.pt", "best_model.pt"
+from trainables.core.layout import BEST_WEIGHTS_FILE
 MAX_CHECKPOINT_SHARE = 0.1
 
 

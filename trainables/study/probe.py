@@ -1,4 +1,4 @@
-"""Sampling a study's space before Ray starts: validation, the weights it needs, and the features it reads.
+"""Sampling a study's space before Ray starts: validation, the weights it needs, and its families' preparation.
 
 A broken space, a config it would produce that cannot be trained, or missing
 ImageNet weights are found here, in the driver, before any trial is launched.
@@ -13,7 +13,9 @@ import optuna
 
 from search_spaces import points_to_evaluate
 from search_spaces.context import BoundSpace, SpaceContext
-from trainables.core.config import from_trial, uses_backbone
+from trainables.core.config import hyperparameters
+from trainables.data.schema import ITData
+from trainables.fitting.families import get_family, validate
 from trainables.models.weights import WeightsPolicy, resolve_imagenet
 
 # Enough random samples that every categorical choice of the spaces is seen (10 backbones x 2 weights: a
@@ -21,8 +23,11 @@ from trainables.models.weights import WeightsPolicy, resolve_imagenet
 PROBE_SAMPLES = 256
 
 
-def probe_space(space_name: str, ctx: SpaceContext | None = None, n: int = PROBE_SAMPLES) -> list[dict]:
+def probe_space(space_name: str, ctx: SpaceContext | None = None, n: int = PROBE_SAMPLES,
+                image_size: int | None = None) -> list[dict]:
     """Sample the space ``n`` times in memory (its first points, then at random): a broken space fails here.
+
+    Each config is checked as its family checks it (at ``image_size`` px when given).
 
     Returns
     -------
@@ -38,7 +43,7 @@ def probe_space(space_name: str, ctx: SpaceContext | None = None, n: int = PROBE
     for _ in range(n):
         trial = study.ask()
         fixed = space(trial)
-        configs.append(from_trial({**trial.params, **fixed}))
+        configs.append(validate(hyperparameters({**trial.params, **fixed}), image_size))
         study.tell(trial, 0.0)
     return configs
 
@@ -74,27 +79,20 @@ def plan_weights(space_name: str, ctx: SpaceContext, policy: WeightsPolicy, fall
     caller refuses to start and names every missing file.
     """
     configs = probe_space(space_name, ctx)
-    wanted = tuple(sorted({c["backbone"] for c in configs if c["weights"] == "imagenet" and uses_backbone(c)}))
+    wanted = tuple(sorted({c["backbone"] for c in configs
+                           if c["weights"] == "imagenet" and get_family(c["model"]).uses_backbone(c)}))
     found, missing = resolve_imagenet(wanted, policy)
     if missing and fallback:
         ctx = replace(ctx, pretrained=ctx.pretrained - frozenset(missing))
     return WeightsPlan(ctx, wanted, missing, found)
 
 
-def precompute_features(space: str, ctx: SpaceContext, data, storage: Path) -> None:
-    """Fill the feature cache for the layers a readout study can ask for: one pass per network, in the driver.
-
-    Trials would compute a missing entry themselves; doing it here first means each
-    activation is computed once, not once per concurrent trial.
-    """
-    from trainables.fitting.features import FeatureCache, layer_features
-
-    groups: dict[tuple, set] = {}
-    for c in probe_space(space, ctx):
-        if c["model"] == "ridge" and uses_backbone(c):
-            groups.setdefault((c["backbone"], c["weights"], c["feature_pool"], c["input_size"]), set()).add(c["layer"])
-    if not groups:
-        return
-    cache = FeatureCache(storage / "features")
-    for (backbone, weights, pool, input_size), layers in sorted(groups.items()):
-        layer_features(data, backbone, weights, sorted(layers), pool, cache, input_size=input_size)
+def prepare_families(configs: list[dict], data: ITData, storage: Path) -> None:
+    """Each family's one-time work in the driver (e.g. the feature cache) for the configs a space can produce."""
+    by_family: dict[str, list[dict]] = {}
+    for config in configs:
+        by_family.setdefault(config["model"], []).append(config)
+    for name, group in sorted(by_family.items()):
+        family = get_family(name)
+        if family.prepare is not None:
+            family.prepare(group, data, storage)

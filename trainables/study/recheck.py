@@ -18,7 +18,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from trainables.study.records import OBJECTIVE, RECHECK_KEY, TrialRecord
+from trainables.core.layout import OBJECTIVE, OPTUNA_KEY, RECHECK_KEY, sampled_params
+from trainables.study.records import TrialRecord
 
 # Two configurations tie when their means differ by less than this many standard errors of the difference.
 TIE_SES = 2.0
@@ -90,7 +91,7 @@ def recheck_configs(trials: list[TrialRecord], top: int, seeds: int, base_seed: 
             if RECHECK_KEY in t.config and t.status == "completed"}
     configs = []
     for trial in top_candidates(trials, top):
-        base = {k: v for k, v in trial.config.items() if k != "_optuna_trial"}
+        base = {k: v for k, v in trial.config.items() if k != OPTUNA_KEY}
         for s in range(1, seeds + 1):
             if (trial.trial_id, base_seed + s) not in done:
                 configs.append({**base, "seed": base_seed + s, RECHECK_KEY: trial.trial_id})
@@ -116,8 +117,7 @@ def is_tie(first: RecheckRow, second: RecheckRow) -> bool:
 
 def sampled_text(config: dict) -> str:
     """``lr=0.0001, vgg_blocks=5``: the values the searcher sampled for a trial."""
-    return ", ".join(f"{k}={config[k]:.3g}" if isinstance(config[k], float) else f"{k}={config[k]}"
-                     for k in config.get("_sampled", ()) if k in config)
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sampled_params(config).items())
 
 
 def format_table(rows: list[RecheckRow]) -> list[str]:

@@ -1,9 +1,9 @@
-"""Reading a search from disk, without a Ray cluster: the Ray experiment folder and the Optuna study.
+"""Reading a study from disk, without a Ray cluster: Ray's trial folders and the Optuna study.
 
-Layout of ``<storage>/<name>/`` (written by ``trainables.search``):
-``search.json`` (the search's settings and provenance), ``optuna.db`` (the Optuna
-study), one folder per trial with Ray's ``params.json`` and ``result.json``, and
-``recheck/`` holding the top-K re-check's trial folders the same way.
+The layout (:mod:`trainables.core.layout`): ``<storage>/<name>/`` holds the plan
+(``search.json``), the Optuna study (``optuna.db``), one folder per trial with
+Ray's ``params.json`` and ``result.json``, and ``recheck/`` with the top-K
+re-check's trial folders the same way.
 """
 
 from __future__ import annotations
@@ -12,13 +12,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# What every search maximises: the best inner-validation EV a trial reached.
-OBJECTIVE = "best_inner_ev"
-SEARCH_FILE = "search.json"
-OPTUNA_FILE = "optuna.db"
-# Top-K re-check trials (trainables.study.recheck): Ray's folder of them inside the search's, and the key in their config
-# naming the search trial they repeat.
-RECHECK_DIR, RECHECK_KEY = "recheck", "_recheck_of"
+import optuna
+from sqlalchemy.exc import SQLAlchemyError
+
+from trainables.core.layout import OPTUNA_FILE, OPTUNA_KEY, RECHECK_DIR, RECHECK_KEY, SEARCH_FILE, TRIAL_PREFIX, optuna_url
+from trainables.study.plan import read_plan
+
 STATUS_BY_OPTUNA_STATE = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running",
                           "WAITING": "waiting"}
 
@@ -82,8 +81,8 @@ def study_folder(storage: Path, name: str) -> Path:
     return folder
 
 
-def read_settings(folder: Path) -> dict:
-    return json.loads((Path(folder) / SEARCH_FILE).read_text())
+class StudyDamaged(RuntimeError):
+    """A study file that cannot be read; the message names the file and what to do."""
 
 
 def _read_results(path: Path) -> list[dict]:
@@ -104,31 +103,39 @@ def _read_results(path: Path) -> list[dict]:
     return [by_epoch[k] for k in sorted(by_epoch)]
 
 
-def optuna_states(folder: Path, study_name: str) -> dict[int, str]:
-    """Optuna trial number -> state name, read from ``optuna.db``."""
-    import optuna
-
-    path = Path(folder) / OPTUNA_FILE
-    if not path.is_file():
-        return {}
+def load_optuna_study(folder: Path, study_name: str) -> optuna.Study:
+    """The study's Optuna study; StudyDamaged naming ``optuna.db`` when it cannot be read."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{path}")
-    return {t.number: t.state.name for t in study.get_trials(deepcopy=False)}
+    try:
+        return optuna.load_study(study_name=study_name, storage=optuna_url(folder))
+    except (SQLAlchemyError, KeyError, ValueError, RuntimeError) as err:
+        raise StudyDamaged(f"{Path(folder) / OPTUNA_FILE} cannot be read ({type(err).__name__}: "
+                           f"{str(err).splitlines()[0][:120]}); restore it from a copy") from None
+
+
+def optuna_states(folder: Path, study_name: str) -> dict[int, str]:
+    """Optuna trial number -> state name, read from ``optuna.db`` (empty when there is none yet)."""
+    if not (Path(folder) / OPTUNA_FILE).is_file():
+        return {}
+    return {t.number: t.state.name for t in load_optuna_study(folder, study_name).get_trials(deepcopy=False)}
 
 
 def load_trials(folder: Path) -> list[TrialRecord]:
     """Every trial of a search, re-check trials included, with its status from the Optuna study (Ray's files for
     re-check trials and as fallback)."""
     folder = Path(folder)
-    settings = read_settings(folder)
-    states = optuna_states(folder, settings["name"])
+    states = optuna_states(folder, read_plan(folder).name)
     trials = []
-    for params_file in sorted(folder.glob("*/params.json")) + sorted(folder.glob(f"{RECHECK_DIR}/*/params.json")):
+    for params_file in (sorted(folder.glob(f"{TRIAL_PREFIX}*/params.json"))
+                        + sorted(folder.glob(f"{RECHECK_DIR}/{TRIAL_PREFIX}*/params.json"))):
         trial_dir = params_file.parent
-        config = json.loads(params_file.read_text())
+        try:
+            config = json.loads(params_file.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise StudyDamaged(f"{params_file} cannot be read ({err}); delete its trial folder to drop that trial") from None
         results = _read_results(trial_dir / "result.json")
-        trial_id = results[-1]["trial_id"] if results else trial_dir.name.split("_")[1]
-        state = states.get(config.get("_optuna_trial"))
+        trial_id = results[-1]["trial_id"] if results else trial_dir.name.removeprefix(TRIAL_PREFIX)
+        state = states.get(config.get(OPTUNA_KEY))
         if state is not None:
             status = STATUS_BY_OPTUNA_STATE.get(state, state.lower())
         elif (trial_dir / "error.txt").exists():

@@ -16,36 +16,39 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-SCHEDULERS: dict[str, Callable[[dict], object]] = {}
+from trainables.study.plan import SchedulerPlan
+
+# Ray's schedulers are imported where they are built: the search names its schedulers (--scheduler's choices)
+# before it sets the environment Ray reads when first imported (trainables.study.cluster).
 
 
-def _asha(settings: dict, brackets: int = 1):
-    from ray.tune.schedulers import AsyncHyperBandScheduler
+def _asha(plan: SchedulerPlan, brackets: int = 1):
+    from ray.tune.schedulers import AsyncHyperBandScheduler  # see above: not before Ray's environment is set
 
-    return AsyncHyperBandScheduler(time_attr="training_iteration", max_t=settings["max_t"],
-                                   grace_period=min(settings["grace_period"], settings["max_t"]),
-                                   reduction_factor=settings["reduction_factor"], brackets=brackets)
-
-
-def _hyperband(settings: dict):
-    return _asha(settings, brackets=hyperband_brackets(settings))
+    return AsyncHyperBandScheduler(time_attr="training_iteration", max_t=plan.max_t,
+                                   grace_period=min(plan.grace_period, plan.max_t),
+                                   reduction_factor=plan.reduction_factor, brackets=brackets)
 
 
-def _fifo(settings: dict):
-    from ray.tune.schedulers import FIFOScheduler
+def _hyperband(plan: SchedulerPlan):
+    return _asha(plan, brackets=hyperband_brackets(plan))
+
+
+def _fifo(plan: SchedulerPlan):
+    from ray.tune.schedulers import FIFOScheduler  # see above: not before Ray's environment is set
 
     return FIFOScheduler()
 
 
-SCHEDULERS.update(asha=_asha, hyperband=_hyperband, fifo=_fifo)
+# name -> builder of a ray.tune.schedulers.TrialScheduler
+SCHEDULERS: dict[str, Callable[[SchedulerPlan], object]] = {"asha": _asha, "hyperband": _hyperband, "fifo": _fifo}
 
 
-def make_scheduler(settings: dict):
-    """The Ray Tune scheduler ``settings["scheduler"]`` names; ValueError listing the registry otherwise."""
-    name = settings["scheduler"]
-    if name not in SCHEDULERS:
-        raise ValueError(f"unknown scheduler '{name}' (valid: {', '.join(SCHEDULERS)})")
-    return SCHEDULERS[name](settings)
+def make_scheduler(plan: SchedulerPlan):
+    """The Ray Tune scheduler ``plan.name`` names; ValueError listing the registry otherwise."""
+    if plan.name not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler '{plan.name}' (valid: {', '.join(SCHEDULERS)})")
+    return SCHEDULERS[plan.name](plan)
 
 
 def rungs(grace: float, reduction: float, max_t: int) -> list[int]:
@@ -60,18 +63,18 @@ def rungs(grace: float, reduction: float, max_t: int) -> list[int]:
     return sorted(e for e in at if e < max_t)
 
 
-def hyperband_brackets(settings: dict) -> int:
+def hyperband_brackets(plan: SchedulerPlan) -> int:
     """As many brackets as there are rungs (each bracket's grace is ``rf`` times the previous one's), at least one."""
-    return max(1, len(rungs(settings["grace_period"], settings["reduction_factor"], settings["max_t"])))
+    return max(1, len(rungs(plan.grace_period, plan.reduction_factor, plan.max_t)))
 
 
-def describe(settings: dict) -> str:
+def describe(plan: SchedulerPlan) -> str:
     """One line for the start of a search: the scheduler, where it judges trials, how many reach the end."""
-    name, max_t = settings["scheduler"], settings["max_t"]
+    name, max_t = plan.name, plan.max_t
     if name == "fifo":
         return f"scheduler fifo: no early stopping, every trial runs to its own end (at most {max_t} epochs)"
-    grace, rf = settings["grace_period"], settings["reduction_factor"]
-    brackets = 1 if name == "asha" else hyperband_brackets(settings)
+    grace, rf = plan.grace_period, plan.reduction_factor
+    brackets = 1 if name == "asha" else hyperband_brackets(plan)
     parts = []
     for b in range(brackets):
         at = rungs(min(grace, max_t) * rf**b, rf, max_t)

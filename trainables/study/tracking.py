@@ -3,7 +3,7 @@
 A search has one parent run (params: space, searcher, scheduler, profile, seed,
 data fingerprint; tags: git commit and library versions; artifacts: best config
 and trials table); its trials are nested under it by
-:class:`trainables.study.trial.MLflowTrials`.
+:class:`trainables.study.callbacks.MLflowTrials`.
 
 Final training (``trainables.train``) logs the config as params, the
 official-validation scores as metrics, the output folder's figures and files as
@@ -18,6 +18,16 @@ import json
 import logging
 import time
 from pathlib import Path
+
+import mlflow
+import optuna
+import ray
+import torch
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+
+from trainables.core.layout import ARTIFACTS_DIR
+from trainables.study.plan import SearchPlan
 
 log = logging.getLogger(__name__)
 SCORES = ("ev", "r_mean", "r_median", "r2", "noise_ceiling_ev", "ev_normalized", "inner_ev")
@@ -44,40 +54,33 @@ def experiment_id(client, name: str, tracking_uri: str) -> str:
     location = None
     if tracking_uri.startswith("sqlite:///"):
         # Without an explicit location, artifacts land relative to the current directory.
-        location = (Path(tracking_uri[len("sqlite:///"):]).resolve().parent / "mlartifacts").as_uri()
+        location = (Path(tracking_uri[len("sqlite:///"):]).resolve().parent / ARTIFACTS_DIR).as_uri()
     return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
 
 
-def start_search_run(settings: dict, data_fingerprint: str) -> dict:
-    """Create the search's parent run; returns ``experiment_id``, ``parent_run_id`` and ``data_fingerprint``."""
-    import optuna
-    import ray
-    import torch
-    from mlflow.tracking import MlflowClient
+def start_search_run(plan: SearchPlan, tracking_uri: str) -> tuple[str, str]:
+    """Create the search's parent run; returns its experiment id and run id."""
 
-    client = MlflowClient(settings["tracking_uri"])
-    exp = experiment_id(client, settings["name"], settings["tracking_uri"])
+    client = MlflowClient(tracking_uri)
+    exp = experiment_id(client, plan.name, tracking_uri)
     versions = {"ray_version": ray.__version__, "optuna_version": optuna.__version__, "torch_version": torch.__version__}
-    run = client.create_run(exp, run_name=f"search_{settings['name']}",
-                            tags={"git_commit": settings["git_commit"], "kind": "search", **versions})
-    from mlflow.entities import Param
-
-    params = {"space": settings["space"], "searcher": settings["searcher"], "scheduler": settings["scheduler"],
-              "profile": settings["profile"]["name"], "seed": settings["seed"], "data": settings["data"]["source"],
-              "data_fingerprint": data_fingerprint, "num_samples": settings["num_samples"],
+    run = client.create_run(exp, run_name=f"search_{plan.name}",
+                            tags={"git_commit": plan.git_commit, "kind": "search", **versions})
+    params = {"space": plan.space, "searcher": plan.searcher, "scheduler": plan.scheduler.name,
+              "profile": plan.profile, "seed": plan.seed, "data": plan.data.source,
+              "data_fingerprint": plan.data_fingerprint, "num_samples": plan.num_samples,
               # What the space was told it can run: the profile's epoch cap, the loadable ImageNet weights.
-              "epoch_cap": settings["context"]["max_epochs"],
-              "imagenet_backbones": ",".join(settings["context"]["pretrained"])}
+              "epoch_cap": plan.max_epochs, "imagenet_backbones": ",".join(plan.pretrained)}
     client.log_batch(run.info.run_id, params=[Param(k, mlflow_value(v)) for k, v in params.items()])
-    return {"experiment_id": exp, "parent_run_id": run.info.run_id, "data_fingerprint": data_fingerprint}
+    return exp, run.info.run_id
 
 
-def close_search_run(settings: dict, counts: dict, best: dict | None, best_path: str | None, complete: bool) -> None:
-    """Attach the best config and trials table, log the best score and trial counts; end the run if complete."""
-    from mlflow.tracking import MlflowClient
+def close_search_run(tracking_uri: str, run_id: str, counts: dict, best: dict | None, best_path: str | None,
+                     trials_table: Path, references: dict, complete: bool) -> None:
+    """Attach the best config and trials table, log the best score, the ideal observers' scores and the trial
+    counts; end the run if the study is complete."""
 
-    client = MlflowClient(settings["tracking_uri"])
-    run_id = settings["parent_run_id"]
+    client = MlflowClient(tracking_uri)
     if best_path:
         client.log_artifact(run_id, best_path)
         client.log_metric(run_id, "best_inner_ev", best["provenance"]["value"])
@@ -91,9 +94,9 @@ def close_search_run(settings: dict, counts: dict, best: dict | None, best_path:
             client.log_metric(run_id, "best_recheck_mean", top["mean"])
             client.log_metric(run_id, "best_recheck_se", top["se"])
             client.set_tag(run_id, "recheck_tie", str(recheck["tie"]).lower())
-    for name, ev in settings.get("references", {}).items():  # labels-only scores on the trials' inner split
+    for name, ev in references.items():  # labels-only scores on the trials' inner split
         client.log_metric(run_id, f"reference.{name.replace(' ', '_')}_inner_ev", ev)
-    client.log_artifact(run_id, str(Path(settings["folder"]) / "trials.csv"))
+    client.log_artifact(run_id, str(trials_table))
     for status, n in counts.items():
         client.log_metric(run_id, f"trials_{status}", n)
     if complete:
@@ -102,7 +105,6 @@ def close_search_run(settings: dict, counts: dict, best: dict | None, best_path:
 
 def start_seeds_run(tracking_uri: str, out: Path, n_seeds: int, provenance: dict) -> str:
     """A parent run for ``--seeds N``: each seed's run is nested under it; returns its id."""
-    from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
     exp = experiment_id(client, provenance.get("experiment") or "final_training", tracking_uri)
@@ -113,7 +115,6 @@ def start_seeds_run(tracking_uri: str, out: Path, n_seeds: int, provenance: dict
 
 def close_seeds_run(tracking_uri: str, run_id: str, summary: dict) -> None:
     """Log the mean and spread over seeds to the parent run and end it."""
-    from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
     for key in ("ev", "ev_std", "r_mean", "r_mean_std", "inner_ev", "inner_ev_std"):
@@ -125,8 +126,6 @@ def close_seeds_run(tracking_uri: str, run_id: str, summary: dict) -> None:
 def log_final_training(tracking_uri: str, config: dict, metrics: dict, out: Path, model=None,
                        provenance: dict | None = None, parent_run_id: str | None = None) -> dict:
     """Log one trained model; return ``{"run_id", "model_uri"}`` (model_uri None for ridge readouts)."""
-    import mlflow
-    from mlflow.tracking import MlflowClient
 
     provenance = provenance or {}
     client = MlflowClient(tracking_uri)
@@ -141,7 +140,6 @@ def log_final_training(tracking_uri: str, config: dict, metrics: dict, out: Path
         tags["mlflow.parentRunId"] = parent_run_id
     run = client.create_run(exp, run_name=f"train_{Path(out).name}", tags=tags)
     run_id = run.info.run_id
-    from mlflow.entities import Metric, Param
 
     params = [Param(k, mlflow_value(v)) for k, v in sorted(config.items())]
     stamp = int(time.time() * 1000)
@@ -152,8 +150,7 @@ def log_final_training(tracking_uri: str, config: dict, metrics: dict, out: Path
             client.log_artifact(run_id, str(path))
     model_uri = None
     if model is not None:
-        import torch
-
+    
         mlflow.set_tracking_uri(tracking_uri)
         with mlflow.start_run(run_id=run_id):
             # Pickle format: the traced 'pt2' default needs an example and cannot trace every backbone.

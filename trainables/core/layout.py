@@ -1,0 +1,71 @@
+"""The on-disk contract: every file, folder and key name that a study, a final training or a cache writes.
+
+Everything else spells these names through this module, so that what the search
+writes and what ``analysis`` reads cannot drift apart. ``docs/architecture.md``
+draws the tree.
+
+A storage folder (``--storage``, default ``runs/``)::
+
+    <storage>/mlflow.db          MLflow tracking store (the default tracking URI)
+    <storage>/mlartifacts/       its artifacts
+    <storage>/features/          cached layer activations (ridge readouts)
+    <storage>/train/<run>/       final trainings (``trainables.train``)
+    <storage>/compare.md         ``analysis.compare``'s table
+    <storage>/<study>/           one study (``trainables.search --name``)
+
+A study folder holds :data:`SEARCH_FILE`, :data:`OPTUNA_FILE`, Ray's trial folders
+(``trial_<id>/params.json``, ``result.json``, ``checkpoint_*``), :data:`RECHECK_DIR`
+with the re-check's trial folders, and at the end :data:`BEST_CONFIG_FILE`,
+:data:`TRIALS_FILE` and :data:`BEST_WEIGHTS_FILE`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# --- a storage folder
+MLFLOW_DB = "mlflow.db"
+ARTIFACTS_DIR = "mlartifacts"
+FEATURES_DIR = "features"
+TRAIN_DIR = "train"
+COMPARE_FILE = "compare.md"
+
+# --- a study folder
+SEARCH_FILE = "search.json"  # the search plan (trainables.study.plan)
+OPTUNA_FILE = "optuna.db"
+LOCK_FILE = "search.lock"  # held by the one process that runs the study
+RECHECK_DIR = "recheck"  # Ray's folder of the top-K re-check's trials
+BEST_CONFIG_FILE = "best_config.json"
+TRIALS_FILE = "trials.csv"
+BEST_WEIGHTS_FILE = "best_model.pt"  # also the name inside a completed trial's last checkpoint
+REPORT_DIR = "report"
+TRIAL_PREFIX = "trial_"  # Ray's trial folders: trial_<trial id>
+STATE_FILE = "trainer.pt"  # a resumable checkpoint's training state
+
+# --- a final training's output folder
+METRICS_FILE = "metrics.json"
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.pt"
+
+# --- keys a searcher adds to a trial's config besides the hyperparameters
+SAMPLED_KEY = "_sampled"  # the names Optuna sampled (the rest of the config the space fixed)
+OPTUNA_KEY = "_optuna_trial"  # the Optuna trial number
+RECHECK_KEY = "_recheck_of"  # re-check trials: the id of the search trial they repeat
+
+# What every search maximises: the best inner-validation EV a trial reached.
+OBJECTIVE = "best_inner_ev"
+
+
+def sampled_params(trial_config: dict) -> dict:
+    """The hyperparameters Optuna sampled for a trial, by name (the rest of its config was fixed by the space)."""
+    return {k: trial_config[k] for k in trial_config.get(SAMPLED_KEY, ()) if k in trial_config}
+
+
+def optuna_url(study_folder: Path) -> str:
+    """The SQLAlchemy URL of a study's Optuna storage."""
+    return f"sqlite:///{Path(study_folder).resolve() / OPTUNA_FILE}"
+
+
+def default_tracking_uri(storage: Path) -> str:
+    """The MLflow tracking store of a storage folder when no ``--tracking-uri`` is given."""
+    return f"sqlite:///{Path(storage).resolve() / MLFLOW_DB}"

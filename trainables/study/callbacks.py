@@ -1,0 +1,133 @@
+"""Ray Tune callbacks of a search, run in the driver: MLflow runs for trials, and checkpoint clean-up.
+
+MLflow runs are created by one driver-side callback, nested under the search's
+parent run by the ``mlflow.parentRunId`` tag, reused by trial id after
+``Tuner.restore``, and only real metrics are logged (no pid, timestamps, config/*).
+When a trial ends, :class:`CheckpointJanitor` removes its checkpoints (an ended
+trial is never resumed), except the best completed trial's weights, kept once.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+from ray import tune
+
+from trainables.core.config import from_trial
+from trainables.core.layout import RECHECK_KEY, sampled_params
+from trainables.study.checkpoints import remove_checkpoints
+from trainables.study.trial import EPOCH_METRICS
+from trainables.study.tracking import mlflow_value
+
+
+class MLflowTrials(tune.Callback):
+    """One MLflow run per trial, nested under the search's parent run; logged from the driver only.
+
+    Runs are found again by their ``trial_id`` tag, so a restored search reuses
+    them instead of opening duplicates, and each ends FINISHED or FAILED with a
+    ``status`` tag of completed / pruned / failed.
+    """
+
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str):
+        self.tracking_uri, self.experiment_id, self.parent_run_id = tracking_uri, experiment_id, parent_run_id
+        self._client = None
+        self._runs: dict[str, str] = {}
+
+    def __getstate__(self):  # the client holds connections; rebuild it after unpickling
+        return {**self.__dict__, "_client": None, "_runs": {}}
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
+
+    def run_id(self, trial) -> str:
+        """The trial's run: cached, else found by tag, else created with the trial's whole config as params.
+
+        The sampled hyperparameters are named in the ``sampled`` tag; every other param is
+        a value the space fixed for this trial.
+        """
+        if trial.trial_id in self._runs:
+            return self._runs[trial.trial_id]
+        found = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.trial_id = '{trial.trial_id}' and tags.`mlflow.parentRunId` = '{self.parent_run_id}'",
+            max_results=1,
+        )
+        if found:
+            run_id = found[0].info.run_id
+        else:
+            run = self.client.create_run(
+                self.experiment_id,
+                run_name=f"trial_{trial.trial_id}",
+                tags={"mlflow.parentRunId": self.parent_run_id, "trial_id": trial.trial_id, "status": "running",
+                      "sampled": ",".join(sorted(sampled_params(trial.config))),
+                      **({"recheck_of": trial.config[RECHECK_KEY]} if RECHECK_KEY in trial.config else {})},
+            )
+            run_id = run.info.run_id
+            params = [Param(k, mlflow_value(v)) for k, v in sorted(from_trial(trial.config).items())]
+            self.client.log_batch(run_id, params=params)
+        self._runs[trial.trial_id] = run_id
+        return run_id
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.run_id(trial)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        step = int(result.get("training_iteration", 0))
+        stamp = int(time.time() * 1000)
+        metrics = [Metric(k, float(result[k]), stamp, step) for k in EPOCH_METRICS if k in result]
+        self.client.log_batch(self.run_id(trial), metrics=metrics)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        status = "completed" if (trial.last_result or {}).get("fit_done") else "pruned"
+        self._finish(trial, status, "FINISHED")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._finish(trial, "failed", "FAILED")
+
+    def _finish(self, trial, status: str, run_status: str) -> None:
+        run_id = self.run_id(trial)
+        self.client.set_tag(run_id, "status", status)
+        node = (trial.last_result or {}).get("node_id")
+        if node:
+            self.client.set_tag(run_id, "node_id", node)
+        self.client.set_terminated(run_id, run_status)
+
+
+class CheckpointJanitor(tune.Callback):
+    """Removes an ended trial's checkpoints; keeps the best completed trial's weights, once per group.
+
+    A completed trial's last checkpoint holds its best weights alone; it stays while
+    that trial is the best completed one of its group and goes when a better one
+    completes. Groups are the values of the config key ``group_by`` (the re-check keeps
+    one per re-checked config); none: one group. Pruned and failed trials are never
+    resumed, so nothing of theirs is kept.
+    """
+
+    def __init__(self, metric: str, group_by: str | None = None):
+        self.metric, self.group_by = metric, group_by
+        self.best: dict = {}
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        result = trial.last_result or {}
+        value = result.get(self.metric)
+        if not result.get("fit_done") or value is None:
+            remove_checkpoints(Path(trial.path))
+            return
+        group = trial.config.get(self.group_by) if self.group_by else None
+        best = self.best.get(group)
+        if best is None or value > best[0]:
+            if best is not None:
+                remove_checkpoints(Path(best[1]))
+            self.best[group] = (value, trial.path)
+            remove_checkpoints(Path(trial.path), keep_last=True)
+        else:
+            remove_checkpoints(Path(trial.path))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        remove_checkpoints(Path(trial.path))

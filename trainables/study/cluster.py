@@ -1,0 +1,53 @@
+"""Joining Ray: the environment Ray reads when it is first imported, then a local instance or a cluster.
+
+This module imports Ray only inside :func:`connect`: Ray reads ``RAY_AUTH_MODE``
+and Tune's settings when first imported, so :func:`set_ray_environment` must run
+before anything imports it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from trainables.core.usage import UsageError
+
+
+def ray_token_available() -> bool:
+    """Whether a Ray authentication token can be found (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token)."""
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    return bool(os.environ.get("RAY_AUTH_TOKEN")) or bool(path and Path(path).is_file()) or (
+        Path.home() / ".ray" / "auth_token").is_file()
+
+
+def set_ray_environment(address: str | None) -> None:
+    """Environment variables Ray and Tune read at import: call before anything imports Ray."""
+    # Ray 2.60 clusters started with `ray start --head` require a token, but a client only sends
+    # one in token mode; a token-mode client also works with clusters that have auth disabled.
+    if address and "RAY_AUTH_MODE" not in os.environ and ray_token_available():
+        os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic trial table, with our columns
+    # Checkpointing every epoch is intended; Tune's warning about frequent snapshots is noise here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+def connect(address: str | None) -> None:
+    """Start a private local Ray instance, or join the cluster at ``address``; UsageError in one line if refused."""
+    import ray  # Ray reads its environment when first imported: set_ray_environment ran before
+
+    try:
+        # "local": a private instance, even when a `ray start` cluster runs on this machine.
+        ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING,
+                 log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        hint = " (token authentication? see README, 'Running on a cluster')" if "auth" in str(err).lower() else ""
+        raise UsageError(f"cannot connect to the Ray cluster at {address}: {str(err).splitlines()[0]}{hint}") from None
+
+
+def disconnect() -> None:
+    """Shut down the Ray instance this process started or joined, if any."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()

@@ -1,0 +1,251 @@
+"""Running a planned study on Ray: the searcher's phase, the top-K re-check, and the export at the end.
+
+Everything here takes the :class:`~trainables.study.plan.SearchPlan` and the study
+folder; the command line (:mod:`trainables.search`) builds the plan and prints the
+summary. Import this module only after
+:func:`trainables.study.cluster.set_ray_environment` (it imports Ray).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import optuna
+import ray
+from ray import tune
+from ray.tune.search import ConcurrencyLimiter
+
+from search_spaces import points_to_evaluate
+from search_spaces.context import BoundSpace, SpaceContext
+from trainables.core.config import validate_config
+from trainables.core.layout import (BEST_WEIGHTS_FILE, FEATURES_DIR, OBJECTIVE, OPTUNA_KEY, RECHECK_DIR, RECHECK_KEY,
+                                    TRIAL_PREFIX, TRIALS_FILE, optuna_url)
+from trainables.data.schema import ITData
+from trainables.fitting.families import get_family
+from trainables.fitting.family import DataShape
+from trainables.fitting.lookup import ideal_observer_scores
+from trainables.models.weights import load_imagenet_state
+from trainables.study.callbacks import CheckpointJanitor, MLflowTrials
+from trainables.study.checkpoints import checkpoint_folders, keep_best_weights
+from trainables.study.cluster import connect
+from trainables.study.export import NothingToExport, export
+from trainables.study.plan import SchedulerPlan, SearchPlan, write_plan
+from trainables.study.probe import prepare_families, probe_space
+from trainables.study.recheck import recheck_configs, recheck_table
+from trainables.study.records import TrialRecord, load_trials, status_counts
+from trainables.study.resources import GIB, TrialResources, concurrency, memory_range
+from trainables.study.samplers import make_sampler
+from trainables.study.schedulers import make_scheduler
+from trainables.study.searchers import RecheckSearcher, StudySearcher
+from trainables.study.tracking import close_search_run, start_search_run
+from trainables.study.trial import train_trial
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Summary:
+    """What a study's end prints: trial counts, the first point's fate, the re-check table, the export."""
+
+    counts: dict
+    first: dict | None
+    recheck: list
+    best: dict | None = None
+    best_path: str | None = None
+    best_weights: str | None = None
+    finished: bool = False
+    notes: list = field(default_factory=list)
+
+
+def space_context(plan: SearchPlan) -> SpaceContext:
+    """The context the study's space is sampled in."""
+    return SpaceContext(pretrained=frozenset(plan.pretrained), max_epochs=plan.max_epochs, seed=plan.seed)
+
+
+def trial_dirname(trial) -> str:
+    """Short trial folder names (Ray's default spells out the whole config)."""
+    return f"{TRIAL_PREFIX}{trial.trial_id}"
+
+
+class Study:
+    """A planned study in its folder, with its data loaded: everything the Ray phases need.
+
+    Parameters
+    ----------
+    plan : SearchPlan
+    folder : Path
+        The study folder (where ``search.json`` is).
+    data : ITData
+        Loaded once by the driver; trials get it through Ray's object store.
+    """
+
+    def __init__(self, plan: SearchPlan, folder: Path, data: ITData):
+        self.plan, self.folder, self.data = plan, Path(folder), data
+        self.storage = self.folder.parent
+        self.configs = probe_space(plan.space, space_context(plan), image_size=data.resolution)
+        self.families = {c["model"]: get_family(c["model"]) for c in self.configs}
+        self.resources = TrialResources(plan.resources, DataShape.of(data))
+        self.concurrency = 1
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.plan.tracking_uri(self.folder)
+
+    def start(self, new: bool, address: str | None = None) -> None:
+        """Join Ray (a private instance, or the cluster at ``address``), size the concurrency, and (for a new
+        study) open its MLflow run and write its plan."""
+        connect(address)
+        self.concurrency = concurrency(self.resources, self.configs)
+        if new:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            experiment, run = start_search_run(self.plan, self.tracking_uri)
+            self.plan = replace(self.plan, tracking=replace(self.plan.tracking, experiment_id=experiment,
+                                                             parent_run_id=run))
+            write_plan(self.plan, self.folder)
+        prepare_families(self.configs, self.data, self.storage)
+        # Optuna's default of one pending trial would start fractional-GPU trials one after another.
+        os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(self.concurrency)
+        least, most = memory_range(self.resources, self.configs)
+        r = self.plan.resources
+        log.info("running up to %d trials at once (%g CPU, %g GPU and %s GiB of host memory each)", self.concurrency,
+                 r.cpus_per_trial, r.gpus_per_trial,
+                 f"{least / GIB:.1f}" if least == most else f"{least / GIB:.1f} to {most / GIB:.1f}")
+
+    def trainable(self):
+        """The study's trainable: the trial function with the shared data, families, ImageNet weights and resources."""
+        r = self.plan.resources
+        shipped = {name: ray.put(load_imagenet_state(name)) for name in self.plan.imagenet}
+        return tune.with_resources(
+            tune.with_parameters(train_trial, data=self.data, families=self.families,
+                                 threads=max(1, int(r.cpus_per_trial)), imagenet=shipped,
+                                 checkpoint_interval=r.checkpoint_interval,
+                                 feature_cache=str(self.storage / FEATURES_DIR)),
+            self.resources,
+        )
+
+    def run_config(self, name: str, storage_path: Path, group_by: str | None = None) -> tune.RunConfig:
+        """Ray's run config of a phase: MLflow runs under the study's parent run, checkpoint clean-up."""
+        reporter = tune.CLIReporter(
+            metric_columns={"training_iteration": "epoch", "inner_ev": "inner EV", "inner_r": "inner r",
+                            OBJECTIVE: "best EV"},
+            parameter_columns=[self.plan.scientific, "seed"], max_report_frequency=20, sort_by_metric=True)
+        tracking = self.plan.tracking
+        return tune.RunConfig(
+            name=name, storage_path=str(storage_path),
+            callbacks=[MLflowTrials(self.tracking_uri, tracking.experiment_id, tracking.parent_run_id),
+                       CheckpointJanitor(OBJECTIVE, group_by)],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            progress_reporter=reporter, verbose=1,
+        )
+
+    def search_tuner(self, restore: bool) -> tune.Tuner:
+        """The Tuner of the searcher's phase (new or restored): same trainable, searcher, scheduler, callbacks."""
+        trainable = self.trainable()
+        if restore:
+            return tune.Tuner.restore(str(self.folder), trainable=trainable, resume_unfinished=True,
+                                      resume_errored=False, restart_errored=False)
+        plan = self.plan
+        searcher = StudySearcher(
+            space=BoundSpace(plan.space, space_context(plan)), metric=OBJECTIVE, mode="max",
+            points_to_evaluate=points_to_evaluate(plan.space) or None,
+            sampler=make_sampler(plan.searcher, plan.seed),
+            study_name=plan.name, storage=optuna.storages.RDBStorage(optuna_url(self.folder)),
+        )
+        return tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(metric=OBJECTIVE, mode="max",
+                                        search_alg=ConcurrencyLimiter(searcher, max_concurrent=self.concurrency),
+                                        scheduler=make_scheduler(plan.scheduler), num_samples=plan.num_samples,
+                                        trial_dirname_creator=trial_dirname),
+            run_config=self.run_config(plan.name, self.storage),
+        )
+
+    def search_done(self, trials: list[TrialRecord]) -> bool:
+        """Whether the searcher's phase ended: every trial it was to run has ended."""
+        counts = status_counts(trials)
+        return counts["running"] == 0 and sum(counts.values()) >= self.plan.num_samples
+
+    def run_search(self, resume: bool) -> None:
+        if not (resume and self.search_done(load_trials(self.folder))):
+            self.search_tuner(restore=resume).fit()
+
+    def run_recheck(self) -> None:
+        """Train the K best completed configs again with S new seeds (:mod:`trainables.study.recheck`); skip what
+        is done."""
+        top, seeds = self.plan.recheck.top, self.plan.recheck.seeds
+        trials = load_trials(self.folder)
+        if not top or not self.search_done(trials):
+            return
+        configs = recheck_configs(trials, top, seeds, self.plan.seed)
+        if not configs:
+            return
+        origins = {t.trial_id: t.config[OPTUNA_KEY] for t in trials if OPTUNA_KEY in t.config}
+        n_configs = len({c[RECHECK_KEY] for c in configs})
+        log.info("re-check: %d config%s x %d new seeds (%d trials to their end, no early stopping)", n_configs,
+                 "s" * (n_configs > 1), seeds, len(configs))
+        searcher = RecheckSearcher(configs, origins, self.plan.name, optuna_url(self.folder), OBJECTIVE)
+        fifo = SchedulerPlan("fifo", 1, 2.0, self.plan.scheduler.max_t)
+        tune.Tuner(
+            self.trainable(),
+            tune_config=tune.TuneConfig(metric=OBJECTIVE, mode="max", search_alg=searcher,
+                                        scheduler=make_scheduler(fifo), num_samples=len(configs),
+                                        trial_dirname_creator=trial_dirname),
+            run_config=self.run_config(RECHECK_DIR, self.folder, group_by=RECHECK_KEY),
+        ).fit()
+
+    def finish(self) -> Summary:
+        """Export the best config and trials table, keep the best weights, close the MLflow run, record whether the
+        study finished; return what to print."""
+        trials = load_trials(self.folder)
+        summary = Summary(status_counts(trials), first_point(self.plan.space, trials), recheck_table(trials))
+        try:
+            best_path, summary.best = export(self.storage, self.plan.name)
+            summary.best_path = str(best_path)
+        except NothingToExport as err:
+            log.warning("%s", err)
+        weights = keep_best_weights(trials, weights_trial(trials, summary.best), self.folder / BEST_WEIGHTS_FILE)
+        summary.best_weights = str(weights) if weights else None
+        recheck = self.plan.recheck
+        done = self.search_done(trials)
+        summary.finished = done and not recheck_configs(trials, recheck.top, recheck.seeds, self.plan.seed)
+        close_search_run(self.tracking_uri, self.plan.tracking.parent_run_id, summary.counts, summary.best,
+                         summary.best_path, self.folder / TRIALS_FILE, self.plan.references, done)
+        self.plan = replace(self.plan, finished=summary.finished)
+        write_plan(self.plan, self.folder)
+        return summary
+
+
+def references(data: ITData) -> dict[str, float]:
+    """Scores any trial must beat to be more than object recognition, on the inner split trials score on."""
+    return ideal_observer_scores(data, validate_config({}), final=False)
+
+
+def weights_trial(trials: list[TrialRecord], best: dict | None) -> str | None:
+    """The trial whose weights are kept: of the exported config's trials (its search run and its re-check seeds),
+    the best-scoring one whose checkpoint the janitor kept."""
+    if best is None:
+        return None
+    chosen = best["provenance"]["trial_id"]
+    own = [t for t in trials if t.trial_id == chosen or t.config.get(RECHECK_KEY) == chosen]
+    own = [t for t in own if t.status == "completed" and t.best(OBJECTIVE) is not None and t.folder is not None
+           and any((f / BEST_WEIGHTS_FILE).is_file() for f in checkpoint_folders(t.folder))]
+    return max(own, key=lambda t: t.best(OBJECTIVE)).trial_id if own else None
+
+
+def first_point(space: str, trials: list[TrialRecord]) -> dict | None:
+    """What became of the space's first point to evaluate (the report's recipe): status, epochs, score, rank."""
+    if not points_to_evaluate(space):
+        return None
+    first = next((t for t in trials if t.config.get(OPTUNA_KEY) == 0), None)
+    if first is None:
+        return None
+    ranked = sorted((t.best(OBJECTIVE) for t in trials if t.status == "completed" and RECHECK_KEY not in t.config
+                     and t.best(OBJECTIVE) is not None), reverse=True)
+    value = first.best(OBJECTIVE)
+    return {"trial_id": first.trial_id, "status": first.status, "epochs": first.epochs, "value": value,
+            "rank": ranked.index(value) + 1 if first.status == "completed" and value in ranked else None,
+            "of": len(ranked)}

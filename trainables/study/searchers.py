@@ -1,0 +1,123 @@
+"""The search's Optuna searcher, and the searcher of the top-K re-check's fixed configs.
+
+Known pitfalls of Ray Tune with Optuna handled here:
+
+- trials that ASHA stops reach Optuna as COMPLETE with a truncated value; they are
+  told PRUNED here (a trial is complete only when its own fit finished);
+- trials that raise after reporting reach Optuna as COMPLETE; they are told FAIL.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import optuna
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from trainables.core.config import from_trial
+from trainables.core.layout import OPTUNA_KEY, RECHECK_KEY, SAMPLED_KEY
+
+log = logging.getLogger(__name__)
+
+
+class StudySearcher(OptunaSearch):
+    """Optuna search that records ASHA-stopped trials as PRUNED and errored ones as FAIL.
+
+    The space (a :class:`search_spaces.context.BoundSpace`) decides every value a
+    trial runs; nothing is changed after Optuna recorded the sample. The complete
+    config is also stored on the Optuna trial (user attribute ``config``), so the
+    study alone says what each trial ran.
+    """
+
+    def suggest(self, trial_id: str):
+        params = super().suggest(trial_id)
+        if params is None:
+            return None
+        ot_trial = self._ot_trials[trial_id]
+        ot_trial.set_user_attr("config", from_trial(params))
+        params[SAMPLED_KEY] = sorted(ot_trial.params)
+        params[OPTUNA_KEY] = ot_trial.number
+        return params
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return super().on_trial_complete(trial_id, result, error)
+        ot_trial = self._ot_trials[trial_id]
+        # Ray hands the last result to on_trial_complete, not on_trial_result: record it as the trial's last
+        # intermediate value, so that a trial pruned at its first rung still shows where it stood.
+        if result and result.get(self.metric) is not None and result.get("training_iteration"):
+            try:
+                with warnings.catch_warnings():
+                    # Mostly on_trial_result has reported this step already; Optuna then keeps the first value
+                    # and warns, which says nothing wrong here.
+                    warnings.filterwarnings("ignore", message="The reported value is ignored", category=UserWarning)
+                    ot_trial.report(result[self.metric], int(result["training_iteration"]))
+            except (ValueError, RuntimeError, NotImplementedError):  # finished in storage already, e.g. after a restore
+                pass
+        if error:
+            state, value = optuna.trial.TrialState.FAIL, None
+        elif result and result.get("fit_done"):
+            state, value = optuna.trial.TrialState.COMPLETE, result.get(self.metric)
+        else:  # stopped by the scheduler before its own fit finished
+            state, value = optuna.trial.TrialState.PRUNED, None
+        try:
+            self._ot_study.tell(ot_trial, value, state=state)
+        except (ValueError, RuntimeError) as err:  # e.g. already finished in storage after a restore
+            log.warning("optuna: could not record trial %s: %s", trial_id, err)
+        self._completed_trials.add(trial_id)
+
+
+class RecheckSearcher(Searcher):
+    """Serves the top-K re-check's fixed configs (:func:`trainables.study.recheck.recheck_configs`), one per trial.
+
+    Each ended re-check trial is added to the search's Optuna study with the params and
+    distributions of the trial it repeats, and user attributes ``recheck_of`` (that
+    trial's number), ``seed`` and ``config``: the study alone says what every trial ran.
+    """
+
+    def __init__(self, configs: list[dict], origins: dict[str, int], study_name: str, storage_url: str, metric: str):
+        super().__init__(metric=metric, mode="max")
+        self.configs, self.origins = list(configs), dict(origins)
+        self.study_name, self.storage_url = study_name, storage_url
+        self._served: dict[str, dict] = {}
+        self._curves: dict[str, dict[int, float]] = {}
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True  # the configs are fixed; nothing to set
+
+    def suggest(self, trial_id: str):
+        if not self.configs:
+            return Searcher.FINISHED
+        self._served[trial_id] = self.configs.pop(0)
+        return self._served[trial_id]
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if result.get(self.metric) is not None and result.get("training_iteration"):
+            self._curves.setdefault(trial_id, {})[int(result["training_iteration"])] = float(result[self.metric])
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        config = self._served.pop(trial_id, None)
+        if config is None:
+            return
+        self.on_trial_result(trial_id, result or {})
+        study = optuna.load_study(study_name=self.study_name, storage=self.storage_url)
+        number = self.origins[config[RECHECK_KEY]]
+        origin = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+        done = not error and bool((result or {}).get("fit_done"))
+        study.add_trial(optuna.trial.create_trial(
+            params=origin.params, distributions=origin.distributions,
+            value=result[self.metric] if done else None,
+            state=optuna.trial.TrialState.COMPLETE if done else optuna.trial.TrialState.FAIL,
+            intermediate_values=self._curves.pop(trial_id, {}),
+            user_attrs={"config": from_trial(config), "recheck_of": number, "seed": config["seed"]},
+        ))
+
+    def save(self, checkpoint_path: str) -> None:
+        # A resumed search rebuilds the re-check from the trials on disk; nothing else needs saving.
+        Path(checkpoint_path).write_text("")
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass
