@@ -24,7 +24,7 @@ validation set (EV, uniform over sites), as final training does:
   stored size; the others on the same seed's images at ``--train-resolution`` (default: the
   data's resolution on a GPU, 112 px on a CPU, where 224-px training is slow).
 
-Prints the table with the targets (DESIGN.md §3) and writes it into
+Prints the table with the targets (the published values for the recordings) and writes it into
 ``benchmarks/RESULTS.md`` (a section per seed and resolution, replaced on a rerun).
 """
 

@@ -1,11 +1,8 @@
 #!/usr/bin/env bash
-# One prepared script for a lent GPU machine (DESIGN.md §7): install the shipped wheels, then
-# the training-core benchmark at report scale and the packing benchmarks; a short table last.
-# Build .devwhl/ first, here: bash ../shared/tools/device_ray.sh
+# The GPU checks in one run: the training-core benchmark at report scale, the packing benchmarks, a full-profile
+# search and the calibration; a short table last. Like every other command it assumes the project is installed
+# (pip install -e .) on the GPU machine. Results go to $OUT (default /tmp/out).
 set -euo pipefail
-pip install -q --no-index --no-deps --target /tmp/site .devwhl/*.whl
-tar xJf .devwhl/ray.tar.xz -C /tmp/site
-export PYTHONPATH="/tmp/site:$PWD"
 mkdir -p "${OUT:-/tmp/out}"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "${OUT:-/tmp/out}/gpu.txt"
 python benchmarks/train_loop.py --scale report --epochs 3 | tee "${OUT:-/tmp/out}/train_loop.txt"

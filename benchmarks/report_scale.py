@@ -6,9 +6,9 @@ Runs, one after another, a search of two trials at once of each study (default:
 ``shallow_cnn``, ``ridge_pixels`` and ``decoder_head``, whose first trial is the
 report's ResNet-34 + 7000-7000 recipe), one epoch each, on the synthetic data at
 224 px with 2,592 / 288 / 320 images. A CPU epoch of ResNet-34 at 224 px takes
-many minutes, so this rehearsal alone caps the batches per epoch (environment
-variable ``ITSEARCH_MAX_BATCHES_PER_EPOCH``, read by the Ray trial function
-only); every other size is the real one.
+many minutes, so this rehearsal alone caps the batches per epoch: it sets Ray's
+``RAY_RUNTIME_ENV_HOOK`` to :func:`runtime_env_hook`, which gives every Ray worker
+of the search the setup hook :func:`cap_batches`; every other size is the real one.
 
 Measured from outside the search (so that two versions of the code can be
 compared with the same script): every 0.5 s the memory of each Ray worker
@@ -35,6 +35,22 @@ from pathlib import Path
 
 GIB, MIB = 1024**3, 1024**2
 STUDIES = ("shallow_cnn", "ridge_pixels", "decoder_head")
+CAP_ENV = "REPORT_SCALE_BATCHES_PER_EPOCH"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def runtime_env_hook(runtime_env: dict | None) -> dict:
+    """Ray's ``RAY_RUNTIME_ENV_HOOK``, called by ``ray.init`` in the search: every worker runs :func:`cap_batches`."""
+    return {**(runtime_env or {}), "worker_process_setup_hook": "benchmarks.report_scale.cap_batches"}
+
+
+def cap_batches() -> None:
+    """A Ray worker's setup hook: every epoch of a network trains on its first ``$REPORT_SCALE_BATCHES_PER_EPOCH``
+    batches only."""
+    from trainables.fitting.loop import Trainer
+
+    cap, stops = int(os.environ[CAP_ENV]), Trainer.batch_stops
+    Trainer.batch_stops = lambda self: stops(self)[:cap]
 
 
 def smaps(pid: int) -> dict[str, int] | None:
@@ -166,7 +182,8 @@ def run_study(space: str, storage: Path, args) -> tuple[list[dict], dict]:
     cmd = [sys.executable, "-m", "trainables.search", "--space", space, "--profile", "smoke",
            "--resolution", "224", "--images-per-object", "50", "--max-epochs", "1", "--num-samples", "2",
            "--max-concurrent", "2", "--recheck-top", "0", "--storage", str(storage), "--name", space, *args.extra]
-    env = {**os.environ, "ITSEARCH_MAX_BATCHES_PER_EPOCH": str(args.batches_per_epoch)}
+    env = {**os.environ, CAP_ENV: str(args.batches_per_epoch), "RAY_RUNTIME_ENV_HOOK": "benchmarks.report_scale.runtime_env_hook",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     sampler = Sampler(storage)
     sampler.start()
     start = time.perf_counter()

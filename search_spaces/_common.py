@@ -41,5 +41,5 @@ def suggest_schedule(trial, schedulers=("none", "step", "cosine", "plateau")) ->
         suggest_step_schedule(trial)
 
 
-# The report's recipe (DESIGN.md §4), shared by its two best models.
+# The report's recipe (its Tables 2 and 3), shared by its two best models.
 REPORT_SCHEDULE = {"scheduler": "step", "step_size": 15, "gamma": 0.5, "epochs": 60, "batch_size": 128}

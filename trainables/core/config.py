@@ -25,6 +25,10 @@ _UNSET = object()
 _NUM = (int, float)
 
 
+def _number(x: float | None) -> str | None:
+    return None if x is None else str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
 @dataclass(frozen=True)
 class Field:
     """One config key: its types, default, and the values it may take.
@@ -46,14 +50,18 @@ class Field:
     help: str = ""
 
     def type_text(self) -> str:
-        return "/".join("null" if t is type(None) else t.__name__ for t in self.types)
+        names = ["null" if t is type(None) else t.__name__ for t in self.types]
+        if "int" in names and "float" in names:
+            names[names.index("int")] = "number"
+            names.remove("float")
+        return "/".join(names)
 
     def range_text(self) -> str:
         """The allowed values in words: ``> 0``, ``0 to 8``, ``[0, 1)``, ``one of a, b``; empty when anything goes."""
         if self.choices:
             return "one of " + ", ".join(self.choices)
-        low = f"{self.ge:g}" if self.ge is not None else f"{self.gt:g}" if self.gt is not None else None
-        high = f"{self.le:g}" if self.le is not None else f"{self.lt:g}" if self.lt is not None else None
+        low = _number(self.ge if self.ge is not None else self.gt)
+        high = _number(self.le if self.le is not None else self.lt)
         if low is None and high is None:
             text = ""
         elif high is None:
@@ -100,7 +108,7 @@ FIELDS: dict[str, Field] = {
     "cv_folds": Field((int,), 5, ge=2, le=64, help="ridge: object-stratified folds of the cross-validation over alpha"),
     # network
     "backbone": Field((str,), "shallow_cnn", help="name in trainables.models.backbones.BACKBONES"),
-    "weights": Field((str,), "random", ("random", "imagenet")),
+    "weights": Field((str,), "random", ("random", "imagenet"), help="the backbone's initial weights"),
     "trainable_blocks": Field((int, type(None)), None, ge=0,
                               help="null: fine-tune all; 0: frozen; n: only the last n blocks"),
     "vgg_blocks": Field((int,), 5, ge=1, le=8, help="vgg11_bn: keep the first k conv blocks"),
@@ -114,17 +122,17 @@ FIELDS: dict[str, Field] = {
     "head_pool": Field((int,), 1, ge=1, le=32, help="adaptive average pool output size (p x p) before the head"),
     "head_hidden": Field((list,), [], ge=1, le=65_536,
                          help="mlp: hidden widths of the MLP; factorized: widths of the 1 x 1 convolutions before it"),
-    "head_dropout": Field(_NUM, 0.0, ge=0, lt=1),
-    "head_activation": Field((str,), "relu", ("relu", "gelu", "elu", "silu")),
+    "head_dropout": Field(_NUM, 0.0, ge=0, lt=1, help="dropout after each hidden layer of the head"),
+    "head_activation": Field((str,), "relu", ("relu", "gelu", "elu", "silu"), help="activation of the head's hidden layers"),
     # optimisation
-    "optimizer": Field((str,), "adamw", ("adam", "adamw", "sgd")),
+    "optimizer": Field((str,), "adamw", ("adam", "adamw", "sgd"), help="Adam and AdamW are fused on a GPU"),
     "lr": Field(_NUM, 1e-3, gt=0, help="too high a rate diverges: the trial fails with a one-line reason"),
-    "weight_decay": Field(_NUM, 0.0, ge=0, le=10),
+    "weight_decay": Field(_NUM, 0.0, ge=0, le=10, help="L2 penalty (decoupled for AdamW)"),
     "momentum": Field(_NUM, 0.9, ge=0, lt=1, help="sgd only"),
-    "scheduler": Field((str,), "none", ("none", "step", "cosine", "plateau")),
+    "scheduler": Field((str,), "none", ("none", "step", "cosine", "plateau"), help="learning-rate schedule (plateau: on the inner-val EV, patience 3)"),
     "step_size": Field((int,), 15, ge=1, help="step: epochs between decays"),
     "gamma": Field(_NUM, 0.5, gt=0, lt=1, help="step / plateau: decay factor of the learning rate"),
-    "epochs": Field((int,), 30, ge=1, le=100_000),
+    "epochs": Field((int,), 30, ge=1, le=100_000, help="at most this many (a profile may cap it)"),
     "batch_size": Field((int,), 64, ge=2, le=65_536, help="at least 2 (batch norm)"),
     "patience": Field((int, type(None)), 10, ge=1, help="early stopping on inner-val EV after this many epochs "
                                                          "without improvement; null: off"),
@@ -136,6 +144,18 @@ FIELDS: dict[str, Field] = {
 }
 
 EXTRA_KEYS = ("provenance",)
+
+
+def fields_table(choices: dict[str, list] | None = None) -> str:
+    """The config keys as a Markdown table: key, type, default, allowed values, meaning (the README's table).
+
+    ``choices``: allowed values of keys whose registry lives above this module (``model``: the families).
+    """
+    rows = ["| key | type | default | allowed | meaning |", "| --- | --- | --- | --- | --- |"]
+    for name, f in FIELDS.items():
+        allowed = ("one of " + ", ".join(choices[name])) if choices and name in choices else f.range_text()
+        rows.append(f"| `{name}` | {f.type_text()} | `{json.dumps(f.default)}` | {allowed} | {f.help} |")
+    return "\n".join(rows)
 
 
 def default_config() -> dict:

@@ -1,6 +1,6 @@
 """Recordings: the h5 schema and its validating loader.
 
-Schema (DESIGN.md §3): ``stimulus_{train,val,test}`` float32 (N, 3, H, W)
+Schema (that of the recordings file ``IT_data.h5``): ``stimulus_{train,val,test}`` float32 (N, 3, H, W)
 ImageNet-normalised; ``spikes_{train,val}`` float32 (N, n_sites) trial-averaged;
 ``object_{train,val,test}`` latin-1 byte strings (N,). Optional: ``reps_val``
 float32 (R, N_val, n_sites) single trials, from which the noise ceiling is computed.

@@ -1,7 +1,7 @@
 """The embedded synthetic IT data set (generator v4), calibrated to what is published for the recordings.
 
 Fresh machines have no recordings, so the default data set is drawn here,
-deterministically from a seed, in the schema of the real file (DESIGN.md §3). It is
+deterministically from a seed, in the schema of the real file (:mod:`trainables.data.schema`). It is
 calibrated so that the project's own models reproduce the published ordering and
 magnitudes on the real data (``python benchmarks/calibration.py``): a category
 lookup explains about 15 % of the explainable variance, ridge on pixels about 0.09

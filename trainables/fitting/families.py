@@ -7,7 +7,7 @@ entry added at run time before the search or final training starts).
 
 from __future__ import annotations
 
-from trainables.core.config import ConfigError, validate_config
+from trainables.core.config import ConfigError, fields_table, validate_config
 from trainables.fitting import lookup, network, readout
 from trainables.fitting.family import Family
 
@@ -48,3 +48,9 @@ def validate(config: dict, image_size: int | None = None) -> dict:
     full = validate_config(config)
     get_family(full["model"]).check(full, image_size)
     return full
+
+
+def config_table() -> str:
+    """The README's table of config keys (``python -c "from trainables.fitting.families import config_table;
+    print(config_table())"``)."""
+    return fields_table({"model": list(FAMILIES)})

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from trainables.models.backbones import block_count, build_backbone
-from trainables.core.config import validate_config
+from trainables.core.config import FIELDS, validate_config
 from trainables.core.devices import default_device
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,9 @@ def compute_layers(backbone: str, weights: str, layers: list[str], pool: int, im
     # Random weights are drawn from a fixed seed, so a cached entry and a recomputed one agree.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_WEIGHTS_SEED)
-        trunk = build_backbone(validate_config({"backbone": backbone, "weights": weights, "input_size": input_size}))
+        # The whole trunk (VGG's eight blocks, not a config's first k): a readout may read any of its layers.
+        trunk = build_backbone(validate_config({"backbone": backbone, "weights": weights, "input_size": input_size,
+                                                "vgg_blocks": FIELDS["vgg_blocks"].le}))
     trunk = trunk.to(device).eval()
     n_blocks = len(trunk.blocks)
     depth = {layer: block_count(backbone, layer, n_blocks) for layer in layers}

@@ -135,11 +135,16 @@ def _key_of(err: ValueError) -> str:
     return "trunk_layer" if "has no layer" in str(err) else "backbone"
 
 
+def uses_backbone(config: dict) -> bool:
+    """A network always runs its backbone."""
+    return True
+
+
 FAMILY = Family(
     name="network",
     search_fit=search_fit,
     final_fit=final_fit,
     memory_bytes=memory_bytes,
     check=check,
-    uses_backbone=lambda config: True,
+    uses_backbone=uses_backbone,
 )
