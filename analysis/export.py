@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 from trainables.core.usage import Parser, fail
-from trainables.study.export import NothingToExport, export, top_lines
-from trainables.study.plan import PlanError
+from trainables.study.export import NothingToExport, export, rechecked, top_lines
+from trainables.study.plan import PlanError, read_plan
 from trainables.study.records import StudyDamaged, StudyNotFound, load_trials, study_folder
 
 
@@ -33,7 +33,9 @@ def main(argv=None) -> int:
         fail(f"--out {args.out} is a folder; give a file name, e.g. {args.out / 'best_config.json'}")
     try:
         out, config = export(args.storage, args.experiment, args.out, args.top)
-        trials = load_trials(study_folder(args.storage, args.experiment)) if args.top else []
+        folder = study_folder(args.storage, args.experiment)
+        trials = load_trials(folder) if args.top else []
+        rows = rechecked(read_plan(folder), trials) if args.top else []
     except (StudyNotFound, StudyDamaged, PlanError, NothingToExport) as err:
         fail(str(err))
     except OSError as err:
@@ -46,7 +48,7 @@ def main(argv=None) -> int:
     print(f"exported trial {p['trial_id']}: {how}{p['metric']} {p['value']:.4f} after {p['epochs_reached']} epochs "
           f"-> {out}")
     if args.top:
-        print("\n".join(top_lines(trials, args.top)))
+        print("\n".join(top_lines(rows, trials, args.top)))
     return 0
 
 

@@ -25,7 +25,8 @@ from analysis import study_plots
 from trainables.core.layout import OBJECTIVE, REPORT_DIR, TRAIN_DIR, METRICS_FILE, sampled_params
 from trainables.core.usage import Parser, fail, setup_logging
 from trainables.study.plan import PlanError, SearchPlan, read_plan
-from trainables.study.recheck import is_tie, recheck_table, sampled_text, search_trials
+from trainables.study.export import rechecked
+from trainables.study.recheck import TIE_SES, is_tie, runs_spent, sampled_text, search_trials
 from trainables.study.records import (StudyDamaged, StudyNotFound, load_optuna_study, load_trials, status_counts,
                                       study_folder)
 
@@ -99,7 +100,7 @@ def build_report(storage: Path, name: str, out: Path | None = None) -> Path:
     study = load_optuna_study(folder, plan.name)
     out = Path(out) if out else folder / REPORT_DIR  # made only once the study's files have been read
     out.mkdir(parents=True, exist_ok=True)
-    top = recheck_table(everything)
+    top = rechecked(plan, everything)
     trials = search_trials(everything)  # the figures show the searcher's trials; the re-check has its own table
     counts = status_counts(trials)
     figures = []
@@ -174,14 +175,17 @@ def _render(plan: SearchPlan, counts, best, warnings, rechecks, imp, figures, to
                      f"{best.best(OBJECTIVE):.4f} after {best.epochs} epoch{'s' if best.epochs > 1 else ''}</h2>")
         parts.append(_table([[k, v] for k, v in shown.items()], ["hyperparameter", "value"]))
     if top:
-        seeds = max(r.n for r in top)
-        parts.append(f"<h2>Top-{len(top)} re-check: {seeds} new seeds each (inner split)</h2><p>Exported: the best "
-                     "mean. The search's own run is left out of the mean: it was selected for being high."
-                     + (" #1 and #2 tie (within two standard errors of their difference)." if len(top) > 1
+        how = ("compared by a paired bootstrap over the inner split's objects (a seed changes nothing in this family)"
+               if top[0].deterministic else f"raced over new seeds: {runs_spent(top)} runs")
+        parts.append(f"<h2>Top-{len(top)} re-check: {how}</h2><p>Exported: the best mean. The search's own run is "
+                     "left out of a network's mean: it was selected for being high. Standard errors combine the "
+                     "seeds' and the inner-validation images' (bootstrap over objects)."
+                     + (f" #1 and #2 tie (within {TIE_SES:g} standard errors of their difference)." if len(top) > 1
                         and is_tie(top[0], top[1]) else "") + "</p>")
-        parts.append(_table([[i, r.trial.trial_id, _number(r.search_value), _number(r.mean, r.se), r.n,
+        parts.append(_table([[i, r.trial.trial_id, _number(r.search_value), _number(r.mean, r.se),
+                              "-" if r.deterministic else r.n, "left the race" if r.out else "",
                               sampled_text(r.trial.config)] for i, r in enumerate(top, 1)],
-                            ["rank", "trial", "search EV", "re-check EV (mean ± SE)", "seeds", "sampled"]))
+                            ["rank", "trial", "search EV", "re-check EV (mean ± SE)", "runs", "", "sampled"]))
     if rechecks:
         parts.append("<h2>Re-trained over seeds (official validation set)</h2>")
         parts.append(_table([[r["folder"], r["seeds"] or 1, _number(r["search_value"]),

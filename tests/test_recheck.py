@@ -1,18 +1,45 @@
-"""Which configs the top-K re-check trains again, and how it ranks them (no Ray: trial records as on disk)."""
+"""The top-K re-check's rules, as pure functions over trial records on disk (no Ray, milliseconds).
+
+Which configs are re-checked; the racing rule (a config leaves once its mean lies more than two standard errors of
+the difference below the leader's); the seed and image-sampling errors; deterministic families compared by the
+paired bootstrap alone.
+"""
 
 import math
 
+import numpy as np
 import pytest
 
-from trainables.study.recheck import RecheckRow, is_tie, recheck_configs, recheck_table, top_candidates
-from trainables.core.layout import RECHECK_KEY
+from trainables.core.layout import INNER_SUMS_FILE, OPTUNA_KEY, RECHECK_KEY
+from trainables.core.metrics import object_sums
+from trainables.study.recheck import (TIE_SES, bootstrap, format_table, is_tie, next_round, pooled_variance,
+                                      race_table, recheck_table, runs_spent, top_candidates)
 from trainables.study.records import TrialRecord
 
+OBJECTS = np.repeat([f"o{i:02d}" for i in range(16)], 4)  # 64 inner images of 16 objects
+Y = np.random.default_rng(0).normal(size=(64, 8))
 
-def trial(tid, status, curve, seed=0, **extra):
-    config = {"lr": 0.001, "seed": seed, "_sampled": ["lr"], "_optuna_trial": hash(tid) % 1000, **extra}
+
+def trial(tid, status, curve, seed=0, folder=None, model="network", **extra):
+    config = {"model": model, "lr": 0.001, "seed": seed, "_sampled": ["lr"], OPTUNA_KEY: abs(hash(tid)) % 1000, **extra}
     return TrialRecord(tid, config, [{"best_inner_ev": v, "training_iteration": i + 1} for i, v in enumerate(curve)],
-                       status)
+                       status, folder)
+
+
+def with_sums(tmp_path, tid, noise, seed, **kwargs) -> TrialRecord:
+    """A completed trial whose inner-split predictions are Y plus noise of the given size; its score is their EV."""
+    pred = Y + noise * np.random.default_rng(seed).normal(size=Y.shape)
+    folder = tmp_path / tid
+    folder.mkdir()
+    sums = object_sums(Y, pred, OBJECTS)
+    np.savez(folder / INNER_SUMS_FILE, **sums)
+    from trainables.core.metrics import explained_variance
+
+    return trial(tid, "completed", [explained_variance(Y, pred)], folder=folder, **kwargs)
+
+
+def rechecks(of, values, start=1):
+    return [trial(f"{of}{s}", "completed", [v], seed=s, **{RECHECK_KEY: of}) for s, v in enumerate(values, start)]
 
 
 def test_completed_configs_come_first_then_those_stopped_furthest():
@@ -24,25 +51,76 @@ def test_completed_configs_come_first_then_those_stopped_furthest():
     assert [t.trial_id for t in top_candidates(trials, 5)] == ["a", "d", "c", "b"]
 
 
-def test_recheck_configs_repeat_with_new_seeds_and_skip_what_is_done():
-    trials = [trial("a", "completed", [0.2]), trial("b", "completed", [0.1])]
-    configs = recheck_configs(trials, top=2, seeds=2, base_seed=5)
-    assert [(c[RECHECK_KEY], c["seed"]) for c in configs] == [("a", 6), ("a", 7), ("b", 6), ("b", 7)]
-    assert all("_optuna_trial" not in c and c["lr"] == 0.001 for c in configs)
-    done = trials + [trial("r1", "completed", [0.2], seed=6, **{RECHECK_KEY: "a"})]
-    assert [(c[RECHECK_KEY], c["seed"]) for c in recheck_configs(done, 2, 2, 5)] == [("a", 7), ("b", 6), ("b", 7)]
+def test_the_first_round_gives_each_config_one_new_seed():
+    trials = [trial("a", "completed", [0.2]), trial("b", "completed", [0.1]), trial("c", "completed", [0.05])]
+    configs = next_round(trials, top=2, seeds=3, base_seed=5)
+    assert [(c[RECHECK_KEY], c["seed"]) for c in configs] == [("a", 6), ("b", 6)]
+    assert all(OPTUNA_KEY not in c and c["lr"] == 0.001 for c in configs)
 
 
-def test_table_ranks_by_mean_of_the_new_seeds_and_says_tie_within_two_standard_errors():
-    trials = [trial("a", "completed", [0.30]), trial("b", "completed", [0.20])]
-    trials += [trial(f"a{s}", "completed", [v], seed=s, **{RECHECK_KEY: "a"}) for s, v in ((1, 0.20), (2, 0.22))]
-    trials += [trial(f"b{s}", "completed", [v], seed=s, **{RECHECK_KEY: "b"}) for s, v in ((1, 0.24), (2, 0.25))]
+def test_a_clear_winner_costs_one_round():
+    """Three configs, one round each: #1's lead is many standard errors, so the others leave and the race ends with
+    K runs, not K x S."""
+    trials = [trial("a", "completed", [0.30]), trial("b", "completed", [0.21]), trial("c", "completed", [0.19])]
+    trials += rechecks("a", [0.31]) + rechecks("b", [0.20]) + rechecks("c", [0.18])
+    rows = race_table(trials, 3)
+    assert [r.trial.trial_id for r in rows] == ["a", "b", "c"] and [r.out for r in rows] == [False, True, True]
+    # The pooled seed variance: each config's search run and re-check run, 3 degrees of freedom.
+    assert pooled_variance([[0.31, 0.30], [0.20, 0.21], [0.18, 0.19]]) == pytest.approx(0.00005)
+    assert rows[1].diff_se == pytest.approx(math.sqrt(0.00005 * 2))
+    assert next_round(trials, 3, 3, 0) == [] and runs_spent(rows) == 3
+    assert not is_tie(rows[0], rows[1]) and "#1 ahead" in format_table(rows)[-1]
+
+
+def test_a_tie_gets_every_seed_and_a_config_clearly_below_leaves():
+    trials = [trial("a", "completed", [0.25]), trial("b", "completed", [0.24]), trial("c", "completed", [0.10])]
+    trials += rechecks("a", [0.22]) + rechecks("b", [0.23]) + rechecks("c", [0.05])
+    assert [(c[RECHECK_KEY], c["seed"]) for c in next_round(trials, 3, 3, 0)] == [("b", 2), ("a", 2)]
+    trials += rechecks("a", [0.26], 2) + rechecks("b", [0.21], 2)
+    assert [(c[RECHECK_KEY], c["seed"]) for c in next_round(trials, 3, 3, 0)] == [("a", 3), ("b", 3)]
+    trials += rechecks("a", [0.24], 3) + rechecks("b", [0.25], 3)
+    rows = race_table(trials, 3)
+    assert next_round(trials, 3, 3, 0) == [] and [r.n for r in rows] == [3, 3, 1] and runs_spent(rows) == 7
+    assert is_tie(rows[0], rows[1]) and rows[2].out and format_table(rows)[-1].startswith("tie: #1 - #2")
+
+
+def test_the_search_run_counts_in_the_seed_variance_not_in_the_mean():
+    trials = [trial("a", "completed", [0.40]), trial("b", "completed", [0.20])] + rechecks("a", [0.20, 0.22])
+    trials += rechecks("b", [0.24, 0.25])
     rows = recheck_table(trials)
-    # The search's own (selected, lucky) 0.30 is not in a's mean: b wins.
-    assert [r.trial.trial_id for r in rows] == ["b", "a"]
-    assert rows[0].mean == pytest.approx(0.245) and rows[0].se == pytest.approx(0.005)
-    assert rows[1].search_value == 0.30 and rows[1].se == pytest.approx(0.01)
-    # 0.245 - 0.21 = 0.035 > 2 * hypot(0.005, 0.01) = 0.0224: not a tie; closer means are.
-    assert not is_tie(rows[0], rows[1])
-    assert is_tie(RecheckRow(rows[0].trial, 0, [0.24, 0.25]), RecheckRow(rows[1].trial, 0, [0.23, 0.245]))
-    assert math.isnan(RecheckRow(rows[0].trial, 0, [0.2]).se)
+    assert [r.trial.trial_id for r in rows] == ["b", "a"] and rows[1].mean == pytest.approx(0.21)
+    assert rows[1].search_value == 0.40
+    expected = pooled_variance([[0.20, 0.22, 0.40], [0.24, 0.25, 0.20]])
+    assert rows[0].seed_se == pytest.approx(math.sqrt(expected / 2))
+
+
+def test_the_bootstrap_is_paired_and_exact(tmp_path):
+    same = [with_sums(tmp_path, "x", 0.5, seed=1).evidence()]
+    boot = bootstrap([same, same], resamples=200)
+    assert boot.shape == (200, 2) and np.all(boot[:, 0] == boot[:, 1])  # paired: the same objects for both
+    # Every object once: the bootstrap's EV is the trial's own.
+    from trainables.core.metrics import explained_variance_of_objects
+
+    assert explained_variance_of_objects(same[0], np.ones((1, 16)))[0] == pytest.approx(
+        with_sums(tmp_path, "y", 0.5, seed=1).best("best_inner_ev"))
+
+
+def test_deterministic_families_run_no_seeds_and_are_compared_by_the_bootstrap(tmp_path):
+    close = [with_sums(tmp_path, "a", 0.5, seed=1, model="ridge"), with_sums(tmp_path, "b", 0.5, seed=5, model="ridge")]
+    rows = race_table(close, 2)
+    assert all(r.deterministic and r.n == 0 and r.seed_se == 0 and r.image_se > 0 for r in rows)
+    assert next_round(close, 2, 3, 0) == [] and runs_spent(rows) == 0
+    assert is_tie(rows[0], rows[1]) and rows[0].mean == rows[0].search_value
+    far = [with_sums(tmp_path, "c", 0.2, seed=3, model="ridge"), with_sums(tmp_path, "d", 2.0, seed=4, model="ridge")]
+    rows = race_table(far, 2)
+    assert [r.trial.trial_id for r in rows] == ["c", "d"] and rows[1].out and not is_tie(rows[0], rows[1])
+    gap = rows[0].mean - rows[1].mean
+    assert gap > TIE_SES * rows[1].diff_se > 0
+    assert format_table(rows)[1].split()[9] == "-"  # no seed runs
+
+
+def test_a_network_without_its_sums_falls_back_to_the_seed_error():
+    trials = [trial("a", "completed", [0.3]), trial("b", "completed", [0.2])] + rechecks("a", [0.3]) + rechecks(
+        "b", [0.2])
+    rows = race_table(trials, 2)
+    assert math.isnan(rows[0].image_se) and rows[0].se == pytest.approx(rows[0].seed_se)

@@ -40,13 +40,14 @@ from trainables.core.usage import Parser, UsageError, fail, setup_logging
 from trainables.data.datasets import load_dataset
 from trainables.data.schema import DataError, ITData
 from trainables.data.synthetic import SyntheticSpec
+from trainables.fitting.families import get_family
 from trainables.study import defaults
 from trainables.study.cluster import disconnect, set_ray_environment
 from trainables.study.plan import (DataPlan, PlanError, RecheckPlan, ResourcePlan, SchedulerPlan, SearchPlan,
                                    TrackingPlan, check_resumable, read_plan)
 from trainables.study.probe import plan_weights, probe_space
 from trainables.study.profiles import Profile
-from trainables.study.recheck import format_table
+from trainables.study.recheck import format_table, runs_spent
 from trainables.study.samplers import SAMPLERS
 from trainables.study.schedulers import SCHEDULERS, describe
 
@@ -261,16 +262,24 @@ def print_summary(plan: SearchPlan, folder: Path, summary, seconds: float) -> No
         print(f"the space's first point (the report's recipe), trial {first['trial_id']}: {fate}{score}")
     rows = summary.recheck
     if rows:
-        print(f"re-check of the {len(rows)} best config{'s' * (len(rows) > 1)} with new seeds, each to its end "
-              "(inner-validation EV; the search's own run, selected for being high, is left out of the mean):")
+        if rows[0].deterministic:
+            print(f"re-check of the {len(rows)} best configs: a seed changes nothing in this family, so they are "
+                  "compared by a paired bootstrap over the inner split's objects (inner-validation EV):")
+        else:
+            print(f"re-check of the {len(rows)} best config{'s' * (len(rows) > 1)}, raced over new seeds, each run to "
+                  f"its end: {runs_spent(rows)} runs of at most {len(rows) * plan.recheck.seeds} (inner-validation EV; "
+                  "the search's own run, selected for being high, is left out of the mean):")
         print("\n".join("  " + line for line in format_table(rows)))
     best = summary.best
     if best:
         p = best["provenance"]
         # The study's own choices; the exported file holds the complete config.
-        shown = {"backbone": best["backbone"], **p.get("sampled", {})}
+        uses = get_family(best["model"]).uses_backbone(best)
+        shown = {**({"backbone": best["backbone"]} if uses else {}), **p.get("sampled", {})}
         epochs = p["epochs_reached"]
-        how = (f"best re-check mean {rows[0].mean:.4f} +- {rows[0].se:.4f} over {rows[0].n} seeds; " if rows else "")
+        how = ("" if not rows else f"re-check {rows[0].mean:.4f} +- {rows[0].se:.4f} (bootstrap over images); "
+               if rows[0].deterministic else f"best re-check mean {rows[0].mean:.4f} +- {rows[0].se:.4f} over "
+               f"{rows[0].n} seed{'s' * (rows[0].n > 1)}; ")
         print(f"exported trial {p['trial_id']}: {how}inner-validation EV {p['value']:.4f} in the search, after "
               f"{epochs} epoch{'s' * (epochs > 1)}")
         print("sampled: " + json.dumps(shown))

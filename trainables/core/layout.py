@@ -41,6 +41,7 @@ BEST_WEIGHTS_FILE = "best_model.pt"  # also the name inside a completed trial's 
 REPORT_DIR = "report"
 TRIAL_PREFIX = "trial_"  # Ray's trial folders: trial_<trial id>
 STATE_FILE = "trainer.pt"  # a resumable checkpoint's training state
+INNER_SUMS_FILE = "inner_sums.npz"  # a completed trial's inner-split residuals summed per object (the re-check's)
 
 # --- a final training's output folder
 METRICS_FILE = "metrics.json"

@@ -12,6 +12,9 @@ import numpy as np
 __all__ = [
     "explained_variance_per_site",
     "explained_variance",
+    "ObjectSums",
+    "object_sums",
+    "explained_variance_of_objects",
     "pearson_per_site",
     "r2_per_site",
     "split_half_reliability",
@@ -69,6 +72,73 @@ def explained_variance(y_true: np.ndarray, y_pred: np.ndarray) -> float:
         Equal to sklearn's ``explained_variance_score(..., multioutput="uniform_average")``.
     """
     return float(np.mean(explained_variance_per_site(y_true, y_pred)))
+
+
+class ObjectSums(dict):
+    """What explained variance needs of a set of predictions, summed per object, so that the EV of any multiset of
+    objects (a bootstrap resample) is exact without the images.
+
+    Keys: ``objects`` (n_objects,) names; ``count`` (n_objects,) images per object; ``sum_e``, ``sum_e2``,
+    ``sum_y``, ``sum_y2`` (n_objects, n_sites): sums of the residual ``y - y_hat``, of its square, of ``y`` and of
+    its square over each object's images (float64).
+    """
+
+
+def object_sums(y_true: np.ndarray, y_pred: np.ndarray, objects: np.ndarray) -> ObjectSums:
+    """Per-object sums of residuals and responses.
+
+    Parameters
+    ----------
+    y_true, y_pred : array, shape (n_images, n_sites)
+    objects : array of str, shape (n_images,)
+
+    Returns
+    -------
+    ObjectSums
+        :func:`explained_variance_of_objects` of it with every object once equals
+        :func:`explained_variance` of ``y_true, y_pred``.
+    """
+    y_true, y_pred = _check_pair(y_true, y_pred)
+    names, index = np.unique(np.asarray(objects).astype(str), return_inverse=True)
+    residual = y_true - y_pred
+
+    def per_object(values: np.ndarray) -> np.ndarray:
+        sums = np.zeros((len(names), values.shape[1]))
+        np.add.at(sums, index, values)
+        return sums
+
+    return ObjectSums(objects=names, count=np.bincount(index, minlength=len(names)).astype(np.float64),
+                      sum_e=per_object(residual), sum_e2=per_object(residual**2), sum_y=per_object(y_true),
+                      sum_y2=per_object(y_true**2))
+
+
+def explained_variance_of_objects(sums: ObjectSums, weights: np.ndarray) -> np.ndarray:
+    """Explained variance (uniform over sites) of resampled sets of objects, from per-object sums.
+
+    Parameters
+    ----------
+    sums : ObjectSums
+    weights : array, shape (n_sets, n_objects)
+        How many times each object is in each set (a bootstrap resample's counts).
+
+    Returns
+    -------
+    array, shape (n_sets,)
+        Per set, what :func:`explained_variance` gives on the images of its objects (each taken as many times
+        as its object), with the same convention for sites of zero variance.
+    """
+    n = weights @ sums["count"]  # (n_sets,)
+
+    def variance(total: np.ndarray, squares: np.ndarray) -> np.ndarray:
+        mean = (weights @ total) / n[:, None]
+        return np.maximum((weights @ squares) / n[:, None] - mean**2, 0.0)
+
+    var_res, var_true = variance(sums["sum_e"], sums["sum_e2"]), variance(sums["sum_y"], sums["sum_y2"])
+    ev = np.ones_like(var_true)
+    nonzero = var_true > 0
+    ev[nonzero] = 1.0 - var_res[nonzero] / var_true[nonzero]
+    ev[~nonzero & (var_res > 0)] = 0.0
+    return ev.mean(axis=1)
 
 
 def pearson_per_site(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:

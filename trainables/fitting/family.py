@@ -21,6 +21,7 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
+from trainables.core.metrics import ObjectSums
 from trainables.data.schema import ITData
 
 
@@ -39,13 +40,15 @@ class TrialSession(Protocol):
         """The state a resumed trial continues from (what ``resumable`` returned at its last checkpoint), or None."""
 
     def report(self, metrics: dict, done: bool, resumable: Callable[[], dict] | None = None,
-               weights: Callable[[], dict] | None = None) -> None:
+               weights: Callable[[], dict] | None = None, inner_sums: Callable[[], ObjectSums] | None = None) -> None:
         """Report one epoch (a one-step fit: its only one).
 
         ``metrics`` holds at least ``inner_ev`` and ``inner_r`` (EV and mean r on the inner split)
         and may hold ``best_inner_ev`` (else the best ``inner_ev`` reported so far is used);
         ``done`` says the fit ended on its own. ``resumable()`` gives a state to continue
-        from and ``weights()`` the best weights, each called only when the session saves it.
+        from and ``weights()`` the best weights, each called only when the session saves it;
+        ``inner_sums()``, at the end, the best fit's inner-split residuals summed per object
+        (:func:`trainables.core.metrics.object_sums`), which the re-check resamples.
         """
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainables.core.metrics import explained_variance, pearson_per_site
+from trainables.core.metrics import ObjectSums, explained_variance, object_sums, pearson_per_site
 from trainables.fitting.family import PROCESS_BYTES, DataShape, Family, FinalContext, FinalFit, TrialSession
 from trainables.data.schema import ITData
 from trainables.data.splits import inner_split
@@ -73,12 +73,18 @@ def fit_lookup_inner(config: dict, data: ITData) -> dict:
     dict
         ``inner_ev``, ``inner_r``.
     """
+    return _fit_inner(config, data)[0]
+
+
+def _fit_inner(config: dict, data: ITData) -> tuple[dict, ObjectSums]:
+    """:func:`fit_lookup_inner`'s scores, and the inner-split residuals summed per object."""
     fit_idx, inner_idx = inner_split(data.object_train, config["inner_val_fraction"], config["split_seed"])
     names = labels(data.object_train, config["lookup_by"])
     y = data.spikes_train
     pred = lookup_predict(names[fit_idx], y[fit_idx], names[inner_idx])
-    return {"inner_ev": explained_variance(y[inner_idx], pred),
-            "inner_r": float(pearson_per_site(y[inner_idx], pred).mean())}
+    scores = {"inner_ev": explained_variance(y[inner_idx], pred),
+              "inner_r": float(pearson_per_site(y[inner_idx], pred).mean())}
+    return scores, object_sums(y[inner_idx], pred, data.object_train[inner_idx])
 
 
 def fit_lookup_final(config: dict, data: ITData) -> dict[str, np.ndarray]:
@@ -117,7 +123,8 @@ def ideal_observer_scores(data: ITData, config: dict, final: bool) -> dict[str, 
 
 def search_fit(config: dict, data: ITData, session: TrialSession) -> None:
     """Label means over the fit images, scored on the inner split, reported once."""
-    session.report(fit_lookup_inner(config, data), done=True)
+    scores, sums = _fit_inner(config, data)
+    session.report(scores, done=True, inner_sums=lambda: sums)
 
 
 def final_fit(config: dict, data: ITData, ctx: FinalContext) -> FinalFit:

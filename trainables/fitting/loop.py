@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainables.core.metrics import explained_variance, pearson_per_site
+from trainables.core.metrics import ObjectSums, explained_variance, object_sums, pearson_per_site
 from trainables.data.schema import ITData
 from trainables.data.splits import inner_split
 from trainables.core.devices import default_device
@@ -192,6 +192,8 @@ class Trainer:
         self.best_ev = -math.inf
         self.best_epoch = 0
         self.best_state = None
+        self.best_inner: np.ndarray | None = None  # inner-split predictions (z-scores) at the best epoch
+        self.inner_objects = data.object_train[inner_idx]
         self.records: list[dict] = []
 
     @property
@@ -249,8 +251,13 @@ class Trainer:
         if record["inner_ev"] > self.best_ev:
             self.best_ev, self.best_epoch = record["inner_ev"], self.epoch
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            self.best_inner = z_pred.astype(np.float32)
         self.records.append(record)
         return record
+
+    def inner_sums(self) -> ObjectSums:
+        """The best epoch's inner-split residuals summed per object (z-score units: EV is the same in rates)."""
+        return object_sums(self.z_inner, self.best_inner, self.inner_objects)
 
     def should_stop(self) -> bool:
         patience = self.config["patience"]
@@ -272,6 +279,7 @@ class Trainer:
             "best_ev": self.best_ev,
             "best_epoch": self.best_epoch,
             "best_state": self.best_state,
+            "best_inner": self.best_inner,
             "records": copy.deepcopy(self.records),
         }
 
@@ -286,6 +294,7 @@ class Trainer:
             torch.cuda.set_rng_state(state["rng_cuda"].cpu(), self.device)
         self.epoch, self.best_ev, self.best_epoch = state["epoch"], state["best_ev"], state["best_epoch"]
         self.best_state = state["best_state"]
+        self.best_inner = state.get("best_inner")
         self.records = list(state["records"])
 
     def finish(self) -> History:

@@ -49,7 +49,7 @@ def search_fit(config: dict, data: ITData, session: TrialSession) -> None:
             **({"peak_gpu_gib": torch.cuda.max_memory_allocated() / 1024**3} if torch.cuda.is_available() else {}),
         }
         session.report(metrics, trainer.should_stop(), resumable=trainer.state_dict,
-                       weights=lambda: trainer.best_state)
+                       weights=lambda: trainer.best_state, inner_sums=trainer.inner_sums)
 
     fit(config, data, on_epoch=report, resume_state=session.resume_state())
 

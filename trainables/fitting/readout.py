@@ -21,7 +21,7 @@ import torch
 
 from trainables.core.config import ConfigError
 from trainables.core.layout import FEATURES_DIR
-from trainables.core.metrics import explained_variance, pearson_per_site
+from trainables.core.metrics import ObjectSums, explained_variance, object_sums, pearson_per_site
 from trainables.data.schema import ITData
 from trainables.data.splits import inner_split
 from trainables.fitting.family import PROCESS_BYTES, DataShape, Family, FinalContext, FinalFit, TrialSession
@@ -131,17 +131,23 @@ def fit_readout_inner(config: dict, data: ITData, cache_folder: Path | None = No
     dict
         ``inner_ev``, ``inner_r``, ``alpha`` (mean when per site), ``n_features``.
     """
+    return _fit_inner(config, data, cache_folder)[0]
+
+
+def _fit_inner(config: dict, data: ITData, cache_folder: Path | None) -> tuple[dict, ObjectSums]:
+    """:func:`fit_readout_inner`'s scores, and the inner-split residuals summed per object."""
     feats = features_for(config, data, cache_folder)
     fit_idx, inner_idx = inner_split(data.object_train, config["inner_val_fraction"], config["split_seed"])
     x, y = feats["train"], data.spikes_train
     result = fit_ridge(config, (x, fit_idx), y[fit_idx], data.object_train[fit_idx], {"inner": (x, inner_idx)})
     pred = result.predictions["inner"]
-    return {
+    scores = {
         "inner_ev": explained_variance(y[inner_idx], pred),
         "inner_r": float(pearson_per_site(y[inner_idx], pred).mean()),
         "alpha": float(np.mean(result.alpha)),
         "n_features": int(x.shape[1]),
     }
+    return scores, object_sums(y[inner_idx], pred, data.object_train[inner_idx])
 
 
 def fit_readout_final(config: dict, data: ITData, cache_folder: Path | None = None) -> ReadoutFit:
@@ -153,7 +159,8 @@ def fit_readout_final(config: dict, data: ITData, cache_folder: Path | None = No
 
 def search_fit(config: dict, data: ITData, session: TrialSession) -> None:
     """One ridge fit on the fit images, scored on the inner split, reported once."""
-    session.report(fit_readout_inner(config, data, session.feature_cache), done=True)
+    scores, sums = _fit_inner(config, data, session.feature_cache)
+    session.report(scores, done=True, inner_sums=lambda: sums)
 
 
 def final_fit(config: dict, data: ITData, ctx: FinalContext) -> FinalFit:

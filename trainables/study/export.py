@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import asdict
 from pathlib import Path
 
 from trainables.core.config import from_trial
 from trainables.core.layout import BEST_CONFIG_FILE, OBJECTIVE as METRIC, RECHECK_KEY, TRIALS_FILE, sampled_params
-from trainables.study.plan import read_plan
-from trainables.study.recheck import format_table, is_tie, recheck_table, sampled_text, search_trials
+from trainables.study.plan import SearchPlan, read_plan
+from trainables.study.recheck import (RecheckRow, format_table, is_tie, recheck_table, runs_spent, sampled_text,
+                                      search_trials)
 from trainables.study.records import TrialRecord, load_trials, study_folder
 
 
@@ -31,6 +33,12 @@ def rank(trials: list[TrialRecord], statuses=("completed",)) -> list[TrialRecord
     return sorted(scored, key=lambda t: t.best(METRIC), reverse=True)
 
 
+def rechecked(plan: SearchPlan, trials: list[TrialRecord]) -> list[RecheckRow]:
+    """The re-check's table when it has a mean for its leader (empty when the study ran none, or not yet)."""
+    rows = recheck_table(trials, plan.recheck.top)
+    return rows if rows and not math.isnan(rows[0].mean) else []
+
+
 def best_config(folder: Path, trials: list[TrialRecord] | None = None) -> dict:
     """The exported config with its provenance: the re-check's best mean, else the best completed trial.
 
@@ -41,7 +49,7 @@ def best_config(folder: Path, trials: list[TrialRecord] | None = None) -> dict:
     """
     plan = read_plan(folder)
     trials = load_trials(folder) if trials is None else trials
-    ranked, rows = rank(trials), recheck_table(trials)
+    ranked, rows = rank(trials), rechecked(plan, trials)
     if not ranked and not rows:
         raise NothingToExport(f"search '{plan.name}' has no completed trial yet")
     best = rows[0].trial if rows else ranked[0]
@@ -66,6 +74,7 @@ def best_config(folder: Path, trials: list[TrialRecord] | None = None) -> dict:
             "seeds": sorted({t.config.get("seed") for t in trials if t.config.get(RECHECK_KEY) == best.trial_id}),
             "table": [r.as_dict() for r in rows],
             "tie": len(rows) >= 2 and is_tie(rows[0], rows[1]),
+            "runs": runs_spent(rows),
         }
     return config
 
@@ -97,13 +106,14 @@ def export(storage: Path, name: str, out: Path | None = None, top: int = 0) -> t
     out = Path(out) if out else folder / BEST_CONFIG_FILE
     out.write_text(json.dumps(config, indent=2) + "\n")
     if top:
-        (folder / f"top{top}.json").write_text(json.dumps(top_table(trials, top), indent=2) + "\n")
+        table = top_table(rechecked(read_plan(folder), trials), trials, top)
+        (folder / f"top{top}.json").write_text(json.dumps(table, indent=2) + "\n")
     return out, config
 
 
-def top_table(trials: list[TrialRecord], top: int) -> list[dict]:
-    """The ``top`` best configs: re-checked ones by their mean (with SE and seeds), then the rest by search score."""
-    rows = recheck_table(trials)
+def top_table(rows: list[RecheckRow], trials: list[TrialRecord], top: int) -> list[dict]:
+    """The ``top`` best configs: re-checked ones (``rows``) by their mean (with SE and runs), then the rest by search
+    score."""
     table = [{"rank": i + 1, "trial_id": r.trial.trial_id, METRIC: r.search_value, "recheck_mean": r.mean,
               "recheck_se": r.se, "recheck_values": r.values, "epochs": r.trial.epochs,
               "config": from_trial(r.trial.config)} for i, r in enumerate(rows[:top])]
@@ -117,9 +127,8 @@ def top_table(trials: list[TrialRecord], top: int) -> list[dict]:
     return table
 
 
-def top_lines(trials: list[TrialRecord], top: int) -> list[str]:
-    """The top-K table for a terminal: the re-check table, else the K best single-seed scores."""
-    rows = recheck_table(trials)
+def top_lines(rows: list[RecheckRow], trials: list[TrialRecord], top: int) -> list[str]:
+    """The top-K table for a terminal: the re-check table (``rows``), else the K best single-seed scores."""
     if rows:
         return format_table(rows[:top])
     lines = [f"{'rank':<5}{'trial':<12}{'search EV':>10}{'epochs':>8}  sampled (not re-checked: single seed)"]

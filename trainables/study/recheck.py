@@ -1,28 +1,56 @@
-"""Top-K re-check: the K best configurations of a search trained again with S new seeds.
+"""Top-K re-check: is the search's best configuration really the best?
 
 The winner of a search is the maximum of many noisy single-seed scores on a small
-inner split, so its score is biased upward (the winner's curse) and the runner-up is
-often as good. The re-check trains the K best completed configurations (topped up with
-the furthest-reaching early-stopped ones when fewer completed) again with S seeds each (the search's seed + 1 ... + S; the search's own run is left out of the
-mean, since it was selected for being high) and ranks them by their mean.
+inner split, so its score is biased upward (the winner's curse) and the runner-up
+is often as good. The re-check takes the K best search trials
+(:func:`top_candidates`) and asks, for each, how far its score would move with
+another seed and with other inner-validation images; the export then takes the
+best mean, not the best single run.
 
-Re-check trials are trials of the same search: Ray trial folders under
-``<search>/recheck/``, Optuna trials of the same study (user attributes
+Two sources of error, one rule for every family:
+
+- **seeds** (networks): a configuration's re-check runs use seeds ``base + 1 ...
+  base + S``. The seed variance is pooled over the K configurations, from their
+  re-check runs and their completed search run (the search run enters the
+  variance, never the mean: it was selected for being high).
+- **images**: every trial keeps what EV needs of its inner-split predictions,
+  summed per object (:func:`trainables.core.metrics.object_sums`). A paired
+  bootstrap over the inner split's objects (the same resampled objects for every
+  configuration) gives each configuration's image-sampling error and that of the
+  difference between two.
+
+The standard error of a difference is ``sqrt(pooled variance * (1/n_a + 1/n_b) +
+bootstrap variance of the difference)``. **Racing rule**: the configs get their
+seeds one round at a time; after each round, a config whose mean lies more than
+:data:`TIE_SES` standard errors of the difference below the leader's leaves the
+race; the race ends when one config is left or every config still in has its S
+seeds. A clear winner thus costs K runs (one round), a tie all K x S.
+Deterministic families (ridge readouts, lookups: a seed changes nothing) run no
+seeds: their search runs are compared by the bootstrap alone. #1 and #2 **tie**
+when #1's lead is within :data:`TIE_SES` standard errors of their difference.
+
+Re-check trials are trials of the same study: Ray trial folders under
+``<study>/recheck/``, Optuna trials of the same study (user attributes
 ``recheck_of`` and ``seed``), MLflow runs under the same parent run (tag
-``recheck_of``). Their configs carry :data:`RECHECK_KEY`: the trial id of the search
-trial they repeat.
+``recheck_of``); their configs carry :data:`~trainables.core.layout.RECHECK_KEY`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
+
+from trainables.core.config import from_trial
 from trainables.core.layout import OBJECTIVE, OPTUNA_KEY, RECHECK_KEY, sampled_params
+from trainables.core.metrics import ObjectSums, explained_variance_of_objects
+from trainables.fitting.families import get_family
 from trainables.study.records import TrialRecord
 
 # Two configurations tie when their means differ by less than this many standard errors of the difference.
 TIE_SES = 2.0
+BOOTSTRAP_RESAMPLES = 1000
 
 
 @dataclass
@@ -36,12 +64,26 @@ class RecheckRow:
     search_value : float
         Its score in the search (single seed, selected: biased upward).
     values : list of float
-        The re-check seeds' scores (best inner-validation EV of each).
+        The re-check seeds' scores (best inner-validation EV of each); empty for a deterministic family.
+    deterministic : bool
+        A family whose fit a seed does not change: its mean is its search score.
+    seed_se, image_se : float
+        Standard error of the mean from the seeds (pooled variance / n; 0 when deterministic) and from the
+        inner-validation images (bootstrap; NaN without the trials' per-object sums).
+    diff_se : float
+        Standard error of the difference to the leader (row 0); NaN for the leader itself.
+    out : bool
+        Left the race: clearly below the leader.
     """
 
     trial: TrialRecord
     search_value: float
-    values: list
+    values: list = field(default_factory=list)
+    deterministic: bool = False
+    seed_se: float = math.nan
+    image_se: float = math.nan
+    diff_se: float = math.nan
+    out: bool = False
 
     @property
     def n(self) -> int:
@@ -49,19 +91,20 @@ class RecheckRow:
 
     @property
     def mean(self) -> float:
+        if self.deterministic:
+            return self.search_value
         return sum(self.values) / self.n if self.values else math.nan
 
     @property
     def se(self) -> float:
-        """Standard error of the mean (sample standard deviation / sqrt(n)); NaN below two seeds."""
-        if self.n < 2:
-            return math.nan
-        var = sum((v - self.mean) ** 2 for v in self.values) / (self.n - 1)
-        return math.sqrt(var / self.n)
+        """Standard error of the mean, seeds and images together."""
+        parts = [x for x in (self.seed_se, self.image_se) if not math.isnan(x)]
+        return math.sqrt(sum(x * x for x in parts)) if parts else math.nan
 
     def as_dict(self) -> dict:
         return {"trial_id": self.trial.trial_id, "search_value": self.search_value, "mean": self.mean, "se": self.se,
-                "n": self.n, "values": list(self.values)}
+                "seed_se": self.seed_se, "image_se": self.image_se, "n": self.n, "values": list(self.values),
+                "deterministic": self.deterministic, "out": self.out}
 
 
 def search_trials(trials: list[TrialRecord]) -> list[TrialRecord]:
@@ -78,41 +121,133 @@ def top_candidates(trials: list[TrialRecord], k: int) -> list[TrialRecord]:
                                          t.best(OBJECTIVE)), reverse=True)[:k]
 
 
-def recheck_configs(trials: list[TrialRecord], top: int, seeds: int, base_seed: int) -> list[dict]:
-    """Trial configs of the re-check still to run: each of the ``top`` best configs (:func:`top_candidates`) with seeds
-    ``base_seed + 1 ... base_seed + seeds``, minus those a re-check trial already completed (a resumed search).
+def is_deterministic(trial: TrialRecord) -> bool:
+    """Whether the trial's family gives the same fit for every seed."""
+    return get_family(from_trial(trial.config)["model"]).deterministic
+
+
+def pooled_variance(groups: list[list[float]]) -> float:
+    """Within-group variance pooled over groups (each group: one configuration's runs); NaN without a degree of
+    freedom."""
+    dof = sum(len(g) - 1 for g in groups if len(g) > 1)
+    if not dof:
+        return math.nan
+    return sum(sum((v - sum(g) / len(g)) ** 2 for v in g) for g in groups if len(g) > 1) / dof
+
+
+def bootstrap(evidence: list[list[ObjectSums]], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> np.ndarray | None:
+    """Paired bootstrap over inner-validation objects of each configuration's EV.
+
+    Parameters
+    ----------
+    evidence : list (one per configuration) of lists (one per run) of ObjectSums
+        A configuration with several runs scores the mean of their EVs.
+    resamples : int
+    seed : int
+
+    Returns
+    -------
+    array, shape (resamples, n_configurations), or None
+        None when a configuration has no per-object sums (older trials).
+    """
+    if not evidence or any(not runs for runs in evidence):
+        return None
+    names = sorted(set.intersection(*(set(map(str, s["objects"])) for runs in evidence for s in runs)))
+    if len(names) < 2:
+        return None
+    counts = np.random.default_rng(seed).multinomial(len(names), np.full(len(names), 1 / len(names)), size=resamples)
+    columns = []
+    for runs in evidence:
+        scores = []
+        for sums in runs:
+            where = {str(n): i for i, n in enumerate(sums["objects"])}
+            weights = np.zeros((resamples, len(sums["objects"])))
+            weights[:, [where[n] for n in names]] = counts
+            scores.append(explained_variance_of_objects(sums, weights))
+        columns.append(np.mean(scores, axis=0))
+    return np.stack(columns, axis=1)
+
+
+def _std(x: np.ndarray) -> float:
+    return float(np.std(x, ddof=1))
+
+
+def race_table(trials: list[TrialRecord], top: int) -> list[RecheckRow]:
+    """The K best configs with their re-check runs so far, best mean first, each marked in or out of the race.
+
+    Empty when ``top`` is 0.
+    """
+    candidates = top_candidates(trials, top)
+    if not candidates:
+        return []
+    runs: dict[str, list[TrialRecord]] = {t.trial_id: [] for t in candidates}
+    for t in trials:
+        if t.config.get(RECHECK_KEY) in runs and t.status == "completed" and t.best(OBJECTIVE) is not None:
+            runs[t.config[RECHECK_KEY]].append(t)
+    rows = [RecheckRow(t, t.best(OBJECTIVE), [r.best(OBJECTIVE) for r in runs[t.trial_id]], is_deterministic(t))
+            for t in candidates]
+    # The search run enters the seed variance (not the mean) when it ran to its end like the re-check runs.
+    pooled = pooled_variance([row.values + ([row.search_value] if row.trial.status == "completed" else [])
+                              for row in rows if not row.deterministic])
+    for row in rows:
+        row.seed_se = 0.0 if row.deterministic else math.sqrt(pooled / row.n) if row.n and not math.isnan(pooled) \
+            else math.nan
+    own = [[t.evidence() for t in ([row.trial] if row.deterministic else runs[row.trial.trial_id])] for row in rows]
+    boot = bootstrap([[e for e in runs_ if e is not None] for runs_ in own])
+    if boot is not None:
+        for i, row in enumerate(rows):
+            row.image_se = _std(boot[:, i])
+    order = sorted(range(len(rows)), key=lambda i: (not math.isnan(rows[i].mean), rows[i].mean), reverse=True)
+    rows, boot = [rows[i] for i in order], None if boot is None else boot[:, order]
+    leader = rows[0]
+    for i, row in enumerate(rows[1:], 1):
+        seed_part = 0.0 if row.deterministic else pooled * (1 / max(leader.n, 1) + 1 / max(row.n, 1))
+        image_part = _std(boot[:, 0] - boot[:, i]) ** 2 if boot is not None else 0.0
+        row.diff_se = math.sqrt(seed_part + image_part) if not math.isnan(seed_part) else math.nan
+        row.out = (row.n > 0 or row.deterministic) and not math.isnan(row.diff_se) and (
+            leader.mean - row.mean > TIE_SES * row.diff_se)
+    return rows
+
+
+def next_round(trials: list[TrialRecord], top: int, seeds: int, base_seed: int) -> list[dict]:
+    """The re-check runs of the race's next round: one more seed for each config still in the race that has fewer
+    than ``seeds``; none once one config is left, for deterministic families, or when ``top`` is 0.
 
     Returns
     -------
     list of dict
-        Ray trial configs: the search trial's config with ``seed`` replaced and :data:`RECHECK_KEY` set.
+        Ray trial configs: the search trial's config with ``seed`` replaced and ``RECHECK_KEY`` set.
     """
-    done = {(t.config[RECHECK_KEY], t.config.get("seed")) for t in trials
+    rows = [r for r in race_table(trials, top) if not r.deterministic]
+    racing = [r for r in rows if not r.out]
+    if len(racing) < 2 and all(r.n for r in racing):
+        return []
+    done = {(t.config.get(RECHECK_KEY), t.config.get("seed")) for t in trials
             if RECHECK_KEY in t.config and t.status == "completed"}
     configs = []
-    for trial in top_candidates(trials, top):
-        base = {k: v for k, v in trial.config.items() if k != OPTUNA_KEY}
-        for s in range(1, seeds + 1):
-            if (trial.trial_id, base_seed + s) not in done:
-                configs.append({**base, "seed": base_seed + s, RECHECK_KEY: trial.trial_id})
+    for row in racing:
+        if row.n >= seeds:
+            continue
+        seed = next(base_seed + s for s in range(1, seeds + 1) if (row.trial.trial_id, base_seed + s) not in done)
+        base = {k: v for k, v in row.trial.config.items() if k != OPTUNA_KEY}
+        configs.append({**base, "seed": seed, RECHECK_KEY: row.trial.trial_id})
     return configs
 
 
-def recheck_table(trials: list[TrialRecord]) -> list[RecheckRow]:
-    """Re-checked configurations, best mean first (empty when the search ran no re-check)."""
-    by_id = {t.trial_id: t for t in trials}
-    values: dict[str, list] = {}
-    for t in trials:
-        if RECHECK_KEY in t.config and t.status == "completed" and t.best(OBJECTIVE) is not None:
-            values.setdefault(t.config[RECHECK_KEY], []).append(t.best(OBJECTIVE))
-    rows = [RecheckRow(by_id[tid], by_id[tid].best(OBJECTIVE), vals) for tid, vals in values.items() if tid in by_id]
-    return sorted(rows, key=lambda r: r.mean, reverse=True)
+def recheck_table(trials: list[TrialRecord], top: int | None = None) -> list[RecheckRow]:
+    """The re-check's table of a study, best mean first: empty when it ran none.
+
+    ``top``: the K of the re-check (default: every search trial that was re-checked; for deterministic families,
+    which run no re-check trials, pass the study's K).
+    """
+    if top is None:
+        top = len({t.config[RECHECK_KEY] for t in trials if RECHECK_KEY in t.config})
+    return race_table(trials, top) if top else []
 
 
 def is_tie(first: RecheckRow, second: RecheckRow) -> bool:
-    """Whether two re-checked configs' means are within :data:`TIE_SES` standard errors of their difference."""
-    se = math.hypot(first.se, second.se)
-    return not math.isnan(se) and first.mean - second.mean <= TIE_SES * se
+    """Whether #1's lead over ``second`` is within :data:`TIE_SES` standard errors of their difference."""
+    return math.isnan(second.diff_se) or first.mean - second.mean <= TIE_SES * second.diff_se
 
 
 def sampled_text(config: dict) -> str:
@@ -120,16 +255,35 @@ def sampled_text(config: dict) -> str:
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sampled_params(config).items())
 
 
+def verdict(rows: list[RecheckRow]) -> str:
+    """``tie: ...`` or ``#1 ahead: ...``: the gap between #1 and #2 against two standard errors of it."""
+    gap, se = rows[0].mean - rows[1].mean, rows[1].diff_se
+    return (f"{'tie' if is_tie(rows[0], rows[1]) else '#1 ahead'}: #1 - #2 = {gap:.4f}, two standard errors of the "
+            f"difference = {TIE_SES * se:.4f}")
+
+
 def format_table(rows: list[RecheckRow]) -> list[str]:
-    """Lines of the re-check table for a terminal: rank, trial, search score, mean +- SE, seeds, what was sampled."""
-    lines = [f"{'rank':<5}{'trial':<12}{'search EV':>10}  {'re-check EV mean +- SE':<24}{'seeds':>5}  sampled"]
+    """Lines of the re-check table for a terminal: rank, trial, search score, mean +- SE (seeds, images), runs,
+    what was sampled, and the verdict on #1 and #2."""
+    lines = [f"{'rank':<5}{'trial':<12}{'search EV':>10}  {'mean +- SE':<18}{'SE seeds / images':<19}{'runs':>5}  "
+             "sampled"]
     for i, row in enumerate(rows, 1):
-        stopped = "" if row.trial.status == "completed" else f" (stopped at epoch {row.trial.epochs} in the search)"
-        lines.append(f"{i:<5}{row.trial.trial_id:<12}{row.search_value:>10.4f}  "
-                     f"{row.mean:.4f} +- {row.se:.4f}{'':<8}{row.n:>5}  {sampled_text(row.trial.config)}{stopped}")
+        notes = [] if row.trial.status == "completed" else [f"stopped at epoch {row.trial.epochs} in the search"]
+        if row.out:
+            notes.append("left the race")
+        runs = "-" if row.deterministic else str(row.n)
+        lines.append(f"{i:<5}{row.trial.trial_id:<12}{row.search_value:>10.4f}  {row.mean:.4f} +- {row.se:.4f}"
+                     f"{'':<2}{_se(row.seed_se)} / {_se(row.image_se)}{'':<2}{runs:>5}  {sampled_text(row.trial.config)}"
+                     + (f" ({'; '.join(notes)})" if notes else ""))
     if len(rows) >= 2:
-        gap = rows[0].mean - rows[1].mean
-        two_se = TIE_SES * math.hypot(rows[0].se, rows[1].se)
-        verdict = "tie" if is_tie(rows[0], rows[1]) else "#1 ahead"
-        lines.append(f"{verdict}: #1 - #2 = {gap:.4f}, two standard errors of the difference = {two_se:.4f}")
+        lines.append(verdict(rows))
     return lines
+
+
+def _se(x: float) -> str:
+    return "  n/a " if math.isnan(x) else f"{x:.4f}"
+
+
+def runs_spent(rows: list[RecheckRow]) -> int:
+    """Re-check runs the race spent."""
+    return sum(r.n for r in rows)

@@ -12,10 +12,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import optuna
 from sqlalchemy.exc import SQLAlchemyError
 
-from trainables.core.layout import OPTUNA_FILE, OPTUNA_KEY, RECHECK_DIR, RECHECK_KEY, SEARCH_FILE, TRIAL_PREFIX, optuna_url
+from trainables.core.layout import (INNER_SUMS_FILE, OPTUNA_FILE, OPTUNA_KEY, RECHECK_DIR, RECHECK_KEY, SEARCH_FILE,
+                                    TRIAL_PREFIX, optuna_url)
+from trainables.core.metrics import ObjectSums
 from trainables.study.plan import read_plan
 
 STATUS_BY_OPTUNA_STATE = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running",
@@ -55,6 +58,17 @@ class TrialRecord:
     def best(self, metric: str) -> float | None:
         values = [r[metric] for r in self.results if r.get(metric) is not None]
         return max(values) if values else None
+
+    def evidence(self) -> ObjectSums | None:
+        """Its best epoch's inner-split residuals summed per object, when the trial completed and kept them."""
+        path = None if self.folder is None else Path(self.folder) / INNER_SUMS_FILE
+        if path is None or not path.is_file():
+            return None
+        try:
+            with np.load(path) as stored:
+                return ObjectSums({key: stored[key] for key in stored.files})
+        except (OSError, ValueError):  # cut by a kill: the re-check does without it
+            return None
 
 
 def status_counts(trials: list[TrialRecord]) -> dict[str, int]:

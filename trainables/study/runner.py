@@ -31,10 +31,10 @@ from trainables.models.weights import load_imagenet_state
 from trainables.study.callbacks import CheckpointJanitor, MLflowTrials
 from trainables.study.checkpoints import checkpoint_folders, keep_best_weights
 from trainables.study.cluster import connect
-from trainables.study.export import NothingToExport, export
+from trainables.study.export import NothingToExport, export, rechecked
 from trainables.study.plan import SchedulerPlan, SearchPlan, write_plan
 from trainables.study.probe import prepare_families, probe_space
-from trainables.study.recheck import recheck_configs, recheck_table
+from trainables.study.recheck import next_round
 from trainables.study.records import TrialRecord, load_trials, status_counts
 from trainables.study.resources import GIB, TrialResources, concurrency, memory_range
 from trainables.study.samplers import make_sampler
@@ -174,34 +174,38 @@ class Study:
             self.search_tuner(restore=resume).fit()
 
     def run_recheck(self) -> None:
-        """Train the K best completed configs again with S new seeds (:mod:`trainables.study.recheck`); skip what
-        is done."""
+        """Race the K best configs over new seeds, one round at a time (:mod:`trainables.study.recheck`), until one
+        is left or every config still in has its S seeds; a resumed study continues from the runs on disk."""
         top, seeds = self.plan.recheck.top, self.plan.recheck.seeds
-        trials = load_trials(self.folder)
-        if not top or not self.search_done(trials):
-            return
-        configs = recheck_configs(trials, top, seeds, self.plan.seed)
-        if not configs:
-            return
-        origins = {t.trial_id: t.config[OPTUNA_KEY] for t in trials if OPTUNA_KEY in t.config}
-        n_configs = len({c[RECHECK_KEY] for c in configs})
-        log.info("re-check: %d config%s x %d new seeds (%d trials to their end, no early stopping)", n_configs,
-                 "s" * (n_configs > 1), seeds, len(configs))
-        searcher = RecheckSearcher(configs, origins, self.plan.name, optuna_url(self.folder), OBJECTIVE)
-        fifo = SchedulerPlan("fifo", 1, 2.0, self.plan.scheduler.max_t)
-        tune.Tuner(
-            self.trainable(),
-            tune_config=tune.TuneConfig(metric=OBJECTIVE, mode="max", search_alg=searcher,
-                                        scheduler=make_scheduler(fifo), num_samples=len(configs),
-                                        trial_dirname_creator=trial_dirname),
-            run_config=self.run_config(RECHECK_DIR, self.folder, group_by=RECHECK_KEY),
-        ).fit()
+        rounds = 0
+        while top:
+            trials = load_trials(self.folder)
+            if not self.search_done(trials):
+                return
+            configs = next_round(trials, top, seeds, self.plan.seed)
+            if not configs:
+                return
+            rounds += 1
+            origins = {t.trial_id: t.config[OPTUNA_KEY] for t in trials if OPTUNA_KEY in t.config}
+            n_configs = len({c[RECHECK_KEY] for c in configs})
+            log.info("re-check round %d: %d config%s still in the race, one more seed each (to their end, no early "
+                     "stopping)", rounds, n_configs, "s" * (n_configs > 1))
+            searcher = RecheckSearcher(configs, origins, self.plan.name, optuna_url(self.folder), OBJECTIVE)
+            fifo = SchedulerPlan("fifo", 1, 2.0, self.plan.scheduler.max_t)
+            tune.Tuner(
+                self.trainable(),
+                tune_config=tune.TuneConfig(metric=OBJECTIVE, mode="max", search_alg=searcher,
+                                            scheduler=make_scheduler(fifo), num_samples=len(configs),
+                                            trial_dirname_creator=trial_dirname),
+                run_config=self.run_config(RECHECK_DIR, self.folder, group_by=RECHECK_KEY),
+            ).fit()
 
     def finish(self) -> Summary:
         """Export the best config and trials table, keep the best weights, close the MLflow run, record whether the
         study finished; return what to print."""
         trials = load_trials(self.folder)
-        summary = Summary(status_counts(trials), first_point(self.plan.space, trials), recheck_table(trials))
+        recheck = self.plan.recheck
+        summary = Summary(status_counts(trials), first_point(self.plan.space, trials), rechecked(self.plan, trials))
         try:
             best_path, summary.best = export(self.storage, self.plan.name)
             summary.best_path = str(best_path)
@@ -209,9 +213,8 @@ class Study:
             log.warning("%s", err)
         weights = keep_best_weights(trials, weights_trial(trials, summary.best), self.folder / BEST_WEIGHTS_FILE)
         summary.best_weights = str(weights) if weights else None
-        recheck = self.plan.recheck
         done = self.search_done(trials)
-        summary.finished = done and not recheck_configs(trials, recheck.top, recheck.seeds, self.plan.seed)
+        summary.finished = done and not next_round(trials, recheck.top, recheck.seeds, self.plan.seed)
         close_search_run(self.tracking_uri, self.plan.tracking.parent_run_id, summary.counts, summary.best,
                          summary.best_path, self.folder / TRIALS_FILE, self.plan.references, done)
         self.plan = replace(self.plan, finished=summary.finished)

@@ -71,7 +71,7 @@ class StudySearcher(OptunaSearch):
 
 
 class RecheckSearcher(Searcher):
-    """Serves the top-K re-check's fixed configs (:func:`trainables.study.recheck.recheck_configs`), one per trial.
+    """Serves the top-K re-check's fixed configs (:func:`trainables.study.recheck.next_round`), one per trial.
 
     Each ended re-check trial is added to the search's Optuna study with the params and
     distributions of the trial it repeats, and user attributes ``recheck_of`` (that

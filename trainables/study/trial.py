@@ -23,12 +23,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import ray
 import torch
 from ray import tune
 
 from trainables.core.config import from_trial
-from trainables.core.layout import BEST_WEIGHTS_FILE, STATE_FILE
+from trainables.core.layout import BEST_WEIGHTS_FILE, INNER_SUMS_FILE, STATE_FILE
+from trainables.core.metrics import ObjectSums
 from trainables.data.schema import ITData
 from trainables.fitting.family import Family
 from trainables.models import weights
@@ -72,7 +74,9 @@ class RaySession:
             return torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None
 
     def report(self, metrics: dict, done: bool, resumable: Callable[[], dict] | None = None,
-               weights: Callable[[], dict] | None = None) -> None:
+               weights: Callable[[], dict] | None = None, inner_sums: Callable[[], ObjectSums] | None = None) -> None:
+        if done and inner_sums is not None:  # beside the trial's results: what the re-check resamples
+            np.savez(Path(tune.get_context().get_trial_dir()) / INNER_SUMS_FILE, **inner_sums())
         now = time.perf_counter()
         self.best = max(self.best, metrics["inner_ev"])
         metrics = {"best_inner_ev": self.best, "epoch_seconds": now - self.last, **metrics, "fit_done": int(done),
