@@ -45,6 +45,7 @@ from trainables.study import defaults
 from trainables.study.cluster import disconnect, set_ray_environment
 from trainables.study.plan import (DataPlan, PlanError, RecheckPlan, ResourcePlan, SchedulerPlan, SearchPlan,
                                    TrackingPlan, check_resumable, read_plan)
+from trainables.study.pace import parse_duration
 from trainables.study.probe import plan_weights, probe_space
 from trainables.study.profiles import Profile
 from trainables.study.recheck import format_table, runs_spent
@@ -89,6 +90,9 @@ def parse_args(argv):
     p.add_argument("--name", help="the study's name and folder (default: the space name)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<storage>/mlflow.db)")
     p.add_argument("--address", help="join an existing Ray cluster (e.g. 127.0.0.1:6379)")
+    p.add_argument("--time-budget", metavar="DURATION",
+                   help="end within this time (e.g. 30m, 2h, 1h30m): no trial or re-check round starts that would not "
+                        "end in time; the summary says what was cut")
     p.add_argument("--resume", action="store_true", help="continue the study --name (or --space) in --storage")
     args = p.parse_args(argv)
     if not args.resume and not args.space:
@@ -114,6 +118,11 @@ def check_numbers(args) -> None:
     if args.gpus_per_trial is not None and args.gpus_per_trial < 0:
         raise UsageError(f"--gpus-per-trial must be >= 0, got {args.gpus_per_trial}")
     check_name(args.name if args.name is not None else args.space)
+    if args.time_budget is not None:
+        try:
+            parse_duration(args.time_budget)
+        except ValueError as err:
+            raise UsageError(f"--time-budget {err}") from None
 
 
 def check_name(name: str | None) -> None:
@@ -180,7 +189,8 @@ def new_plan(args) -> SearchPlan:
 
 
 # Flags a resume takes from the user (the rest are the study's: given again, they must agree with it).
-RESUME_FLAGS = ("recheck_top", "recheck_seeds", "address", "storage", "name", "resume", "offline", "weights_mirror")
+RESUME_FLAGS = ("recheck_top", "recheck_seeds", "address", "storage", "name", "resume", "offline", "weights_mirror",
+                "time_budget")
 
 
 def study_values(plan: SearchPlan, folder: Path) -> dict:
@@ -289,6 +299,8 @@ def print_summary(plan: SearchPlan, folder: Path, summary, seconds: float) -> No
     if plan.references:
         print("for scale, on the same inner split: " + ", ".join(
             f"{name} EV {ev:.4f}" for name, ev in plan.references.items()) + " (labels only, no pixels)")
+    for note in summary.notes:
+        print(note)
     print(f"trials table: {folder / TRIALS_FILE}")
     uri = plan.tracking_uri(folder)
     # MLflow 3.17's UI picks its GenAI or model-training layout from this URL parameter (or the browser's last
@@ -301,6 +313,7 @@ def print_summary(plan: SearchPlan, folder: Path, summary, seconds: float) -> No
 
 
 def main(argv: list[str] | None = None) -> int:
+    begun = time.time()
     args = parse_args(argv)
     setup_logging()
     try:
@@ -328,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.resume:
         plan = replace(plan, data_fingerprint=data.fingerprint, image_size=data.resolution,
                        references=runner.references(data))
-    study = runner.Study(plan, folder, data)
+    study = runner.Study(plan, folder, data, begun + parse_duration(args.time_budget) if args.time_budget else None)
     start = time.perf_counter()
     try:
         try:
@@ -342,9 +355,10 @@ def main(argv: list[str] | None = None) -> int:
         disconnect()
     print_summary(study.plan, folder, summary, time.perf_counter() - start)
     if not summary.finished:
-        print(f"search interrupted; continue it with: python -m trainables.search --resume --name {plan.name} "
+        why = "its time budget cut the study" if summary.notes else "search interrupted"
+        print(f"{why}; continue it with: python -m trainables.search --resume --name {plan.name} "
               f"--storage {args.storage}")
-        return 1
+        return 0 if summary.notes else 1
     return 0
 
 

@@ -59,6 +59,12 @@ class TrialRecord:
         values = [r[metric] for r in self.results if r.get(metric) is not None]
         return max(values) if values else None
 
+    def pace(self) -> tuple[int, float, float]:
+        """(epochs run, seconds of its last epoch, seconds from its first result's start to its last) for
+        :func:`trainables.study.pace.measure`."""
+        last = self.results[-1]
+        return (len(self.results), last.get("time_this_iter_s", 0.0), last.get("time_total_s", 0.0))
+
     def evidence(self) -> ObjectSums | None:
         """Its best epoch's inner-split residuals summed per object, when the trial completed and kept them."""
         path = None if self.folder is None else Path(self.folder) / INNER_SUMS_FILE

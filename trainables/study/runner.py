@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -33,13 +35,15 @@ from trainables.study.checkpoints import checkpoint_folders, keep_best_weights
 from trainables.study.cluster import connect
 from trainables.study.export import NothingToExport, export, rechecked
 from trainables.study.plan import SchedulerPlan, SearchPlan, write_plan
+from trainables.study.pace import Budget, measure, minutes
 from trainables.study.probe import prepare_families, probe_space
+from trainables.study.progress import Phase, StudyProgress
 from trainables.study.recheck import next_round
 from trainables.study.records import TrialRecord, load_trials, status_counts
 from trainables.study.resources import GIB, TrialResources, concurrency, memory_range
 from trainables.study.samplers import make_sampler
-from trainables.study.schedulers import make_scheduler
-from trainables.study.searchers import RecheckSearcher, StudySearcher
+from trainables.study.schedulers import expected_epochs, make_scheduler
+from trainables.study.searchers import RecheckSearcher, StudySearcher, set_budget
 from trainables.study.tracking import close_search_run, start_search_run
 from trainables.study.trial import train_trial
 
@@ -82,13 +86,16 @@ class Study:
         Loaded once by the driver; trials get it through Ray's object store.
     """
 
-    def __init__(self, plan: SearchPlan, folder: Path, data: ITData):
-        self.plan, self.folder, self.data = plan, Path(folder), data
+    def __init__(self, plan: SearchPlan, folder: Path, data: ITData, deadline: float | None = None):
+        self.plan, self.folder, self.data, self.deadline = plan, Path(folder), data, deadline
         self.storage = self.folder.parent
         self.configs = probe_space(plan.space, space_context(plan), image_size=data.resolution)
         self.families = {c["model"]: get_family(c["model"]) for c in self.configs}
         self.resources = TrialResources(plan.resources, DataShape.of(data))
         self.concurrency = 1
+        self.cut: list[str] = []  # what the time budget cut, said at the end
+        self.searcher: StudySearcher | None = None  # a new search's searcher (it measures the trials' pace)
+        self.wave_s: float | None = None  # seconds the last re-check round took per wave of concurrent runs
 
     @property
     def tracking_uri(self) -> str:
@@ -126,12 +133,22 @@ class Study:
             self.resources,
         )
 
-    def run_config(self, name: str, storage_path: Path, group_by: str | None = None) -> tune.RunConfig:
-        """Ray's run config of a phase: MLflow runs under the study's parent run, checkpoint clean-up."""
-        reporter = tune.CLIReporter(
-            metric_columns={"training_iteration": "epoch", "inner_ev": "inner EV", "inner_r": "inner r",
-                            OBJECTIVE: "best EV"},
-            parameter_columns=[self.plan.scientific, "seed"], max_report_frequency=20, sort_by_metric=True)
+    @property
+    def budget(self) -> Budget | None:
+        """This run's time budget, once the concurrency is known."""
+        if self.deadline is None:
+            return None
+        plan = self.plan
+        return Budget(self.deadline, expected_epochs(plan.scheduler), plan.scheduler.max_t, plan.recheck.top,
+                      self.concurrency)
+
+    def phase(self, title: str, total: int, epochs_per_trial: float, recheck: bool) -> Phase:
+        plan = self.plan
+        return Phase(title, plan.scientific, total, epochs_per_trial, plan.scheduler.max_t, self.concurrency,
+                     (plan.recheck.top, plan.recheck.seeds) if recheck and plan.recheck.top else None)
+
+    def run_config(self, name: str, storage_path: Path, phase: Phase, group_by: str | None = None) -> tune.RunConfig:
+        """Ray's run config of a phase: MLflow runs under the study's parent run, checkpoint clean-up, our display."""
         tracking = self.plan.tracking
         return tune.RunConfig(
             name=name, storage_path=str(storage_path),
@@ -139,39 +156,50 @@ class Study:
                        CheckpointJanitor(OBJECTIVE, group_by)],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
-            progress_reporter=reporter, verbose=1,
+            progress_reporter=StudyProgress(phase, self.searcher.observed if self.searcher else None), verbose=1,
         )
 
     def search_tuner(self, restore: bool) -> tune.Tuner:
         """The Tuner of the searcher's phase (new or restored): same trainable, searcher, scheduler, callbacks."""
         trainable = self.trainable()
+        set_budget(self.budget)
         if restore:
             return tune.Tuner.restore(str(self.folder), trainable=trainable, resume_unfinished=True,
                                       resume_errored=False, restart_errored=False)
         plan = self.plan
-        searcher = StudySearcher(
-            space=BoundSpace(plan.space, space_context(plan)), metric=OBJECTIVE, mode="max",
-            points_to_evaluate=points_to_evaluate(plan.space) or None,
-            sampler=make_sampler(plan.searcher, plan.seed),
-            study_name=plan.name, storage=optuna.storages.RDBStorage(optuna_url(self.folder)),
-        )
+        with warnings.catch_warnings():  # a define-by-run space is what this searcher is built for; Ray warns anyway
+            warnings.filterwarnings("ignore", message=".*[Dd]efine-by-run.*")
+            searcher = self.searcher = StudySearcher(
+                space=BoundSpace(plan.space, space_context(plan)), metric=OBJECTIVE, mode="max",
+                points_to_evaluate=points_to_evaluate(plan.space) or None,
+                sampler=make_sampler(plan.searcher, plan.seed),
+                study_name=plan.name, storage=optuna.storages.RDBStorage(optuna_url(self.folder)),
+            )
         return tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(metric=OBJECTIVE, mode="max",
                                         search_alg=ConcurrencyLimiter(searcher, max_concurrent=self.concurrency),
                                         scheduler=make_scheduler(plan.scheduler), num_samples=plan.num_samples,
                                         trial_dirname_creator=trial_dirname),
-            run_config=self.run_config(plan.name, self.storage),
+            run_config=self.run_config(plan.name, self.storage, self.phase(
+                f"search {plan.space}", plan.num_samples, expected_epochs(plan.scheduler), recheck=True)),
         )
 
     def search_done(self, trials: list[TrialRecord]) -> bool:
-        """Whether the searcher's phase ended: every trial it was to run has ended."""
+        """Whether the searcher's phase ended: every trial it was to run (or, in this run, the time budget let it
+        start) has ended."""
         counts = status_counts(trials)
-        return counts["running"] == 0 and sum(counts.values()) >= self.plan.num_samples
+        return counts["running"] == 0 and (sum(counts.values()) >= self.plan.num_samples or bool(self.cut))
 
     def run_search(self, resume: bool) -> None:
-        if not (resume and self.search_done(load_trials(self.folder))):
-            self.search_tuner(restore=resume).fit()
+        if resume and self.search_done(load_trials(self.folder)):
+            return
+        self.search_tuner(restore=resume).fit()
+        counts = status_counts(load_trials(self.folder))
+        started = sum(counts.values())
+        if self.deadline is not None and counts["running"] == 0 and started < self.plan.num_samples:
+            self.cut.append(f"the search started {started} of its {self.plan.num_samples} trials; the other "
+                            f"{self.plan.num_samples - started} would not have ended in time")
 
     def run_recheck(self) -> None:
         """Race the K best configs over new seeds, one round at a time (:mod:`trainables.study.recheck`), until one
@@ -185,7 +213,16 @@ class Study:
             configs = next_round(trials, top, seeds, self.plan.seed)
             if not configs:
                 return
+            waves = -(-len(configs) // self.concurrency)
+            round_s = self.round_estimate(trials, waves)
+            budget = self.budget
+            if budget is not None and round_s is not None and time.time() + round_s + budget.closing_s > budget.deadline:
+                self.cut.append(f"the re-check stopped after {rounds} round{'s' * (rounds != 1)}: a round of "
+                                f"{len(configs)} runs takes about {minutes(round_s)}, "
+                                f"{minutes(max(self.deadline - time.time(), 0))} were left")
+                return
             rounds += 1
+            begun = time.time()
             origins = {t.trial_id: t.config[OPTUNA_KEY] for t in trials if OPTUNA_KEY in t.config}
             n_configs = len({c[RECHECK_KEY] for c in configs})
             log.info("re-check round %d: %d config%s still in the race, one more seed each (to their end, no early "
@@ -197,8 +234,20 @@ class Study:
                 tune_config=tune.TuneConfig(metric=OBJECTIVE, mode="max", search_alg=searcher,
                                             scheduler=make_scheduler(fifo), num_samples=len(configs),
                                             trial_dirname_creator=trial_dirname),
-                run_config=self.run_config(RECHECK_DIR, self.folder, group_by=RECHECK_KEY),
+                run_config=self.run_config(RECHECK_DIR, self.folder, self.phase(
+                    f"re-check round {rounds}", len(configs), self.plan.scheduler.max_t, recheck=False),
+                    group_by=RECHECK_KEY),
             ).fit()
+            self.wave_s = (time.time() - begun) / waves
+
+    def round_estimate(self, trials: list[TrialRecord], waves: int) -> float | None:
+        """Seconds a re-check round of ``waves`` waves of concurrent runs takes: as the last round did, else as the
+        search's trials ran (from being suggested to their end, worker start included, where this run saw them)."""
+        if self.wave_s is not None:
+            return waves * self.wave_s
+        seen = self.searcher.observed() if self.searcher is not None else []
+        pace = measure(seen or [t.pace() for t in trials if t.results])
+        return None if pace is None else waves * pace.trial(self.plan.scheduler.max_t)
 
     def finish(self) -> Summary:
         """Export the best config and trials table, keep the best weights, close the MLflow run, record whether the
@@ -214,7 +263,8 @@ class Study:
         weights = keep_best_weights(trials, weights_trial(trials, summary.best), self.folder / BEST_WEIGHTS_FILE)
         summary.best_weights = str(weights) if weights else None
         done = self.search_done(trials)
-        summary.finished = done and not next_round(trials, recheck.top, recheck.seeds, self.plan.seed)
+        summary.finished = done and not self.cut and not next_round(trials, recheck.top, recheck.seeds, self.plan.seed)
+        summary.notes = [f"time budget: {what}" for what in self.cut]
         close_search_run(self.tracking_uri, self.plan.tracking.parent_run_id, summary.counts, summary.best,
                          summary.best_path, self.folder / TRIALS_FILE, self.plan.references, done)
         self.plan = replace(self.plan, finished=summary.finished)

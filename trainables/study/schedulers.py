@@ -83,3 +83,21 @@ def describe(plan: SchedulerPlan) -> str:
     head = f"scheduler {name} (grace {grace}, reduction {rf:g}"
     head += f", {brackets} brackets): " if brackets > 1 else "): "
     return head + "; ".join(parts)
+
+
+def expected_epochs(plan: SchedulerPlan, recipe_epochs: int | None = None) -> float:
+    """Epochs a trial runs on average under the scheduler, when every config runs to the recipe's end unless stopped.
+
+    ASHA keeps ``1 / rf`` of the trials at each rung, so the share that passes rung ``k`` is ``rf^-k``; Hyperband
+    averages its brackets. Early stopping on the inner-validation EV (``patience``) can only shorten this.
+    """
+    max_t = min(plan.max_t, recipe_epochs or plan.max_t)
+    if plan.name == "fifo":
+        return float(max_t)
+    brackets = 1 if plan.name == "asha" else hyperband_brackets(plan)
+    total = 0.0
+    for b in range(brackets):
+        at = rungs(min(plan.grace_period, plan.max_t) * plan.reduction_factor**b, plan.reduction_factor, plan.max_t)
+        edges = [0, *[e for e in at if e < max_t], max_t]
+        total += sum((edges[k + 1] - edges[k]) * plan.reduction_factor ** -k for k in range(len(edges) - 1))
+    return total / brackets

@@ -10,6 +10,7 @@ Known pitfalls of Ray Tune with Optuna handled here:
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from pathlib import Path
 
@@ -19,8 +20,19 @@ from ray.tune.search.optuna import OptunaSearch
 
 from trainables.core.config import from_trial
 from trainables.core.layout import OPTUNA_KEY, RECHECK_KEY, SAMPLED_KEY
+from trainables.study.pace import Budget, measure
 
 log = logging.getLogger(__name__)
+
+# The time budget of this process's run (``--time-budget``), set by the runner before a search starts. A budget
+# belongs to a run, not to the study: a searcher restored from a study's saved state reads the current one here.
+_budget: Budget | None = None
+
+
+def set_budget(budget: Budget | None) -> None:
+    """The time budget the search's searcher obeys in this process (None: none)."""
+    global _budget
+    _budget = budget
 
 
 class StudySearcher(OptunaSearch):
@@ -32,17 +44,52 @@ class StudySearcher(OptunaSearch):
     study alone says what each trial ran.
     """
 
+    cut = False  # the time budget stopped the search from starting more trials
+    started = 0
+
     def suggest(self, trial_id: str):
+        if self._over_budget():
+            self.cut = True
+            return Searcher.FINISHED
         params = super().suggest(trial_id)
         if params is None:
             return None
+        self.started += 1
+        self._watch().setdefault(trial_id, [time.time(), 0, 0.0, 0.0])
         ot_trial = self._ot_trials[trial_id]
         ot_trial.set_user_attr("config", from_trial(params))
         params[SAMPLED_KEY] = sorted(ot_trial.params)
         params[OPTUNA_KEY] = ot_trial.number
         return params
 
+    def _watch(self) -> dict:
+        """Trial id -> [suggested at, epochs run, last epoch's seconds, wall seconds]: this run's pace."""
+        if not hasattr(self, "_seen"):
+            self._seen = {}
+        return self._seen
+
+    def _observe(self, trial_id: str, result: dict | None) -> None:
+        seen = self._watch().get(trial_id)
+        if seen is not None and result and result.get("training_iteration"):
+            seen[1:] = [result["training_iteration"], result.get("time_this_iter_s", 0.0), time.time() - seen[0]]
+
+    def observed(self) -> list[tuple[int, float, float]]:
+        """What this run saw of its trials, for :func:`trainables.study.pace.measure`: (epochs, last epoch's
+        seconds, seconds from being suggested to the last result) per trial that reported."""
+        return [tuple(v[1:]) for v in self._watch().values() if v[1]]
+
+    def _over_budget(self) -> bool:
+        if _budget is None:
+            return False
+        pace = measure(self.observed())
+        return pace is not None and not _budget.fits_trial(pace, time.time())
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self._observe(trial_id, result)
+        super().on_trial_result(trial_id, result)
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self._observe(trial_id, result)
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return super().on_trial_complete(trial_id, result, error)
         ot_trial = self._ot_trials[trial_id]

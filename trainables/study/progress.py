@@ -1,0 +1,148 @@
+"""The live display of a study: one compact table of its trials and the time left.
+
+Replaces Ray Tune's status table (which scrolls every few seconds with columns of its
+own): every ``interval_s`` seconds, and whenever a trial ends, one block is logged:
+
+    search vgg_depth: 6 of 10 trials started, 2 running, 4 ended (1 completed, 3 pruned); 3.1 min so far;
+    about 2.4 min left for the search, then the re-check: 0.9 to 2.6 min (racing: 3 to 9 runs)
+      trial     state      epoch  inner EV    best  vgg_blocks
+      1bf85659  RUNNING      3/8    0.1441  0.1441  7
+      ...
+
+The estimate comes from the pace the trials have shown so far (:mod:`trainables.study.pace`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from ray.tune import ProgressReporter
+
+from trainables.core.layout import OBJECTIVE
+from trainables.study.pace import Pace, measure, minutes, race_s, remaining_s
+
+log = logging.getLogger("trainables.progress")
+SHOWN_ENDED = 4  # ended trials shown besides the running ones: the best few
+
+
+@dataclass
+class Phase:
+    """What the display needs to know of a Tuner's phase.
+
+    Attributes
+    ----------
+    title : str
+        ``search vgg_depth`` or ``re-check round 2``.
+    scientific : str
+        The study's scientific hyperparameter (a column).
+    total : int
+        Trials the phase runs.
+    epochs_per_trial : float
+        Epochs a trial runs on average (the scheduler's expectation).
+    max_epochs : int
+        Epochs of a trial that runs to its end.
+    concurrency : int
+    recheck : tuple of (K, S) or None
+        The re-check to come after the search (its time is added to the estimate).
+    """
+
+    title: str
+    scientific: str
+    total: int
+    epochs_per_trial: float
+    max_epochs: int
+    concurrency: int
+    recheck: tuple | None = None
+
+
+class StudyProgress(ProgressReporter):
+    """Ray Tune progress reporter of a study phase: a compact table and the ETA, through logging."""
+
+    def __init__(self, phase: Phase, observed: Callable[[], list] | None = None, interval_s: float = 30.0):
+        self.phase, self.observed, self.interval_s = phase, observed, interval_s
+        self.started = time.time()
+        self.last = 0.0
+        self.ended = -1
+        self.shown: list[str] = []
+
+    def setup(self, start_time=None, total_samples=None, metric=None, mode=None, **kwargs):
+        self.started = start_time or self.started
+
+    def should_report(self, trials, done: bool = False) -> bool:
+        ended = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+        now = time.time()
+        due = done or now - self.last >= self.interval_s or (ended != self.ended and now - self.last >= 5)
+        return due and any(t.status != "PENDING" for t in trials)
+
+    def report(self, trials, done: bool, *sys_info) -> None:
+        self.last, self.ended = time.time(), sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+        lines = self.lines(trials)
+        if lines[1:] != self.shown[1:]:  # Tune asks again at the very end; the same table once is enough
+            log.info("%s", "\n".join(lines))
+        self.shown = lines
+
+    def pace(self, trials) -> Pace | None:
+        """The pace: the searcher's own observations (from a trial's suggestion on) where it has them, else Ray's
+        (from a trial's start, which misses its worker's start)."""
+        seen = self.observed() if self.observed else []
+        if seen:
+            return measure(seen)
+        for t in trials:
+            r, start = t.last_result or {}, t.run_metadata.start_time
+            if r.get("training_iteration") and start and t.run_metadata.last_result_time:
+                seen.append((r["training_iteration"], r.get("time_this_iter_s", 0.0),
+                             t.run_metadata.last_result_time - start))
+        return measure(seen)
+
+    def eta(self, trials) -> str:
+        """``about 2.4 min left for the search, then ...``; empty before the first epochs."""
+        p, pace = self.phase, self.pace(trials)
+        if pace is None:
+            return ""
+        running = [max(p.epochs_per_trial - (t.last_result or {}).get("training_iteration", 0), 0.0)
+                   for t in trials if t.status == "RUNNING"]
+        left = remaining_s(pace, running, max(p.total - len(trials), 0) + sum(t.status == "PENDING" for t in trials),
+                           p.epochs_per_trial, p.concurrency)
+        text = f"about {minutes(left)} left"
+        if p.recheck:
+            top, seeds = p.recheck
+            least, most = (race_s(pace, top, p.max_epochs, p.concurrency),
+                           seeds * race_s(pace, top, p.max_epochs, p.concurrency))
+            text += (f" for the search, then the re-check: {minutes(least)} to {minutes(most)} "
+                     f"(racing: {top} to {top * seeds} runs)")
+        return text
+
+    def lines(self, trials) -> list[str]:
+        p = self.phase
+        ended = [t for t in trials if t.status in ("TERMINATED", "ERROR")]
+        running = [t for t in trials if t.status == "RUNNING"]
+        completed = sum(bool((t.last_result or {}).get("fit_done")) for t in ended if t.status == "TERMINATED")
+        failed = sum(t.status == "ERROR" for t in ended)
+        head = (f"{p.title}: {len(trials) - sum(t.status == 'PENDING' for t in trials)} of {p.total} trials started, "
+                f"{len(running)} running, {len(ended)} ended ({completed} completed, "
+                f"{len(ended) - completed - failed} stopped early, {failed} failed); "
+                f"{minutes(time.time() - self.started)} so far")
+        eta = self.eta(trials)
+        rows = [f"  {'trial':<10}{'state':<10}{'epoch':>7}{'inner EV':>10}{'best':>8}  {p.scientific}"]
+        best = sorted(ended, key=lambda t: (t.last_result or {}).get(OBJECTIVE, float("-inf")), reverse=True)
+        for t in running + best[:SHOWN_ENDED]:
+            r = t.last_result or {}
+            state = "RUNNING" if t.status == "RUNNING" else "FAILED" if t.status == "ERROR" else (
+                "COMPLETED" if r.get("fit_done") else "STOPPED")
+            epoch = f"{r.get('training_iteration', 0)}/{p.max_epochs}"
+            rows.append(f"  {t.trial_id:<10}{state:<10}{epoch:>7}{_f(r.get('inner_ev')):>10}{_f(r.get(OBJECTIVE)):>8}"
+                        f"  {_value(t.config.get(p.scientific, ''))}")
+        if len(ended) > SHOWN_ENDED:
+            rows.append(f"  ... and {len(ended) - SHOWN_ENDED} more ended")
+        return [head + (f"; {eta}" if eta else "")] + rows
+
+
+def _value(x) -> str:
+    return f"{x:.3g}" if isinstance(x, float) else str(x)
+
+
+def _f(x) -> str:
+    return "" if x is None else f"{x:.4f}"
