@@ -18,6 +18,9 @@ from trainables.fitting.family import DataShape
 from trainables.study.plan import ResourcePlan
 
 GIB = 1024**3
+# Requests are rounded up to this step: Ray reuses a trial's worker for the next trial only when their requests are
+# equal, and configs that differ a little (a wider head, a width multiplier) should share workers.
+MEMORY_STEP = GIB // 8
 
 
 class TrialResources:
@@ -35,11 +38,13 @@ class TrialResources:
         self.plan, self.shape = plan, shape
 
     def memory(self, config: dict) -> int:
-        """Bytes of host memory a trial of ``config`` reserves."""
+        """Bytes of host memory a trial of ``config`` reserves (its family's estimate, rounded up to
+        :data:`MEMORY_STEP`)."""
         if self.plan.memory_per_trial_gib:
             return int(self.plan.memory_per_trial_gib * GIB)
         config = from_trial(config)
-        return get_family(config["model"]).memory_bytes(config, self.shape, self.plan.gpus_per_trial > 0)
+        need = get_family(config["model"]).memory_bytes(config, self.shape, self.plan.gpus_per_trial > 0)
+        return -(-need // MEMORY_STEP) * MEMORY_STEP
 
     def __call__(self, config: dict) -> dict:
         return {"cpu": self.plan.cpus_per_trial, "gpu": self.plan.gpus_per_trial, "memory": self.memory(config)}

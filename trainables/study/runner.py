@@ -96,6 +96,8 @@ class Study:
         self.cut: list[str] = []  # what the time budget cut, said at the end
         self.searcher: StudySearcher | None = None  # a new search's searcher (it measures the trials' pace)
         self.wave_s: float | None = None  # seconds the last re-check round took per wave of concurrent runs
+        # A trial's worker runs the next trial that asks for the same resources: no new process, no imports again.
+        self.reuse_workers = True
 
     @property
     def tracking_uri(self) -> str:
@@ -180,7 +182,7 @@ class Study:
             tune_config=tune.TuneConfig(metric=OBJECTIVE, mode="max",
                                         search_alg=ConcurrencyLimiter(searcher, max_concurrent=self.concurrency),
                                         scheduler=make_scheduler(plan.scheduler), num_samples=plan.num_samples,
-                                        trial_dirname_creator=trial_dirname),
+                                        trial_dirname_creator=trial_dirname, reuse_actors=self.reuse_workers),
             run_config=self.run_config(plan.name, self.storage, self.phase(
                 f"search {plan.space}", plan.num_samples, expected_epochs(plan.scheduler), recheck=True)),
         )
@@ -233,7 +235,7 @@ class Study:
                 self.trainable(),
                 tune_config=tune.TuneConfig(metric=OBJECTIVE, mode="max", search_alg=searcher,
                                             scheduler=make_scheduler(fifo), num_samples=len(configs),
-                                            trial_dirname_creator=trial_dirname),
+                                            trial_dirname_creator=trial_dirname, reuse_actors=self.reuse_workers),
                 run_config=self.run_config(RECHECK_DIR, self.folder, self.phase(
                     f"re-check round {rounds}", len(configs), self.plan.scheduler.max_t, recheck=False),
                     group_by=RECHECK_KEY),

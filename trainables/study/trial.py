@@ -100,6 +100,18 @@ class RaySession:
         self.last = time.perf_counter()
 
 
+# Object-store entries this worker has fetched (ImageNet state dicts): a worker reused for the next trial fetches
+# each once.
+_FETCHED: dict[str, dict] = {}
+
+
+def _fetched(ref) -> dict:
+    key = ref.hex()
+    if key not in _FETCHED:
+        _FETCHED[key] = ray.get(ref)
+    return _FETCHED[key]
+
+
 def train_trial(config: dict, data: ITData, families: dict[str, Family], threads: int = 1,
                 checkpoint_interval: float = 300.0, feature_cache: str | None = None,
                 imagenet: dict | None = None) -> None:
@@ -126,7 +138,7 @@ def train_trial(config: dict, data: ITData, families: dict[str, Family], threads
     """
     torch.set_num_threads(max(1, threads))
     for backbone, ref in (imagenet or {}).items():
-        weights.provide(backbone, lambda ref=ref: ray.get(ref))
+        weights.provide(backbone, lambda ref=ref: _fetched(ref))
     hparams = from_trial(config)
     session = RaySession(checkpoint_interval, Path(feature_cache) if feature_cache else None)
     families[hparams["model"]].search_fit(hparams, data, session)
