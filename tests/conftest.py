@@ -1,11 +1,21 @@
-"""Shared fixtures: a private data cache and tiny synthetic data sets."""
+"""Shared fixtures: a private data cache, tiny synthetic data sets, a lab's weights mirror, and the tiers' guard.
+
+Tiers: ``pytest -m "not slow"`` is the quick tier (no Ray, no training); the full suite
+adds the ``slow`` tests (they start Ray or train) and the ``cluster`` ones (a Ray cluster
+and an MLflow server on loopback). A test that starts Ray without the ``slow`` marker
+fails: every Ray instance of this test session lives in one private temporary folder
+(``RAY_TMPDIR``), and a new session folder there after an unmarked test gives it away.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -14,6 +24,28 @@ from trainables.data.datasets import load_synthetic
 from trainables.data.synthetic import SyntheticSpec
 
 TINY = SyntheticSpec(seed=0, resolution=32, images_per_object=10, n_repetitions=4)
+# Ray's own folders (sockets, logs) for this test session: short (Unix socket paths are limited) and private.
+RAY_TMPDIR = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+os.environ["RAY_TMPDIR"] = RAY_TMPDIR
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(RAY_TMPDIR, ignore_errors=True)
+
+
+def ray_sessions() -> set[str]:
+    """The Ray sessions started in this test session so far (one folder each under RAY_TMPDIR/ray)."""
+    folder = Path(RAY_TMPDIR) / "ray"
+    return {p.name for p in folder.glob("session_2*")} if folder.is_dir() else set()
+
+
+@pytest.fixture(autouse=True)
+def ray_needs_the_slow_marker(request):
+    """Fail a test that starts Ray (in this process or a subprocess) without being marked ``slow``."""
+    before = ray_sessions()
+    yield
+    if not request.node.get_closest_marker("slow") and ray_sessions() - before:
+        pytest.fail(f"{request.node.nodeid} started Ray but is not marked slow", pytrace=False)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -40,31 +72,54 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="session")
-def checkpoint_mirror(tmp_path_factory):
-    """A lab's mirror of the torchvision checkpoints the studies use, as a folder and served over HTTP on 127.0.0.1.
+class Mirror(SimpleNamespace):
+    """A lab's mirror of torchvision checkpoints: a folder, served over HTTP on 127.0.0.1, with a SHA256SUMS manifest.
 
     This machine cannot download the real ImageNet checkpoints, so the files are torchvision's own *randomly
-    initialised* state dicts under the real file names, with a ``SHA256SUMS`` manifest: they exercise the
-    plumbing (look-up, download, verification, loading into each architecture), not the weights' values.
+    initialised* state dicts under the real file names: they exercise the plumbing (look-up, download, verification,
+    loading into each architecture), not the weights' values. A file is written the first time a test asks for its
+    architecture (:meth:`add`), so a test pays only for the architectures it uses.
     """
-    import hashlib
 
-    import torch
-    import torchvision
+    def add(self, *archs: str) -> "Mirror":
+        import hashlib
 
-    from trainables.models.weights import IMAGENET_WEIGHTS, MANIFEST, TorchvisionWeights
+        import torch
+        import torchvision
 
+        from trainables.models.weights import IMAGENET_WEIGHTS, MANIFEST
+
+        with self.lock:
+            for arch in archs:
+                path = self.folder / IMAGENET_WEIGHTS[arch].filename()
+                if not path.exists():
+                    torch.save(getattr(torchvision.models, arch)(weights=None).state_dict(), path)
+                    self.sums[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
+            (self.folder / MANIFEST).write_text("".join(f"{h}  {n}\n" for n, h in sorted(self.sums.items())))
+        return self
+
+
+@pytest.fixture(scope="session")
+def checkpoint_mirror(tmp_path_factory):
+    """The mirror (see :class:`Mirror`), empty until a test adds the architectures it needs."""
     folder = tmp_path_factory.mktemp("mirror")
-    sums = []
-    for source in IMAGENET_WEIGHTS.values():
-        if isinstance(source, TorchvisionWeights):
-            path = folder / source.filename()
-            torch.save(getattr(torchvision.models, source.arch)(weights=None).state_dict(), path)
-            sums.append(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}")
-    (folder / MANIFEST).write_text("\n".join(sums) + "\n")
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(folder)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield SimpleNamespace(folder=folder, url=f"http://127.0.0.1:{server.server_address[1]}")
+    yield Mirror(folder=folder, url=f"http://127.0.0.1:{server.server_address[1]}", sums={}, lock=threading.Lock())
     server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def shallow_study(tmp_path_factory, private_cache):
+    """One small study that many tests read (slow): shallow_cnn, 5 trials under ASHA, then the racing re-check of
+    its 2 best configs over up to 2 seeds."""
+    from searchutil import TINY, run_search
+
+    storage = tmp_path_factory.mktemp("study") / "runs"
+    done = run_search("--space", "shallow_cnn", "--storage", str(storage), "--num-samples", "5", "--max-epochs", "4",
+                      "--grace-period", "1", "--reduction-factor", "3", "--recheck-top", "2", "--recheck-seeds", "2",
+                      *TINY)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return SimpleNamespace(storage=storage, name="shallow_cnn", folder=storage / "shallow_cnn", out=done.stdout,
+                           err=done.stderr)

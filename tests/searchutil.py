@@ -1,24 +1,41 @@
-"""Helpers for tests that run real searches (Ray, Optuna, MLflow on SQLite)."""
+"""Helpers for tests of the command lines: real searches in a subprocess, any command in-process."""
 
 from __future__ import annotations
 
+import csv
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 TINY = ["--resolution", "32", "--images-per-object", "6", "--profile", "smoke"]
 
 
 def run_search(*args, timeout=600, script=None, env=None) -> subprocess.CompletedProcess:
-    """``python -m trainables.search ARGS`` (or a script); without the top-K re-check unless ARGS ask for it."""
+    """``python -m trainables.search ARGS`` (or a script) in a subprocess; without the re-check unless ARGS ask."""
     cmd = [sys.executable, script] if script else [sys.executable, "-m", "trainables.search"]
     if "--recheck-top" not in args:
         args = (*args, "--recheck-top", "0")
     return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
+def refused(main, argv, capsys) -> str:
+    """Run a command's ``main(argv)`` in-process; assert it exits 2 with one line on stderr; return that line."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def read_trials(storage: Path, name: str) -> list[dict]:
+    with open(Path(storage) / name / "trials.csv") as f:
+        return list(csv.DictReader(f))
+
+
 def mlflow_runs(storage: Path, experiment: str):
-    """(parent run, child runs) of a search, from its SQLite tracking store."""
+    """(client, parent runs, child runs) of a search, from its SQLite tracking store."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{Path(storage).resolve() / 'mlflow.db'}")

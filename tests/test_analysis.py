@@ -2,87 +2,66 @@
 
 import json
 import re
-import subprocess
-import sys
 
 import optuna
 import pytest
 from PIL import Image
 
 from analysis.report import edge_warnings, importances
-from searchutil import TINY, mlflow_runs, run_search
-
-
-def run_module(module, *args, timeout=600):
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def finished_search(tmp_path_factory):
-    storage = tmp_path_factory.mktemp("analysis") / "runs"
-    done = run_search("--space", "shallow_cnn", "--storage", str(storage), "--num-samples", "5", "--max-epochs", "3",
-                      "--grace-period", "1", "--reduction-factor", "3", *TINY)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return storage
+from analysis import compare, export, report
+from searchutil import mlflow_runs
+from trainables import train
 
 
 @pytest.mark.slow
-def test_export_top_k_and_retrain_reproduces_the_trial(finished_search, tmp_path):
+def test_export_top_k_and_retrain_reproduces_the_trial(shallow_study, tmp_path, capsys):
+    storage = shallow_study.storage
     out = tmp_path / "best.json"
-    done = run_module("analysis.export", "--experiment", "shallow_cnn", "--storage", str(finished_search),
-                      "--out", str(out), "--top", "3")
-    assert done.returncode == 0, done.stderr
+    assert export.main(["--experiment", "shallow_cnn", "--storage", str(storage), "--out", str(out), "--top",
+                        "3"]) == 0
     config = json.loads(out.read_text())
     prov = config["provenance"]
     assert {"experiment", "trial_id", "metric", "value", "epochs_reached", "git_commit", "data_fingerprint"} <= set(prov)
-    top = json.loads((finished_search / "shallow_cnn" / "top3.json").read_text())
+    top = json.loads((storage / "shallow_cnn" / "top3.json").read_text())
     assert top[0]["trial_id"] == prov["trial_id"] and len(top) <= 3
-    assert all(a["best_inner_ev"] >= b["best_inner_ev"] for a, b in zip(top, top[1:]))
-    # The exported file trains unchanged, on the data the search used, and reproduces the trial's score.
-    train = run_module("trainables.train", "--config", str(out), "--storage", str(finished_search))
-    assert train.returncode == 0, train.stderr
-    assert "data settings from the export's provenance" in train.stderr
-    metrics = json.loads((finished_search / "train" / "shallow_cnn" / "metrics.json").read_text())
+    rechecked = [row for row in top if "recheck_mean" in row]
+    assert all(a["recheck_mean"] >= b["recheck_mean"] for a, b in zip(rechecked, rechecked[1:]))
+    table = prov["recheck"]["table"]
+    shown = capsys.readouterr().out
+    assert f"{table[0]['mean']:.4f} +- {table[0]['se']:.4f}" in shown
+    # The exported file trains unchanged, on the data the search used; the trial's config, another seed of it,
+    # scores as the search's run and its re-check runs did.
+    assert train.main(["--config", str(out), "--storage", str(storage)]) == 0
+    metrics = json.loads((storage / "train" / "shallow_cnn" / "metrics.json").read_text())
     assert metrics["data_fingerprint"] == prov["data_fingerprint"]
     assert metrics["inner_ev"] == pytest.approx(prov["value"], abs=0.01)
-    client, parents, _ = mlflow_runs(finished_search, "shallow_cnn")
+    client, parents, _ = mlflow_runs(storage, "shallow_cnn")
     final = client.search_runs([parents[0].info.experiment_id], "tags.kind = 'final_training'")
     assert len(final) == 1 and final[0].data.tags["search_trial_id"] == prov["trial_id"]
 
-    compare = run_module("analysis.compare", "--storage", str(finished_search))
-    assert compare.returncode == 0, compare.stderr
-    table = (finished_search / "compare.md").read_text()
+    assert compare.main(["--storage", str(storage)]) == 0
+    table = (storage / "compare.md").read_text()
     assert "| shallow_cnn |" in table
-    assert (finished_search / "compare.csv").exists()
-    with Image.open(finished_search / "compare.png") as im:
+    assert (storage / "compare.csv").exists()
+    with Image.open(storage / "compare.png") as im:
         im.verify()
 
 
 @pytest.mark.slow
-def test_report_writes_valid_images_and_a_self_consistent_page(finished_search):
-    done = run_module("analysis.report", "--experiment", "shallow_cnn", "--storage", str(finished_search))
-    assert done.returncode == 0, done.stderr
-    folder = finished_search / "shallow_cnn" / "report"
+def test_report_writes_valid_images_and_a_self_consistent_page(shallow_study, capsys):
+    assert report.main(["--experiment", "shallow_cnn", "--storage", str(shallow_study.storage)]) == 0
+    folder = shallow_study.folder / "report"
     page = (folder / "index.html").read_text()
     sources = re.findall(r"src='([^']+)'", page)
     assert {"history.png", "learning_curves.png", "parallel.png", "isolation.png"} <= set(sources)
     for src in sources:
         with Image.open(folder / src) as im:
             im.verify()
-    assert "Best trial" in page
-    client, parents, _ = mlflow_runs(finished_search, "shallow_cnn")
+    assert "Best trial" in page and "Top-2 re-check: raced over new seeds" in page
+    client, parents, _ = mlflow_runs(shallow_study.storage, "shallow_cnn")
     attached = {a.path for a in client.list_artifacts(parents[0].info.run_id, "report")}
     assert "report/index.html" in attached
 
-
-def test_missing_experiment_lists_what_exists(tmp_path):
-    (tmp_path / "vgg_depth").mkdir()
-    (tmp_path / "vgg_depth" / "search.json").write_text("{}")
-    for module in ("analysis.export", "analysis.report"):
-        done = run_module(module, "--experiment", "nope", "--storage", str(tmp_path), timeout=120)
-        assert done.returncode == 2
-        lines = done.stderr.strip().splitlines()
-        assert len(lines) == 1 and "searches found: vgg_depth" in lines[0]
 
 
 def _study(objective):

@@ -1,10 +1,12 @@
+import math
+
 import optuna
 import pytest
 
 from search_spaces import HELPER_PARAMS, SEARCH_SPACES, get_space, points_to_evaluate, scientific_parameter
 from search_spaces.context import BoundSpace, SpaceContext
-from searchutil import TINY, mlflow_runs, run_search
 from trainables.core.config import FIELDS
+from trainables.fitting.families import get_family
 from trainables.study.probe import probe_space
 from trainables.models.weights import IMAGENET_WEIGHTS
 
@@ -42,36 +44,30 @@ def test_report_points_are_in_their_spaces():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(SEARCH_SPACES))
-def test_every_space_runs_one_tiny_trial(tmp_path, name):
-    storage = tmp_path / "runs"
-    done = run_search("--space", name, "--storage", str(storage), "--num-samples", "1", "--max-epochs", "1",
-                      "--resolution", "32", "--images-per-object", "3", "--profile", "smoke")
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "1 completed, 0 pruned, 0 failed" in done.stdout
-    _, parents, children = mlflow_runs(storage, name)
-    assert len(parents) == 1 and len(children) == 1
+def test_every_space_s_first_config_fits_and_reports(tmp_path, tiny_data, name):
+    """Each study's first config (as a search would run it, one epoch) through its family's search fit: it reports a
+    finite inner-split score once done and keeps what the re-check resamples. No Ray: the Ray path is the search
+    tests'."""
+    config = probe_space(name, SpaceContext(pretrained=frozenset({"efficientnet_lite0"}), max_epochs=1), n=1,
+                         image_size=32)[0]
+    reports = []
+    get_family(config["model"]).search_fit(config, tiny_data, Recorder(reports, tmp_path / "features"))
+    metrics, done, sums = reports[-1]
+    assert done and math.isfinite(metrics["inner_ev"]) and math.isfinite(metrics["inner_r"])
+    assert sums is not None and set(sums["objects"]) <= set(tiny_data.object_train)
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--space", "nope"], "argument --space: invalid choice: 'nope'"),
-        (["--space", "shallow_cnn", "--searcher", "grid"], "argument --searcher: invalid choice"),
-        (["--space", "shallow_cnn", "--data", "/nonexistent/IT_data.h5"], "data file not found"),
-        (["--space", "shallow_cnn", "--tracking-uri", "http://127.0.0.1:9"], "cannot be reached"),
-        (["--space", "shallow_cnn", "--tracking-uri", "mysql://x"], "is not supported"),
-        (["--space", "shallow_cnn", "--num-samples", "0"], "--num-samples must be >= 1"),
-        (["--resume", "--name", "never_ran"], "nothing to resume"),
-        ([], "--space is required"),
-    ],
-)
-def test_bad_input_exits_2_before_anything_is_written(tmp_path, args, message):
-    storage = tmp_path / "runs"
-    done = run_search(*args, "--storage", str(storage), *TINY, timeout=120)
-    assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], done.stderr
-    assert not storage.exists()
+class Recorder:
+    """A TrialSession that keeps what a family reports (and the per-object sums it hands over at the end)."""
+
+    def __init__(self, reports, feature_cache):
+        self.reports, self.feature_cache = reports, feature_cache
+
+    def resume_state(self):
+        return None
+
+    def report(self, metrics, done, resumable=None, weights=None, inner_sums=None):
+        self.reports.append((metrics, done, inner_sums() if done and inner_sums else None))
 
 
 @pytest.mark.parametrize("name", list(SEARCH_SPACES))

@@ -158,7 +158,7 @@ class Recorder:
     def resume_state(self):
         return None
 
-    def report(self, metrics, done, resumable=None, weights=None):
+    def report(self, metrics, done, resumable=None, weights=None, inner_sums=None):
         self.reports.append((metrics, done))
 
 

@@ -11,7 +11,7 @@ import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
-from trainables.core.usage import UsageError
+from trainables.core.usage import UsageError, check_writable
 from trainables.data.datasets import load_dataset
 from trainables.data.schema import ITData, check_source
 from trainables.models.weights import WeightsPolicy
@@ -105,14 +105,3 @@ def check_tracking_uri(uri: str) -> None:
             raise UsageError(f"MLflow tracking server {uri} cannot be reached ({err})") from None
         return
     raise UsageError(f"MLflow tracking URI {uri!r} is not supported (use sqlite:///FILE or http://HOST:PORT)")
-
-
-def check_writable(folder: Path, what: str) -> None:
-    """Fail before any work when ``folder`` cannot be created or written (``what`` names the flag). Writes nothing."""
-    probe = Path(folder).expanduser().resolve()
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise UsageError(f"{what}: {probe} is a file, not a folder")
-    if not os.access(probe, os.W_OK):
-        raise UsageError(f"{what}: {probe} is not writable")

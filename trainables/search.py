@@ -29,14 +29,13 @@ from trainables.cli import (
     add_data_arguments,
     add_weights_arguments,
     check_tracking_uri,
-    check_writable,
     profile_message,
     resolve_data_arguments,
     weights_policy,
 )
 from trainables.core.config import ConfigError
 from trainables.core.layout import SEARCH_FILE, TRIALS_FILE
-from trainables.core.usage import Parser, UsageError, fail, setup_logging
+from trainables.core.usage import Parser, UsageError, check_writable, fail, setup_logging
 from trainables.data.datasets import load_dataset
 from trainables.data.schema import DataError, ITData
 from trainables.data.synthetic import SyntheticSpec
@@ -75,9 +74,10 @@ def parse_args(argv):
                    help=f"ASHA/Hyperband: keep 1/f of the trials at each rung (default {defaults.REDUCTION_FACTOR:g})")
     p.add_argument("--recheck-top", type=int, metavar="K",
                    help="at the end, train the K best completed configs again with new seeds and export the best mean "
-                        f"(default {defaults.RECHECK_TOP}; 0: off; with --resume, also re-checks a finished search)")
+                        "(default: the profile's, 2 smoke / 3 full; 0: off; with --resume, also re-checks a finished search)")
     p.add_argument("--recheck-seeds", type=int, metavar="S",
-                   help=f"seeds per re-checked config (default {defaults.RECHECK_SEEDS}, at least 2)")
+                   help="at most this many new seeds per re-checked config (default: the profile's, 2 smoke / 3 full; "
+                        "at least 2)")
     p.add_argument("--gpus-per-trial", type=float, help="fractional allowed (default: 1 with a GPU, else 0)")
     p.add_argument("--cpus-per-trial", type=float, help="default 1")
     p.add_argument("--max-concurrent", type=int, help="trials at once (default: what CPUs, GPUs and memory allow)")
@@ -175,8 +175,8 @@ def new_plan(args) -> SearchPlan:
         num_samples=args.num_samples or profile.num_samples,
         scheduler=SchedulerPlan(args.scheduler or defaults.SCHEDULER, args.grace_period or defaults.grace_period(max_t),
                                 args.reduction_factor or defaults.REDUCTION_FACTOR, max_t),
-        recheck=RecheckPlan(defaults.RECHECK_TOP if args.recheck_top is None else args.recheck_top,
-                            args.recheck_seeds or defaults.RECHECK_SEEDS),
+        recheck=RecheckPlan(profile.recheck_top if args.recheck_top is None else args.recheck_top,
+                            args.recheck_seeds or profile.recheck_seeds),
         resources=ResourcePlan(args.cpus_per_trial or 1.0, gpus, args.max_concurrent, args.memory_per_trial,
                                300.0 if args.checkpoint_interval is None else args.checkpoint_interval),
         data=DataPlan(source, args.data_seed, profile.resolution, profile.images_per_object),
@@ -248,7 +248,7 @@ def load_study_data(plan: SearchPlan) -> ITData:
 def announce(plan: SearchPlan) -> None:
     d = plan.data
     log.info("%s", profile_message(d.source, Profile(plan.profile, d.resolution, d.images_per_object, plan.max_epochs,
-                                                     plan.num_samples)))
+                                                     plan.num_samples, plan.recheck.top, plan.recheck.seeds)))
     log.info("study %s: %d trials, searcher %s", plan.space, plan.num_samples, plan.searcher)
     log.info("%s", describe(plan.scheduler))
     rc = plan.recheck

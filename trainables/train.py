@@ -25,7 +25,6 @@ from trainables.cli import (
     add_data_arguments,
     add_weights_arguments,
     check_tracking_uri,
-    check_writable,
     load_data,
     profile_message,
     resolve_data_arguments,
@@ -35,7 +34,7 @@ from trainables.core.config import ConfigError, hyperparameters, load_config
 from trainables.core.devices import default_device
 from trainables.core.layout import CONFIG_FILE, FEATURES_DIR, METRICS_FILE, MODEL_FILE, TRAIN_DIR, default_tracking_uri
 from trainables.core.metrics import summarize
-from trainables.core.usage import Parser, UsageError, fail, setup_logging
+from trainables.core.usage import Parser, UsageError, check_writable, fail, setup_logging
 from trainables.data.schema import DataError, ITData
 from trainables.fitting.families import get_family, validate
 from trainables.fitting.family import FinalContext

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from pathlib import Path
 
 
 class UsageError(ValueError):
@@ -27,3 +29,14 @@ class Parser(argparse.ArgumentParser):
 def setup_logging(verbose: bool = False) -> None:
     """Log lines of the project as plain messages on stderr; other libraries' at WARNING and above."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """Raise UsageError when ``folder`` cannot be created or written (``what`` names the flag). Writes nothing."""
+    probe = Path(folder).expanduser().resolve()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"{what}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK):
+        raise UsageError(f"{what}: {probe} is not writable")

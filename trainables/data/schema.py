@@ -178,14 +178,17 @@ def load_h5(path: str | Path) -> ITData:
 
 
 def write_h5(arrays: dict, path: str | Path) -> None:
-    """Write schema arrays to an h5 file atomically (a partial file is never left at ``path``)."""
+    """Write schema arrays to an h5 file atomically (a partial file is never left at ``path``, nor beside it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with h5py.File(tmp, "w") as f:
-        for key, value in arrays.items():
-            f.create_dataset(key, data=value)
-    os.replace(tmp, path)
+    try:
+        with h5py.File(tmp, "w") as f:
+            for key, value in arrays.items():
+                f.create_dataset(key, data=value)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def check_source(source: str) -> None:

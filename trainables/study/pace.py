@@ -49,10 +49,14 @@ def measure(trials: list[tuple[int, float, float]]) -> Pace | None:
 
 def remaining_s(pace: Pace, running_left: list[float], not_started: int, epochs_per_trial: float,
                 concurrency: int) -> float:
-    """Seconds until every trial ends: the epochs running trials have left, then the trials still to start, spread
-    over ``concurrency`` slots (a lower bound when fewer trials than slots are left)."""
-    work = sum(left * pace.epoch_s for left in running_left) + not_started * pace.trial(epochs_per_trial)
-    return work / max(1, concurrency)
+    """Seconds until every trial ends: the running trials finish their epochs left, and each trial still to start
+    takes the first slot that frees up (``concurrency`` slots)."""
+    slots = sorted([left * pace.epoch_s for left in running_left][:concurrency])
+    slots += [0.0] * (max(1, concurrency) - len(slots))
+    for _ in range(not_started):
+        slots[0] += pace.trial(epochs_per_trial)
+        slots.sort()
+    return max(slots)
 
 
 def race_s(pace: Pace, configs: int, epochs: float, concurrency: int) -> float:

@@ -30,6 +30,8 @@ class Profile:
         Cap on every config's ``epochs``; None: no cap.
     num_samples : int
         Default number of search trials.
+    recheck_top, recheck_seeds : int
+        Default K and S of the top-K re-check (its K best configs, raced over at most S new seeds).
     """
 
     name: str
@@ -37,6 +39,8 @@ class Profile:
     images_per_object: int
     max_epochs: int | None
     num_samples: int
+    recheck_top: int = 3
+    recheck_seeds: int = 3
 
     def synthetic_spec(self, seed: int = 0) -> SyntheticSpec:
         return SyntheticSpec(seed=seed, resolution=self.resolution, images_per_object=self.images_per_object)
@@ -59,9 +63,15 @@ def epoch_cap_text(max_epochs: int | None) -> str:
     return f"at most {max_epochs} epoch{'s' * (max_epochs != 1)}"
 
 
+# smoke: the main job on a 2-core CPU in minutes (benchmarks/RESULTS.md, "Main job"): the smallest images every
+# VGG depth reads (32 px), 1,024 images, recipes capped at 6 epochs, 6 trials, the 2 best raced over at most 2 new
+# seeds. Chosen so that the report's recipe (a 7000-7000 head at lr 1e-4, the slowest learner of the space) still
+# trains past both ideal observers on the inner split within its 6 epochs.
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile("smoke", resolution=32, images_per_object=20, max_epochs=8, num_samples=10),
-    "full": Profile("full", resolution=224, images_per_object=50, max_epochs=None, num_samples=64),
+    "smoke": Profile("smoke", resolution=32, images_per_object=16, max_epochs=6, num_samples=6, recheck_top=2,
+                     recheck_seeds=2),
+    "full": Profile("full", resolution=224, images_per_object=50, max_epochs=None, num_samples=64, recheck_top=3,
+                    recheck_seeds=3),
 }
 
 

@@ -87,7 +87,8 @@ class Study:
     """
 
     def __init__(self, plan: SearchPlan, folder: Path, data: ITData, deadline: float | None = None):
-        self.plan, self.folder, self.data, self.deadline = plan, Path(folder), data, deadline
+        # Absolute: Ray takes the storage path as a URI.
+        self.plan, self.folder, self.data, self.deadline = plan, Path(folder).resolve(), data, deadline
         self.storage = self.folder.parent
         self.configs = probe_space(plan.space, space_context(plan), image_size=data.resolution)
         self.families = {c["model"]: get_family(c["model"]) for c in self.configs}
