@@ -1,10 +1,12 @@
 """The search on an existing Ray cluster (head + one worker node) with an MLflow tracking server, all on loopback.
 
-These start real processes (``ray start``, ``mlflow server``) and stop them after.
+One cluster and one server for the module (real processes: ``ray start``, ``mlflow server``), stopped after; the
+test that kills the worker node runs last.
 """
 
 import collections
 import csv
+import json
 import os
 import signal
 import socket
@@ -12,12 +14,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from searchutil import TINY, run_search
 
 pytestmark = [pytest.mark.cluster]
+RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
 BIN = Path(sys.executable).parent
 
 
@@ -36,8 +40,9 @@ def wait_for(predicate, timeout=60.0, step=0.5):
     return False
 
 
-@pytest.fixture
-def mlflow_server(tmp_path):
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("mlflow_server")
     port = free_port()
     proc = subprocess.Popen(
         [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
@@ -56,25 +61,30 @@ def mlflow_server(tmp_path):
             return False
 
     assert wait_for(healthy, 90), "mlflow server did not start"
-    yield uri
+    yield SimpleNamespace(uri=uri, artifacts=tmp_path / "server-artifacts")
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=30)
 
 
-@pytest.fixture
-def ray_cluster(tmp_path, monkeypatch):
-    """A head (1 CPU) and a worker node (1 CPU) on 127.0.0.1, with token authentication as Ray 2.60 does it.
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory):
+    """A head (1 CPU) and a worker node (1 CPU) on 127.0.0.1, with token authentication as Ray 2.60 does it, and
+    an empty torch cache on both nodes (they must get ImageNet weights from the driver).
 
-    The token lives in a file of the test's own; the search gets only its path
+    The token lives in a file of the module's own; the search gets only its path
     (RAY_AUTH_TOKEN_PATH) and must switch to token mode by itself. The worker runs
     in its own process group so that it can be killed alone.
     """
+    tmp_path = tmp_path_factory.mktemp("cluster")
     port = free_port()
     token = tmp_path / "ray_token"
     token.write_text(os.urandom(16).hex())
-    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token))
-    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    node_home = tmp_path / "node_torch_home"
+    node_home.mkdir()
+    patch = pytest.MonkeyPatch()
+    patch.setenv("RAY_AUTH_TOKEN_PATH", str(token))
+    patch.delenv("RAY_AUTH_MODE", raising=False)
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), "TORCH_HOME": str(node_home)}
     address = f"127.0.0.1:{port}"
 
     def start(*args):
@@ -93,7 +103,8 @@ def ray_cluster(tmp_path, monkeypatch):
     assert wait_for(lambda: nodes_up(1), 90, 2), "head node did not start"
     worker = start("--address", address)
     assert wait_for(lambda: nodes_up(2), 90, 2), "worker node did not join"
-    yield address, worker
+    yield SimpleNamespace(address=address, worker=worker, node_home=node_home)
+    patch.undo()
     for node in (worker, head):
         if node.poll() is None:
             os.killpg(node.pid, signal.SIGTERM)
@@ -119,56 +130,36 @@ def server_runs(uri, experiment):
 
 
 @pytest.mark.slow
-def test_search_on_a_cluster_with_a_tracking_server(tmp_path, ray_cluster, mlflow_server):
-    address, _ = ray_cluster
+def test_search_on_a_cluster_with_a_tracking_server_and_no_torch_cache_on_the_nodes(tmp_path, ray_cluster,
+                                                                                    mlflow_server, checkpoint_mirror):
+    """The driver fetches the ImageNet checkpoints once (from a mirror on 127.0.0.1, into its own cache) and ships
+    them through Ray's object store: trials on both nodes, whose torch caches are empty, train pretrained; every
+    trial is logged to the tracking server, artifacts through it."""
+    checkpoint_mirror.add(*RESNETS)
+    driver_home = tmp_path / "driver_torch_home"
     storage = tmp_path / "shared"
-    done = run_search("--space", "shallow_cnn", "--storage", str(storage), "--num-samples", "4", "--max-epochs", "3",
-                      "--grace-period", "3", "--address", address, "--tracking-uri", mlflow_server, *TINY)
+    done = run_search("--space", "resnet_depth", "--profile", "full", "--address", ray_cluster.address,
+                      "--storage", str(storage), "--num-samples", "4", "--max-epochs", "1",
+                      "--weights-mirror", checkpoint_mirror.url, "--tracking-uri", mlflow_server.uri,
+                      "--resolution", "32", "--images-per-object", "3",
+                      env={**os.environ, "TORCH_HOME": str(driver_home)})
     assert done.returncode == 0, done.stderr[-3000:]
-    trials = read_trials(storage, "shallow_cnn")
+    for name in RESNETS:
+        assert f"downloading ImageNet weights for {name}" in done.stderr
+    trials = read_trials(storage, "resnet_depth")
     assert len(trials) == 4 and all(t["status"] == "completed" for t in trials)
     nodes = {t["node_id"] for t in trials}
     assert len(nodes) == 2, f"trials ran on {nodes}"
-    client, parents, children = server_runs(mlflow_server, "shallow_cnn")
+    for params in (storage / "resnet_depth").glob("trial_*/params.json"):
+        assert json.loads(params.read_text())["weights"] == "imagenet"
+    assert len(list((driver_home / "hub" / "checkpoints").glob("resnet*.pth"))) == 4
+    assert not [p for p in ray_cluster.node_home.rglob("*") if p.is_file()], "a node wrote to its torch cache"
+    client, parents, children = server_runs(mlflow_server.uri, "resnet_depth")
     assert len(parents) == 1 and len(children) == 4
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
     assert {r.data.tags["node_id"] for r in children} == nodes
-    # Artifacts went through the server into its artifact store.
     assert {"best_config.json", "trials.csv"} <= {a.path for a in client.list_artifacts(parents[0].info.run_id)}
-    assert any((tmp_path / "server-artifacts").rglob("best_config.json"))
-    print(f"nodes: {sorted(nodes)}; MLflow runs: {len(parents)} parent + {len(children)} trials")
-
-
-@pytest.mark.slow
-def test_worker_node_killed_mid_search(tmp_path, ray_cluster, mlflow_server):
-    address, worker = ray_cluster
-    storage = tmp_path / "shared"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "trainables.search", "--space", "shallow_cnn", "--storage", str(storage),
-         "--num-samples", "4", "--max-epochs", "8", "--grace-period", "8", "--recheck-top", "0", "--address", address,
-         "--tracking-uri", mlflow_server, *TINY], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    folder = storage / "shallow_cnn"
-    assert wait_for(lambda: len(list(folder.glob("trial_*/result.json"))) >= 2, 180), "trials did not start"
-    os.killpg(worker.pid, signal.SIGKILL)
-    out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err[-3000:]
-    trials = read_trials(storage, "shallow_cnn")
-    counts = collections.Counter(t["status"] for t in trials)
-    assert len(trials) == 4 and counts["running"] == 0, counts
-    assert f"{counts['completed']} completed, {counts['pruned']} pruned, {counts['failed']} failed" in out
-    _, _, children = server_runs(mlflow_server, "shallow_cnn")
-    assert len(children) == 4 and all(r.info.status in ("FINISHED", "FAILED") for r in children)
-    print(f"after killing the worker node: {dict(counts)}")
-
-
-def test_unreachable_tracking_server_stops_before_ray(tmp_path):
-    port = free_port()
-    storage = tmp_path / "runs"
-    done = run_search("--space", "shallow_cnn", "--storage", str(storage), "--tracking-uri",
-                      f"http://127.0.0.1:{port}", *TINY, timeout=120)
-    assert done.returncode == 2
-    assert "cannot be reached" in done.stderr and len(done.stderr.strip().splitlines()) == 1
-    assert not storage.exists()
+    assert any(mlflow_server.artifacts.rglob("best_config.json"))
 
 
 def test_search_imports_ray_only_after_choosing_the_auth_mode():
@@ -178,32 +169,23 @@ def test_search_imports_ray_only_after_choosing_the_auth_mode():
     assert done.stdout.strip() == "False", done.stderr
 
 
-@pytest.fixture
-def empty_node_torch_home(tmp_path, monkeypatch):
-    """The torch cache of every Ray node started after this fixture: an empty folder."""
-    home = tmp_path / "node_torch_home"
-    home.mkdir()
-    monkeypatch.setenv("TORCH_HOME", str(home))
-    return home
-
-
-def test_worker_nodes_need_no_torch_cache(empty_node_torch_home, ray_cluster, tmp_path, checkpoint_mirror):
-    """The driver fetches the ImageNet checkpoints once (from a mirror on 127.0.0.1, into its own cache) and ships
-    them through Ray's object store: trials on both nodes, whose torch caches are empty, train pretrained."""
-    import json
-
-    address, _ = ray_cluster
-    driver_home = tmp_path / "driver_torch_home"
-    storage = tmp_path / "runs"
-    done = run_search("--space", "resnet_depth", "--profile", "full", "--address", address, "--storage", str(storage),
-                      "--num-samples", "4", "--max-epochs", "1", "--weights-mirror", checkpoint_mirror.url,
-                      "--resolution", "32", "--images-per-object", "3",
-                      env={**os.environ, "TORCH_HOME": str(driver_home)})
-    assert done.returncode == 0, done.stderr[-3000:]
-    trials = read_trials(storage, "resnet_depth")
-    assert len(trials) == 4 and all(t["status"] == "completed" for t in trials)
-    assert len({t["node_id"] for t in trials}) == 2, "trials did not run on both nodes"
-    for params in (storage / "resnet_depth").glob("trial_*/params.json"):
-        assert json.loads(params.read_text())["weights"] == "imagenet"
-    assert len(list((driver_home / "hub" / "checkpoints").glob("resnet*.pth"))) == 4
-    assert not [p for p in empty_node_torch_home.rglob("*") if p.is_file()], "a node wrote to its torch cache"
+@pytest.mark.slow
+def test_worker_node_killed_mid_search(tmp_path, ray_cluster, mlflow_server):
+    """Runs last: it kills the module's worker node."""
+    storage = tmp_path / "shared"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trainables.search", "--space", "shallow_cnn", "--storage", str(storage),
+         "--num-samples", "4", "--max-epochs", "8", "--grace-period", "8", "--recheck-top", "0", "--address",
+         ray_cluster.address, "--tracking-uri", mlflow_server.uri, *TINY], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    folder = storage / "shallow_cnn"
+    assert wait_for(lambda: len(list(folder.glob("trial_*/result.json"))) >= 2, 180), "trials did not start"
+    os.killpg(ray_cluster.worker.pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    trials = read_trials(storage, "shallow_cnn")
+    counts = collections.Counter(t["status"] for t in trials)
+    assert len(trials) == 4 and counts["running"] == 0, counts
+    assert f"{counts['completed']} completed, {counts['pruned']} pruned, {counts['failed']} failed" in out
+    _, _, children = server_runs(mlflow_server.uri, "shallow_cnn")
+    assert len(children) == 4 and all(r.info.status in ("FINISHED", "FAILED") for r in children)

@@ -1,3 +1,5 @@
+"""The training core: fit, early stopping, divergence, schedules, resume, the device-resident batches."""
+
 import numpy as np
 import pytest
 import torch
@@ -5,6 +7,7 @@ import torch
 from trainables.core.config import validate_config
 from trainables.fitting.loop import DeviceImages, DivergedError, Trainer, fit, predict
 
+pytestmark = pytest.mark.slow  # every test here trains
 BASE = {"backbone": "shallow_cnn", "head_hidden": [], "optimizer": "adam", "lr": 3e-3, "batch_size": 32,
         "epochs": 20, "patience": None}
 

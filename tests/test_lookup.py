@@ -109,21 +109,20 @@ def test_responses_do_not_depend_on_the_resolution(private_cache):
     assert small.stimulus_train.shape[-1] == 16 and large.stimulus_train.shape[-1] == 32
 
 
-def test_final_training_of_a_lookup_and_compare_carries_the_ideal_observers(tmp_path, private_cache):
+@pytest.mark.slow
+def test_final_training_of_a_lookup_and_compare_carries_the_ideal_observers(tmp_path, private_cache, capsys):
+    from analysis import compare
+    from trainables import train
+
     config = tmp_path / "lookup.json"
     config.write_text(json.dumps({"model": "lookup", "lookup_by": "category"}))
     out = tmp_path / "runs" / "train" / "category_lookup"
-    cmd = [sys.executable, "-m", "trainables.train", "--config", str(config), "--resolution", "32",
-           "--images-per-object", "10", "--out", str(out), "--no-mlflow"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "ITSEARCH_CACHE": str(private_cache)})
-    assert done.returncode == 0, done.stderr
+    assert train.main(["--config", str(config), "--resolution", "32", "--images-per-object", "10", "--out", str(out),
+                       "--no-mlflow"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["lookup_by"] == "category"
     assert metrics["references"]["category ideal observer"] == pytest.approx(metrics["ev"])
-    done = subprocess.run([sys.executable, "-m", "analysis.compare", "--storage", str(tmp_path / "runs")],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    assert compare.main(["--storage", str(tmp_path / "runs")]) == 0
     table = (tmp_path / "runs" / "compare.md").read_text()
     assert "object ideal observer (labels only)" in table and "category ideal observer (labels only)" in table
     assert "| category_lookup |" in table

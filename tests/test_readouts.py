@@ -1,14 +1,14 @@
 import json
-import subprocess
-import sys
 
 import numpy as np
+import pytest
 
 from trainables.core.config import validate_config
 from trainables.fitting.features import FeatureCache, layer_features
 from trainables.models.backbones import layer_names
 from trainables.fitting.readout import fit_readout_inner
 from trainables.fitting.ridge import DEFAULT_ALPHAS
+from trainables import train
 
 
 def test_layer_names_per_backbone():
@@ -47,16 +47,14 @@ def test_pixel_ridge_readout_scores_the_inner_split(tiny_data):
     assert linear["inner_ev"] < scores["inner_ev"]
 
 
-def test_train_accepts_a_ridge_config(tmp_path):
+@pytest.mark.slow
+def test_train_accepts_a_ridge_config(tmp_path, capsys):
     config = tmp_path / "ridge.json"
     config.write_text(json.dumps({"model": "ridge", "backbone": "efficientnet_lite0", "weights": "imagenet",
                                   "layer": "block8", "feature_pool": 2}))
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-m", "trainables.train", "--config", str(config), "--out", str(out),
-                           "--storage", str(tmp_path), "--resolution", "32",
-                           "--images-per-object", "6", "--profile", "smoke"], capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr
+    assert train.main(["--config", str(config), "--out", str(out), "--storage", str(tmp_path), "--resolution", "32",
+                       "--images-per-object", "6", "--profile", "smoke"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert np.load(out / "predictions_val.npy").shape[1] == 168 and metrics["alpha"] > 0
     assert any((tmp_path / "features").glob("efficientnet_lite0-imagenet-block8-p2-*.npy"))

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.search_replay import DEFAULT_TABLE, STRATEGIES, Table, regret_curve, replay
+from benchmarks.search_replay import DEFAULT_TABLE, Table, regret_curve
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,27 +38,6 @@ def test_regret_follows_the_best_reported_score_not_the_true_value():
     regret = regret_curve(table, events, grid)
     spread = values.max() - values.min()
     assert regret == pytest.approx([spread, spread, spread, 0.0])
-
-
-@pytest.mark.slow
-def test_replay_runs_real_ray_tune_and_asha_stops_trials(monkeypatch, recwarn):
-    monkeypatch.setenv("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    table = Table.load(DEFAULT_TABLE)
-    strategies = {k: STRATEGIES[k] for k in ("random + fifo", "tpe + asha g1 rf3")}
-    grid, results = replay(table, strategies, seeds=2, budget=120, concurrency=2, time_scale=1e-4)
-    # The searcher records each trial's last result once (Optuna warned of a second report of the same step).
-    assert not [w for w in recwarn if "already reported" in str(w.message)]
-    assert [r.name for r in results] == list(strategies)
-    for r in results:
-        assert r.curves.shape == (2, len(grid)) and grid[-1] == 120
-        # Regret never grows as the search goes on, and it starts at the table's worst (nothing exported yet).
-        assert np.all(np.diff(r.curves, axis=1) <= 1e-12)
-        values = [table.true_value(c) for c in table.configs]
-        assert r.curves[:, 0] == pytest.approx(max(values) - min(values))
-        assert np.all(r.curves[:, -1] < r.curves[:, 0])
-    import ray
-
-    ray.shutdown()
 
 
 @pytest.mark.slow

@@ -10,7 +10,6 @@ import shutil
 import pytest
 import torch
 
-from searchutil import run_search
 from trainables.models.weights import (
     IMAGENET_WEIGHTS,
     MANIFEST,
@@ -19,8 +18,6 @@ from trainables.models.weights import (
     fetch_imagenet,
 )
 
-RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
-TINY = ["--resolution", "32", "--images-per-object", "3"]
 
 
 def cached(home, name):
@@ -29,6 +26,7 @@ def cached(home, name):
 
 def test_fetch_from_an_http_mirror_fills_the_torch_cache_once(tmp_path, monkeypatch, checkpoint_mirror):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    checkpoint_mirror.add("resnet18")
     path = fetch_imagenet("resnet18", WeightsPolicy(mirror=checkpoint_mirror.url))
     assert path == cached(tmp_path, "resnet18")
     served = checkpoint_mirror.folder / path.name
@@ -42,6 +40,7 @@ def test_fetch_from_an_http_mirror_fills_the_torch_cache_once(tmp_path, monkeypa
 
 def test_fetch_from_a_folder_mirror(tmp_path, monkeypatch, checkpoint_mirror):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    checkpoint_mirror.add("resnet34")
     path = fetch_imagenet("resnet34", WeightsPolicy(mirror=str(checkpoint_mirror.folder)))
     assert path.read_bytes() == (checkpoint_mirror.folder / path.name).read_bytes()
 
@@ -52,6 +51,7 @@ def test_a_file_that_fails_verification_is_refused_and_not_cached(tmp_path, monk
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     name = IMAGENET_WEIGHTS["resnet18"].filename()
+    checkpoint_mirror.add("resnet18")
     shutil.copy(checkpoint_mirror.folder / name, mirror / name)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
     with pytest.raises(WeightsNotFound, match="hash"):
@@ -71,36 +71,3 @@ def test_offline_and_unreachable_sources_say_so(tmp_path, monkeypatch):
         fetch_imagenet("resnet18", WeightsPolicy(mirror="http://127.0.0.1:9"))
     with pytest.raises(WeightsNotFound, match="no ImageNet weights"):
         fetch_imagenet("shallow_cnn", WeightsPolicy())
-
-
-@pytest.mark.slow
-def test_full_profile_search_downloads_missing_weights_from_the_mirror(tmp_path, monkeypatch, checkpoint_mirror):
-    """The cache is empty at the start; the driver fetches each checkpoint once and the trials get it."""
-    home = tmp_path / "torch"
-    monkeypatch.setenv("TORCH_HOME", str(home))
-    storage = tmp_path / "runs"
-    done = run_search("--space", "resnet_depth", "--profile", "full", "--storage", str(storage), "--num-samples", "2",
-                      "--max-epochs", "1", "--weights-mirror", checkpoint_mirror.url, *TINY)
-    assert done.returncode == 0, done.stderr[-3000:]
-    for name in RESNETS:
-        assert cached(home, name).is_file()
-        assert f"downloading ImageNet weights for {name}" in done.stderr
-    for params in storage.glob("resnet_depth/trial_*/params.json"):
-        assert json.loads(params.read_text())["weights"] == "imagenet"
-    assert "2 completed" in done.stdout
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("flags, message", [
-    (["--offline"], "--offline forbids downloading"),
-    (["--weights-mirror", "http://127.0.0.1:9"], "cannot fetch"),
-])
-def test_full_profile_without_weights_and_no_way_to_get_them_is_one_line(tmp_path, monkeypatch, flags, message):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    storage = tmp_path / "runs"
-    done = run_search("--space", "resnet_depth", "--profile", "full", "--storage", str(storage), *flags, *TINY,
-                      timeout=120)
-    assert done.returncode == 2, done.stderr[-2000:]
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0] and "resnet18" in lines[0], done.stderr[-2000:]
-    assert not storage.exists()

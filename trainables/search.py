@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -42,12 +44,15 @@ from trainables.data.synthetic import SyntheticSpec
 from trainables.fitting.families import get_family
 from trainables.study import defaults
 from trainables.study.cluster import disconnect, set_ray_environment
+from trainables.study.lock import StudyLock
 from trainables.study.plan import (DataPlan, PlanError, RecheckPlan, ResourcePlan, SchedulerPlan, SearchPlan,
                                    TrackingPlan, check_resumable, read_plan)
 from trainables.study.pace import parse_duration
 from trainables.study.probe import plan_weights, probe_space
 from trainables.study.profiles import Profile
 from trainables.study.recheck import format_table, runs_spent
+from trainables.study.records import StudyDamaged, load_optuna_study
+from trainables.study.tracking import relocate_artifacts
 from trainables.study.samplers import SAMPLERS
 from trainables.study.schedulers import SCHEDULERS, describe
 
@@ -221,6 +226,7 @@ def resume_plan(args) -> tuple[SearchPlan, Path, list[str]]:
         raise UsageError(f"nothing to resume: no search '{name}' in {args.storage}")
     plan = read_plan(folder)
     check_resumable(plan, folder)
+    load_optuna_study(folder, plan.name)  # a damaged optuna.db is named here, before anything runs
     given = {k: v for k, v in vars(args).items() if v not in (None, False) and k not in RESUME_FLAGS}
     if given.get("data") and given["data"] != "synthetic":
         given["data"] = str(Path(given["data"]).resolve())
@@ -317,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging()
     try:
+        StudyLock.check_free(args.storage / (args.name or args.space or ""))  # a second launcher says who runs it
         if args.resume:
             plan, folder, ignored = resume_plan(args)
         else:
@@ -326,8 +333,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume and plan.data_fingerprint and data.fingerprint != plan.data_fingerprint:
             raise UsageError(f"the data of search '{plan.name}' changed since it started (fingerprint "
                              f"{data.fingerprint}, was {plan.data_fingerprint}): start a new search")
-    except (UsageError, DataError, PlanError) as err:
+        # One launcher per study, taken before anything is written (a second one stops here, naming the first).
+        lock = StudyLock(folder)
+        if not args.resume and (folder / SEARCH_FILE).exists():
+            lock.release()
+            raise UsageError(f"a search named '{plan.name}' exists in {args.storage}; use --resume, or another --name")
+    except (UsageError, DataError, PlanError, StudyDamaged) as err:
         fail(str(err))
+    try:
+        return run(args, plan, folder, data, ignored, begun, lock)
+    finally:
+        lock.release(remove_folder=not (folder / SEARCH_FILE).exists())
+
+
+def run(args, plan: SearchPlan, folder: Path, data: ITData, ignored: list[str], begun: float, lock) -> int:
+    """The study, once its plan and data are checked and its lock is held."""
     if args.resume:
         log.info("resuming search '%s' from %s", plan.name, folder.resolve())
         if ignored:
@@ -342,15 +362,27 @@ def main(argv: list[str] | None = None) -> int:
         plan = replace(plan, data_fingerprint=data.fingerprint, image_size=data.resolution,
                        references=runner.references(data))
     study = runner.Study(plan, folder, data, begun + parse_duration(args.time_budget) if args.time_budget else None)
+    if args.resume and plan.tracking.uri is None:
+        moved = relocate_artifacts(study.tracking_uri, plan.tracking.experiment_id)
+        if moved:
+            log.info("the study has moved: its MLflow artifacts now go beside %s (they went to %s)",
+                     study.tracking_uri.removeprefix("sqlite:///"), moved)
     start = time.perf_counter()
     try:
         try:
             study.start(new=not args.resume, address=args.address)
         except UsageError as err:
             fail(str(err))
+        # SIGTERM ends the study as Ctrl-C does: Ray Tune stops the trials and saves its state, the summary says how
+        # to resume. (Set after Ray starts, whose core installs a SIGTERM handler of its own that aborts.)
+        signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
         study.run_search(resume=args.resume)
         study.run_recheck()
         summary = study.finish()
+    except KeyboardInterrupt:
+        print(f"\nsearch interrupted; continue it with: python -m trainables.search --resume --name {plan.name} "
+              f"--storage {args.storage}")
+        return 1
     finally:
         disconnect()
     print_summary(study.plan, folder, summary, time.perf_counter() - start)

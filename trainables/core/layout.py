@@ -34,6 +34,7 @@ COMPARE_FILE = "compare.md"
 SEARCH_FILE = "search.json"  # the search plan (trainables.study.plan)
 OPTUNA_FILE = "optuna.db"
 LOCK_FILE = "search.lock"  # held by the one process that runs the study
+WHERE_FILE = ".where"  # the folder the study last ran in: a resume elsewhere sees that it moved
 RECHECK_DIR = "recheck"  # Ray's folder of the top-K re-check's trials
 BEST_CONFIG_FILE = "best_config.json"
 TRIALS_FILE = "trials.csv"
@@ -41,6 +42,7 @@ BEST_WEIGHTS_FILE = "best_model.pt"  # also the name inside a completed trial's 
 REPORT_DIR = "report"
 TRIAL_PREFIX = "trial_"  # Ray's trial folders: trial_<trial id>
 STATE_FILE = "trainer.pt"  # a resumable checkpoint's training state
+FINAL_FILE = "final.json"  # in a trial's last checkpoint: its last report (an ended trial is never run again)
 INNER_SUMS_FILE = "inner_sums.npz"  # a completed trial's inner-split residuals summed per object (the re-check's)
 
 # --- a final training's output folder

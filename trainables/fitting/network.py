@@ -38,6 +38,7 @@ def search_fit(config: dict, data: ITData, session: TrialSession) -> None:
 
     def report(record: dict, trainer: Trainer) -> None:
         metrics = {
+            "epoch": record["epoch"],
             "train_loss": record["train_loss"],
             "inner_ev": record["inner_ev"],
             "inner_r": record["inner_r"],

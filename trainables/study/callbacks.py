@@ -17,8 +17,9 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 from trainables.core.config import from_trial
-from trainables.core.layout import RECHECK_KEY, sampled_params
+from trainables.core.layout import OPTUNA_KEY, RECHECK_KEY, sampled_params
 from trainables.study.checkpoints import remove_checkpoints
+from trainables.study.searchers import epoch_of
 from trainables.study.trial import EPOCH_METRICS
 from trainables.study.tracking import mlflow_value
 
@@ -28,16 +29,24 @@ class MLflowTrials(tune.Callback):
 
     Runs are found again by their ``trial_id`` tag, so a restored search reuses
     them instead of opening duplicates, and each ends FINISHED or FAILED with a
-    ``status`` tag of completed / pruned / failed.
+    ``status`` tag of completed / pruned / failed. A run found again continues its
+    metric history after its last logged step: a trial resumed from an older
+    checkpoint reports epochs again, and MLflow gets each step once.
+
+    ``finished`` (a resumed study's): Optuna trial number -> status of the trials that
+    ended before the interruption; their status comes from there, not from Ray's
+    (possibly stale) last result.
     """
 
-    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str):
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, finished: dict | None = None):
         self.tracking_uri, self.experiment_id, self.parent_run_id = tracking_uri, experiment_id, parent_run_id
+        self.finished = dict(finished or {})
         self._client = None
         self._runs: dict[str, str] = {}
+        self._last_step: dict[str, int] = {}
 
     def __getstate__(self):  # the client holds connections; rebuild it after unpickling
-        return {**self.__dict__, "_client": None, "_runs": {}}
+        return {**self.__dict__, "_client": None, "_runs": {}, "_last_step": {}}
 
     @property
     def client(self) -> MlflowClient:
@@ -60,6 +69,8 @@ class MLflowTrials(tune.Callback):
         )
         if found:
             run_id = found[0].info.run_id
+            logged = self.client.get_metric_history(run_id, "inner_ev")
+            self._last_step[run_id] = max((m.step for m in logged), default=0)
         else:
             run = self.client.create_run(
                 self.experiment_id,
@@ -78,14 +89,20 @@ class MLflowTrials(tune.Callback):
         self.run_id(trial)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        step = int(result.get("training_iteration", 0))
+        step = epoch_of(result)
+        run_id = self.run_id(trial)
+        if step <= self._last_step.get(run_id, 0):  # logged before the study was interrupted
+            return
+        self._last_step[run_id] = step
         stamp = int(time.time() * 1000)
         metrics = [Metric(k, float(result[k]), stamp, step) for k in EPOCH_METRICS if k in result]
-        self.client.log_batch(self.run_id(trial), metrics=metrics)
+        self.client.log_batch(run_id, metrics=metrics)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        status = "completed" if (trial.last_result or {}).get("fit_done") else "pruned"
-        self._finish(trial, status, "FINISHED")
+        status = self.finished.get(trial.config.get(OPTUNA_KEY))
+        if status is None:
+            status = "completed" if (trial.last_result or {}).get("fit_done") else "pruned"
+        self._finish(trial, status, "FAILED" if status == "failed" else "FINISHED")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._finish(trial, "failed", "FAILED")
@@ -109,11 +126,14 @@ class CheckpointJanitor(tune.Callback):
     resumed, so nothing of theirs is kept.
     """
 
-    def __init__(self, metric: str, group_by: str | None = None):
+    def __init__(self, metric: str, group_by: str | None = None, finished: dict | None = None):
         self.metric, self.group_by = metric, group_by
+        self.finished = set(finished or ())  # a resumed study's trials that ended before: left as they are
         self.best: dict = {}
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        if trial.config.get(OPTUNA_KEY) in self.finished:
+            return
         result = trial.last_result or {}
         value = result.get(self.metric)
         if not result.get("fit_done") or value is None:

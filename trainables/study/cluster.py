@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -62,13 +64,33 @@ def connect(address: str | None) -> None:
     import ray  # Ray reads its environment when first imported: set_ray_environment ran before
 
     quiet_libraries()
+    if address:
+        check_reachable(address)
     try:
         # "local": a private instance, even when a `ray start` cluster runs on this machine.
-        ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING,
-                 log_to_driver=False)
+        context = ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING,
+                           log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as err:
         hint = " (token authentication? see README, 'Running on a cluster')" if "auth" in str(err).lower() else ""
         raise UsageError(f"cannot connect to the Ray cluster at {address}: {str(err).splitlines()[0]}{hint}") from None
+    if not address:  # our own instance: nothing of it may outlive this process, even when it is killed
+        session = Path(context.address_info["session_dir"]).name
+        subprocess.Popen([sys.executable, "-m", "trainables.study.watchdog", str(os.getpid()), session],
+                         start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """UsageError within ``timeout_s`` when nothing listens at a Ray cluster's ``host:port`` (Ray would retry for
+    minutes)."""
+    if "://" in address:  # a Ray client address: Ray checks it itself
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+            pass
+    except (OSError, ValueError) as err:
+        raise UsageError(f"cannot reach the Ray cluster at {address}: {getattr(err, 'strerror', None) or err}") from None
 
 
 def disconnect() -> None:

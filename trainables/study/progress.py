@@ -23,6 +23,7 @@ from ray.tune import ProgressReporter
 
 from trainables.core.layout import OBJECTIVE
 from trainables.study.pace import Pace, measure, minutes, race_s, remaining_s
+from trainables.study.searchers import epoch_of
 
 log = logging.getLogger("trainables.progress")
 SHOWN_ENDED = 4  # ended trials shown besides the running ones: the best few
@@ -102,7 +103,7 @@ class StudyProgress(ProgressReporter):
         p, pace = self.phase, self.pace(trials)
         if pace is None:
             return ""
-        running = [max(p.epochs_per_trial - (t.last_result or {}).get("training_iteration", 0), 0.0)
+        running = [max(p.epochs_per_trial - epoch_of(t.last_result or {}), 0.0)
                    for t in trials if t.status == "RUNNING"]
         left = remaining_s(pace, running, max(p.total - len(trials), 0) + sum(t.status == "PENDING" for t in trials),
                            p.epochs_per_trial, p.concurrency)
@@ -132,7 +133,7 @@ class StudyProgress(ProgressReporter):
             r = t.last_result or {}
             state = "RUNNING" if t.status == "RUNNING" else "FAILED" if t.status == "ERROR" else (
                 "COMPLETED" if r.get("fit_done") else "STOPPED")
-            epoch = f"{r.get('training_iteration', 0)}/{p.max_epochs}"
+            epoch = f"{epoch_of(r) if r.get('training_iteration') else 0}/{p.max_epochs}"
             rows.append(f"  {t.trial_id:<10}{state:<10}{epoch:>7}{_f(r.get('inner_ev')):>10}{_f(r.get(OBJECTIVE)):>8}"
                         f"  {_value(t.config.get(p.scientific, ''))}")
         if len(ended) > SHOWN_ENDED:

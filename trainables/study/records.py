@@ -116,10 +116,11 @@ def _read_results(path: Path) -> list[dict]:
                 rows.append(json.loads(line))
             except json.JSONDecodeError:  # a line cut by a crash
                 continue
-    # A trial resumed from a checkpoint reports its epochs again; keep the last of each.
+    # A trial resumed from a checkpoint reports its epochs again (Ray's training_iteration counts on; the trial's own
+    # epoch repeats); keep the last of each.
     by_epoch = {}
     for row in rows:
-        by_epoch[row.get("training_iteration", len(by_epoch) + 1)] = row
+        by_epoch[row.get("epoch") or row.get("training_iteration", len(by_epoch) + 1)] = row
     return [by_epoch[k] for k in sorted(by_epoch)]
 
 

@@ -8,8 +8,10 @@ summary. Import this module only after
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
 import time
 import warnings
 from dataclasses import dataclass, field, replace
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import optuna
 import ray
+from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
@@ -24,7 +27,7 @@ from search_spaces import points_to_evaluate
 from search_spaces.context import BoundSpace, SpaceContext
 from trainables.core.config import validate_config
 from trainables.core.layout import (BEST_WEIGHTS_FILE, FEATURES_DIR, OBJECTIVE, OPTUNA_KEY, RECHECK_DIR, RECHECK_KEY,
-                                    TRIAL_PREFIX, TRIALS_FILE, optuna_url)
+                                    TRIAL_PREFIX, TRIALS_FILE, WHERE_FILE, optuna_url)
 from trainables.data.schema import ITData
 from trainables.fitting.families import get_family
 from trainables.fitting.family import DataShape
@@ -34,12 +37,12 @@ from trainables.study.callbacks import CheckpointJanitor, MLflowTrials
 from trainables.study.checkpoints import checkpoint_folders, keep_best_weights
 from trainables.study.cluster import connect
 from trainables.study.export import NothingToExport, export, rechecked
-from trainables.study.plan import SchedulerPlan, SearchPlan, write_plan
+from trainables.study.plan import SchedulerPlan, SearchPlan, TrackingPlan, write_plan
 from trainables.study.pace import Budget, measure, minutes
 from trainables.study.probe import prepare_families, probe_space
 from trainables.study.progress import Phase, StudyProgress
 from trainables.study.recheck import next_round
-from trainables.study.records import TrialRecord, load_trials, status_counts
+from trainables.study.records import STATUS_BY_OPTUNA_STATE, TrialRecord, load_optuna_study, load_trials, status_counts
 from trainables.study.resources import GIB, TrialResources, concurrency, memory_range
 from trainables.study.samplers import make_sampler
 from trainables.study.schedulers import expected_epochs, make_scheduler
@@ -48,6 +51,9 @@ from trainables.study.tracking import close_search_run, start_search_run
 from trainables.study.trial import train_trial
 
 log = logging.getLogger(__name__)
+# Ray Tune's saved state of a search (the files Tuner.restore reads).
+RAY_STATE = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl", "basic-variant-state-*.json",
+             "tuner.pkl")
 
 
 @dataclass
@@ -95,6 +101,10 @@ class Study:
         self.resources = TrialResources(plan.resources, DataShape.of(data))
         self.concurrency = 1
         self.cut: list[str] = []  # what the time budget cut, said at the end
+        self.interrupted = False  # a phase ended before its trials did (Ctrl-C, SIGTERM)
+        # Resumed study: Optuna trial number -> status of the trials that ended before the kill; Ray may hold them as
+        # unfinished, and they must not run (or report) again.
+        self.finished: dict[int, str] = {}
         self.searcher: StudySearcher | None = None  # a new search's searcher (it measures the trials' pace)
         self.wave_s: float | None = None  # seconds the last re-check round took per wave of concurrent runs
         # A trial's worker runs the next trial that asks for the same resources: no new process, no imports again.
@@ -132,7 +142,7 @@ class Study:
             tune.with_parameters(train_trial, data=self.data, families=self.families,
                                  threads=max(1, int(r.cpus_per_trial)), imagenet=shipped,
                                  checkpoint_interval=r.checkpoint_interval,
-                                 feature_cache=str(self.storage / FEATURES_DIR)),
+                                 feature_cache=str(self.storage / FEATURES_DIR), finished=frozenset(self.finished)),
             self.resources,
         )
 
@@ -155,15 +165,18 @@ class Study:
         tracking = self.plan.tracking
         return tune.RunConfig(
             name=name, storage_path=str(storage_path),
-            callbacks=[MLflowTrials(self.tracking_uri, tracking.experiment_id, tracking.parent_run_id),
-                       CheckpointJanitor(OBJECTIVE, group_by)],
+            callbacks=[MLflowTrials(self.tracking_uri, tracking.experiment_id, tracking.parent_run_id, self.finished),
+                       CheckpointJanitor(OBJECTIVE, group_by, self.finished)],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
             progress_reporter=StudyProgress(phase, self.searcher.observed if self.searcher else None), verbose=1,
         )
 
-    def search_tuner(self, restore: bool) -> tune.Tuner:
-        """The Tuner of the searcher's phase (new or restored): same trainable, searcher, scheduler, callbacks."""
+    def search_tuner(self, restore: bool, samples: int | None = None) -> tune.Tuner:
+        """The Tuner of the searcher's phase (new or restored): same trainable, searcher, scheduler, callbacks.
+
+        ``samples``: trials the searcher still runs (a moved study's search, restarted without Ray's state).
+        """
         trainable = self.trainable()
         set_budget(self.budget)
         if restore:
@@ -174,7 +187,7 @@ class Study:
             warnings.filterwarnings("ignore", message=".*[Dd]efine-by-run.*")
             searcher = self.searcher = StudySearcher(
                 space=BoundSpace(plan.space, space_context(plan)), metric=OBJECTIVE, mode="max",
-                points_to_evaluate=points_to_evaluate(plan.space) or None,
+                points_to_evaluate=(points_to_evaluate(plan.space) or None) if samples is None else None,
                 sampler=make_sampler(plan.searcher, plan.seed),
                 study_name=plan.name, storage=optuna.storages.RDBStorage(optuna_url(self.folder)),
             )
@@ -182,7 +195,8 @@ class Study:
             trainable,
             tune_config=tune.TuneConfig(metric=OBJECTIVE, mode="max",
                                         search_alg=ConcurrencyLimiter(searcher, max_concurrent=self.concurrency),
-                                        scheduler=make_scheduler(plan.scheduler), num_samples=plan.num_samples,
+                                        scheduler=make_scheduler(plan.scheduler),
+                                        num_samples=plan.num_samples if samples is None else samples,
                                         trial_dirname_creator=trial_dirname, reuse_actors=self.reuse_workers),
             run_config=self.run_config(plan.name, self.storage, self.phase(
                 f"search {plan.space}", plan.num_samples, expected_epochs(plan.scheduler), recheck=True)),
@@ -195,12 +209,24 @@ class Study:
         return counts["running"] == 0 and (sum(counts.values()) >= self.plan.num_samples or bool(self.cut))
 
     def run_search(self, resume: bool) -> None:
-        if resume and self.search_done(load_trials(self.folder)):
-            return
-        self.search_tuner(restore=resume).fit()
+        where = self.folder / WHERE_FILE
+        moved = resume and where.is_file() and where.read_text().strip() != str(self.folder)
+        where.write_text(f"{self.folder}\n")
+        samples = None
+        if moved:  # Ray's saved state names the old folder: the search goes on without it, from the study's files
+            samples = restart_elsewhere(self.folder, self.plan, self.tracking_uri)
+        elif resume:
+            reconcile(self.folder, self.plan.name, self.tracking_uri, self.plan.tracking)
+        if resume:
+            self.finished = finished_trials(self.folder, self.plan.name)
+            if self.search_done(load_trials(self.folder)):
+                return
+        self.search_tuner(restore=resume and not moved, samples=samples).fit()
         counts = status_counts(load_trials(self.folder))
         started = sum(counts.values())
-        if self.deadline is not None and counts["running"] == 0 and started < self.plan.num_samples:
+        if counts["running"]:
+            self.interrupted = True
+        elif self.deadline is not None and started < self.plan.num_samples:
             self.cut.append(f"the search started {started} of its {self.plan.num_samples} trials; the other "
                             f"{self.plan.num_samples - started} would not have ended in time")
 
@@ -209,7 +235,9 @@ class Study:
         is left or every config still in has its S seeds; a resumed study continues from the runs on disk."""
         top, seeds = self.plan.recheck.top, self.plan.recheck.seeds
         rounds = 0
-        while top:
+        if top and not self.interrupted:
+            drop_interrupted_rechecks(load_trials(self.folder), self.tracking_uri, self.plan.tracking)
+        while top and not self.interrupted:
             trials = load_trials(self.folder)
             if not self.search_done(trials):
                 return
@@ -242,6 +270,10 @@ class Study:
                     group_by=RECHECK_KEY),
             ).fit()
             self.wave_s = (time.time() - begun) / waves
+            ended = {(t.config.get(RECHECK_KEY), t.config.get("seed")) for t in load_trials(self.folder)
+                     if t.status == "completed"}
+            if any((c[RECHECK_KEY], c["seed"]) not in ended for c in configs):
+                self.interrupted = True
 
     def round_estimate(self, trials: list[TrialRecord], waves: int) -> float | None:
         """Seconds a re-check round of ``waves`` waves of concurrent runs takes: as the last round did, else as the
@@ -265,8 +297,10 @@ class Study:
             log.warning("%s", err)
         weights = keep_best_weights(trials, weights_trial(trials, summary.best), self.folder / BEST_WEIGHTS_FILE)
         summary.best_weights = str(weights) if weights else None
-        done = self.search_done(trials)
+        done = self.search_done(trials) and not self.interrupted
         summary.finished = done and not self.cut and not next_round(trials, recheck.top, recheck.seeds, self.plan.seed)
+        if summary.finished:  # nothing may be left RUNNING once the study is done
+            close_leftovers(self.folder, self.plan.name, self.tracking_uri, self.plan.tracking)
         summary.notes = [f"time budget: {what}" for what in self.cut]
         close_search_run(self.tracking_uri, self.plan.tracking.parent_run_id, summary.counts, summary.best,
                          summary.best_path, self.folder / TRIALS_FILE, self.plan.references, done)
@@ -305,3 +339,97 @@ def first_point(space: str, trials: list[TrialRecord]) -> dict | None:
     return {"trial_id": first.trial_id, "status": first.status, "epochs": first.epochs, "value": value,
             "rank": ranked.index(value) + 1 if first.status == "completed" and value in ranked else None,
             "of": len(ranked)}
+
+
+def ray_trials(folder: Path) -> dict[str, dict]:
+    """Ray's view of a study's trials, from its latest saved experiment state: trial id -> config and status."""
+    states = sorted(Path(folder).glob("experiment_state-*.json"))
+    if not states:
+        return {}
+    known = {}
+    for entry in json.loads(states[-1].read_text()).get("trial_data", []):
+        trial = json.loads(entry[0])
+        known[trial["trial_id"]] = {"config": trial.get("config", {}), "status": trial.get("status")}
+    return known
+
+
+def finished_trials(folder: Path, name: str) -> dict[int, str]:
+    """Optuna trial number -> records' status of every search trial that ended (COMPLETE, PRUNED, FAIL)."""
+    return {t.number: STATUS_BY_OPTUNA_STATE[t.state.name] for t in load_optuna_study(folder, name).trials
+            if t.state.is_finished()}
+
+
+def reconcile(folder: Path, name: str, tracking_uri: str, tracking: TrackingPlan) -> None:
+    """Before a resume, settle what a kill left behind, so that no trial is lost or left RUNNING.
+
+    An Optuna trial that is RUNNING but unknown to Ray's saved state was asked for just before the kill: Ray will
+    never run it. It is marked FAIL, its sampled point is queued again with user attribute ``requeued_from`` (so the
+    search does not silently drop it), its trial folder (if Ray made one) is removed and its MLflow run ended.
+    """
+    known = ray_trials(folder)
+    numbers = {info["config"].get(OPTUNA_KEY) for info in known.values()}
+    study = load_optuna_study(folder, name)
+    for trial in study.trials:
+        if trial.state == optuna.trial.TrialState.RUNNING and trial.number not in numbers:
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number}, skip_if_exists=False)
+            log.info("trial %d was asked for just before the study stopped and never ran: its point is queued again",
+                     trial.number)
+            for params in folder.glob(f"{TRIAL_PREFIX}*/params.json"):
+                if json.loads(params.read_text()).get(OPTUNA_KEY) == trial.number:
+                    end_runs(tracking_uri, tracking, {params.parent.name.removeprefix(TRIAL_PREFIX)})
+                    shutil.rmtree(params.parent)
+
+
+def restart_elsewhere(folder: Path, plan: SearchPlan, tracking_uri: str) -> int:
+    """A moved study: Ray's saved state (absolute paths into the old folder) is set aside and the search goes on with
+    a new Tuner over the same Optuna study. Trials the move interrupted start again (their points queued again, their
+    folders removed, their MLflow runs ended); returns how many trials the searcher still runs."""
+    study = load_optuna_study(folder, plan.name)
+    interrupted = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    numbers = {t.number for t in interrupted}
+    for trial in interrupted:
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number}, skip_if_exists=False)
+    for params in folder.glob(f"{TRIAL_PREFIX}*/params.json"):
+        if json.loads(params.read_text()).get(OPTUNA_KEY) in numbers:
+            end_runs(tracking_uri, plan.tracking, {params.parent.name.removeprefix(TRIAL_PREFIX)})
+            shutil.rmtree(params.parent)
+    for pattern in RAY_STATE:
+        for path in folder.glob(pattern):
+            path.unlink()
+    done = sum(1 for t in study.trials if t.state.is_finished() and t.number not in numbers
+               and "recheck_of" not in t.user_attrs)
+    if interrupted:
+        log.info("the study moved: %d interrupted trial%s start again here", len(interrupted),
+                 "s" * (len(interrupted) > 1))
+    return max(plan.num_samples - done, 0)
+
+
+def drop_interrupted_rechecks(trials: list[TrialRecord], tracking_uri: str, tracking: TrackingPlan) -> None:
+    """Re-check runs a kill interrupted are run again from their start: their folders go, their MLflow runs end."""
+    stale = [t for t in trials if RECHECK_KEY in t.config and t.status == "running" and t.folder is not None]
+    if stale:
+        end_runs(tracking_uri, tracking, {t.trial_id for t in stale})
+        for t in stale:
+            shutil.rmtree(t.folder, ignore_errors=True)
+
+
+def end_runs(tracking_uri: str, tracking: TrackingPlan, trial_ids: set[str] | None = None) -> None:
+    """End the study's RUNNING MLflow trial runs of ``trial_ids`` (all when None) as KILLED, status ``interrupted``."""
+    client = MlflowClient(tracking_uri)
+    for run in client.search_runs([tracking.experiment_id], max_results=10000,
+                                  filter_string="attributes.status = 'RUNNING' and "
+                                                f"tags.`mlflow.parentRunId` = '{tracking.parent_run_id}'"):
+        if "trial_id" in run.data.tags and (trial_ids is None or run.data.tags["trial_id"] in trial_ids):
+            client.set_tag(run.info.run_id, "status", "interrupted")
+            client.set_terminated(run.info.run_id, "KILLED")
+
+
+def close_leftovers(folder: Path, name: str, tracking_uri: str, tracking: TrackingPlan) -> None:
+    """A finished study's Optuna trials still RUNNING become FAIL; its MLflow trial runs still RUNNING end KILLED."""
+    study = load_optuna_study(folder, name)
+    for trial in study.trials:
+        if trial.state == optuna.trial.TrialState.RUNNING:
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+    end_runs(tracking_uri, tracking)

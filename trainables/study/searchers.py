@@ -24,6 +24,12 @@ from trainables.study.pace import Budget, measure
 
 log = logging.getLogger(__name__)
 
+
+def epoch_of(result: dict) -> int:
+    """The epoch a result reports: the trial's own count (Ray's ``training_iteration`` goes on counting when a trial
+    resumed from a checkpoint reports an epoch again)."""
+    return int(result.get("epoch") or result.get("training_iteration") or 0)
+
 # The time budget of this process's run (``--time-budget``), set by the runner before a search starts. A budget
 # belongs to a run, not to the study: a searcher restored from a study's saved state reads the current one here.
 _budget: Budget | None = None
@@ -84,26 +90,43 @@ class StudySearcher(OptunaSearch):
         pace = measure(self.observed())
         return pace is not None and not _budget.fits_trial(pace, time.time())
 
+    def _finished_in_storage(self, trial_id: str) -> bool:
+        """Whether Optuna already holds the trial as ended (it ended before an interruption Ray's state missed)."""
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is None:
+            return False
+        state = self._ot_study._storage.get_trial(ot_trial._trial_id).state
+        return state.is_finished()
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self._observe(trial_id, result)
-        super().on_trial_result(trial_id, result)
+        if self._finished_in_storage(trial_id) or trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return  # never reported again: its result is the study's
+        self._report(trial_id, result)
+
+    def _report(self, trial_id: str, result: dict) -> None:
+        """The trial's score at its own epoch (a trial resumed from a checkpoint reports some epochs again; Optuna
+        keeps the first value of a step, which is the same)."""
+        if result.get(self.metric) is None or not result.get("training_iteration"):
+            return
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="The reported value is ignored", category=UserWarning)
+                self._ot_trials[trial_id].report(result[self.metric], epoch_of(result))
+        except (ValueError, RuntimeError, NotImplementedError):  # finished in storage already
+            pass
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         self._observe(trial_id, result)
+        if self._finished_in_storage(trial_id):
+            self._completed_trials.add(trial_id)
+            return
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return super().on_trial_complete(trial_id, result, error)
         ot_trial = self._ot_trials[trial_id]
         # Ray hands the last result to on_trial_complete, not on_trial_result: record it as the trial's last
         # intermediate value, so that a trial pruned at its first rung still shows where it stood.
-        if result and result.get(self.metric) is not None and result.get("training_iteration"):
-            try:
-                with warnings.catch_warnings():
-                    # Mostly on_trial_result has reported this step already; Optuna then keeps the first value
-                    # and warns, which says nothing wrong here.
-                    warnings.filterwarnings("ignore", message="The reported value is ignored", category=UserWarning)
-                    ot_trial.report(result[self.metric], int(result["training_iteration"]))
-            except (ValueError, RuntimeError, NotImplementedError):  # finished in storage already, e.g. after a restore
-                pass
+        self._report(trial_id, result or {})
         if error:
             state, value = optuna.trial.TrialState.FAIL, None
         elif result and result.get("fit_done"):
@@ -143,7 +166,7 @@ class RecheckSearcher(Searcher):
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if result.get(self.metric) is not None and result.get("training_iteration"):
-            self._curves.setdefault(trial_id, {})[int(result["training_iteration"])] = float(result[self.metric])
+            self._curves.setdefault(trial_id, {})[epoch_of(result)] = float(result[self.metric])
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         config = self._served.pop(trial_id, None)

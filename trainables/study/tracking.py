@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import mlflow
-import optuna
-import ray
 import torch
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
@@ -63,7 +63,8 @@ def start_search_run(plan: SearchPlan, tracking_uri: str) -> tuple[str, str]:
 
     client = MlflowClient(tracking_uri)
     exp = experiment_id(client, plan.name, tracking_uri)
-    versions = {"ray_version": ray.__version__, "optuna_version": optuna.__version__, "torch_version": torch.__version__}
+    # From the installed packages' metadata: importing Ray here would read its environment too early.
+    versions = {"ray_version": version("ray"), "optuna_version": version("optuna"), "torch_version": version("torch")}
     run = client.create_run(exp, run_name=f"search_{plan.name}",
                             tags={"git_commit": plan.git_commit, "kind": "search", **versions})
     params = {"space": plan.space, "searcher": plan.searcher, "scheduler": plan.scheduler.name,
@@ -101,6 +102,26 @@ def close_search_run(tracking_uri: str, run_id: str, counts: dict, best: dict | 
         client.log_metric(run_id, f"trials_{status}", n)
     if complete:
         client.set_terminated(run_id, "FINISHED")
+
+
+def relocate_artifacts(tracking_uri: str, experiment: str) -> str | None:
+    """A study moved with its ``mlflow.db``: point the experiment's artifact store, and its runs', at the
+    ``mlartifacts`` beside the database, where it now lies; returns the old location when it moved.
+
+    MLflow keeps absolute artifact locations in the database and offers no call to change them, so the two
+    columns are rewritten in the SQLite file itself (only a ``sqlite:///`` store beside the study is touched).
+    """
+    db = Path(tracking_uri[len("sqlite:///"):])
+    here = (db.resolve().parent / ARTIFACTS_DIR).as_uri()
+    with sqlite3.connect(db) as con:
+        row = con.execute("select artifact_location from experiments where experiment_id = ?", (experiment,)).fetchone()
+        if row is None or row[0] == here:
+            return None
+        old = row[0]
+        con.execute("update experiments set artifact_location = ? where experiment_id = ?", (here, experiment))
+        con.execute("update runs set artifact_uri = ? || substr(artifact_uri, ?) where experiment_id = ? and "
+                    "artifact_uri like ? || '%'", (here, len(old) + 1, experiment, old))
+    return old
 
 
 def start_seeds_run(tracking_uri: str, out: Path, n_seeds: int, provenance: dict) -> str:

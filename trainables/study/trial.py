@@ -16,6 +16,7 @@ ends with its best weights alone (no optimiser state).
 
 from __future__ import annotations
 
+import json
 import math
 import resource
 import tempfile
@@ -29,7 +30,7 @@ import torch
 from ray import tune
 
 from trainables.core.config import from_trial
-from trainables.core.layout import BEST_WEIGHTS_FILE, INNER_SUMS_FILE, STATE_FILE
+from trainables.core.layout import BEST_WEIGHTS_FILE, FINAL_FILE, INNER_SUMS_FILE, OPTUNA_KEY, STATE_FILE
 from trainables.core.metrics import ObjectSums
 from trainables.data.schema import ITData
 from trainables.fitting.family import Family
@@ -69,9 +70,18 @@ class RaySession:
         if checkpoint is None:
             return None
         with checkpoint.as_directory() as folder:
-            # A trial killed right after its final report holds only its best weights: it starts again.
             path = Path(folder) / STATE_FILE
             return torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None
+
+    def final_result(self) -> dict | None:
+        """The last report of a trial that ended before the study was interrupted (its last checkpoint holds it);
+        None for a trial to fit."""
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is None:
+            return None
+        with checkpoint.as_directory() as folder:
+            path = Path(folder) / FINAL_FILE
+            return json.loads(path.read_text()) if path.is_file() else None
 
     def report(self, metrics: dict, done: bool, resumable: Callable[[], dict] | None = None,
                weights: Callable[[], dict] | None = None, inner_sums: Callable[[], ObjectSums] | None = None) -> None:
@@ -79,18 +89,22 @@ class RaySession:
             np.savez(Path(tune.get_context().get_trial_dir()) / INNER_SUMS_FILE, **inner_sums())
         now = time.perf_counter()
         self.best = max(self.best, metrics["inner_ev"])
-        metrics = {"best_inner_ev": self.best, "epoch_seconds": now - self.last, **metrics, "fit_done": int(done),
+        metrics = {"best_inner_ev": self.best, "epoch_seconds": now - self.last, "epoch": 1, **metrics,
+                   "fit_done": int(done),
                    "node_id": self.node_id, "peak_rss_gib": peak_rss_gib(),
                    # Seconds spent saving so far and saves, this one included; Ray's copy of a save into the
                    # storage folder happens inside report, so it is counted in the next report.
                    "checkpoint_seconds": self.policy.seconds, "checkpoint_saves": self.policy.saves}
         save = weights if done else resumable if self.policy.due() else None
-        if save is None:
+        if save is None and not done:
             tune.report(metrics)
         else:
             with tempfile.TemporaryDirectory() as folder:
                 start = time.perf_counter()
-                torch.save(save(), Path(folder) / (BEST_WEIGHTS_FILE if done else STATE_FILE))
+                if done:  # the last report, kept with the last checkpoint: a trial that ended is never run again
+                    (Path(folder) / FINAL_FILE).write_text(json.dumps(metrics))
+                if save is not None:
+                    torch.save(save(), Path(folder) / (BEST_WEIGHTS_FILE if done else STATE_FILE))
                 written = time.perf_counter() - start
                 metrics.update(checkpoint_seconds=self.policy.seconds + written, checkpoint_saves=self.policy.saves + 1,
                                checkpoint_bytes=sum(f.stat().st_size for f in Path(folder).iterdir()))
@@ -114,7 +128,7 @@ def _fetched(ref) -> dict:
 
 def train_trial(config: dict, data: ITData, families: dict[str, Family], threads: int = 1,
                 checkpoint_interval: float = 300.0, feature_cache: str | None = None,
-                imagenet: dict | None = None) -> None:
+                imagenet: dict | None = None, finished: frozenset = frozenset()) -> None:
     """Ray Tune trial: run the config's family's search fit.
 
     Parameters
@@ -135,10 +149,19 @@ def train_trial(config: dict, data: ITData, families: dict[str, Family], threads
     imagenet : dict, optional
         Backbone -> object-store reference of its ImageNet state dict, resolved by the driver; registered
         with :func:`trainables.models.weights.provide`, so a worker node needs no torch cache.
+    finished : frozenset of int
+        Optuna trial numbers that ended before the study was interrupted: Ray may still hold such a trial as
+        unfinished (the kill came before it saved its state); it ends at once, without fitting or reporting.
     """
+    if config.get(OPTUNA_KEY) in finished:
+        return
+    session = RaySession(checkpoint_interval, Path(feature_cache) if feature_cache else None)
+    final = session.final_result()
+    if final is not None:  # it ended before the study was interrupted: its last report again, no fit
+        tune.report(final)
+        return
     torch.set_num_threads(max(1, threads))
     for backbone, ref in (imagenet or {}).items():
         weights.provide(backbone, lambda ref=ref: _fetched(ref))
     hparams = from_trial(config)
-    session = RaySession(checkpoint_interval, Path(feature_cache) if feature_cache else None)
     families[hparams["model"]].search_fit(hparams, data, session)

@@ -1,0 +1,239 @@
+"""A study survives kills, copies and a second launcher: nothing lost, nothing run twice, nothing left RUNNING.
+
+Real searches in subprocesses (they are killed); the resume-flag rules and the refusals that need no Ray are in-process.
+"""
+
+import collections
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from searchutil import TINY, mlflow_runs, read_trials, refused, run_search
+from trainables import search
+
+ROOT = Path(__file__).resolve().parents[1]
+KILLED = ["--space", "shallow_cnn", "--num-samples", "4", "--max-epochs", "3", "--scheduler", "fifo", *TINY]
+
+
+def wait_for(predicate, timeout=300.0, step=0.2) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
+
+
+def finished(folder: Path) -> set[str]:
+    return {p.parent.name for p in folder.glob("trial_*/result.json") if '"fit_done": 1' in p.read_text()}
+
+
+def ray_processes(session: str) -> list[str]:
+    """Processes of a Ray session still alive: named after it, or renamed ``ray::...`` by it (workers, agents)."""
+    from trainables.study.watchdog import processes
+
+    table = processes()
+    named = {pid for pid, (_, _, cmd) in table.items() if session in cmd}
+    return [cmd for pid, (ppid, _, cmd) in table.items() if pid in named or (cmd.startswith("ray::") and ppid in
+                                                                             named | {1})]
+
+
+def latest_session() -> str:
+    return sorted((Path(os.environ["RAY_TMPDIR"]) / "ray").glob("session_2*"))[-1].name
+
+
+def assert_nothing_left_running(storage: Path, name: str) -> list[dict]:
+    """No Optuna trial or MLflow run RUNNING, no metric step logged twice, one MLflow run per trial."""
+    import optuna
+
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{storage / name / 'optuna.db'}")
+    assert not [t.number for t in study.trials if t.state.name == "RUNNING"]
+    client, parents, children = mlflow_runs(storage, name)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert all(r.info.status != "RUNNING" for r in children)
+    trials = read_trials(storage, name)
+    assert sorted(r.data.tags["trial_id"] for r in children if r.data.tags.get("status") != "interrupted") == sorted(
+        t["trial_id"] for t in trials)
+    for run in children:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "inner_ev")]
+        assert len(steps) == len(set(steps)), f"a step logged twice: {steps}"
+    return trials
+
+
+@pytest.mark.slow
+def test_sigkill_right_after_a_trial_s_last_report_then_resume_loses_and_repeats_nothing(tmp_path):
+    """Under fifo, killed (SIGKILL) as soon as a trial reports its last epoch: no Ray process outlives the driver,
+    the resume runs every trial once (the finished one is not run again), leaves nothing RUNNING; a later resume
+    re-checks the finished study."""
+    storage = tmp_path / "runs"
+    folder = storage / "shallow_cnn"
+    proc = subprocess.Popen([sys.executable, "-m", "trainables.search", "--storage", str(storage), "--recheck-top", "0",
+                             *KILLED], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    assert wait_for(lambda: finished(folder)), "no trial finished"
+    session = latest_session()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = finished(folder)
+    lines_before = {t: (folder / t / "result.json").read_text() for t in before}
+    assert wait_for(lambda: not ray_processes(session), timeout=10), ray_processes(session)
+
+    done = run_search("--resume", "--name", "shallow_cnn", "--storage", str(storage))
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = assert_nothing_left_running(storage, "shallow_cnn")
+    assert len(trials) == 4 and all(t["status"] == "completed" and t["epochs"] == "3" for t in trials)
+    for t in before:  # finished before the kill: not run again (at most its last report once more)
+        after = (folder / t / "result.json").read_text()
+        rows = [json.loads(x) for x in after.splitlines() if x.strip()]
+        assert after.startswith(lines_before[t]) and max(r["epoch"] for r in rows) == 3
+
+    again = run_search("--resume", "--name", "shallow_cnn", "--storage", str(storage), "--recheck-top", "2",
+                       "--recheck-seeds", "2")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert 2 <= sum(1 for t in read_trials(storage, "shallow_cnn") if t["recheck_of"]) <= 4
+    assert "re-check of the 2 best configs" in again.stdout
+    assert_nothing_left_running(storage, "shallow_cnn")
+
+
+@pytest.mark.slow
+def test_a_moved_study_resumes_where_it_lies_and_the_original_stays_as_it_was(tmp_path):
+    storage = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "trainables.search", "--storage", str(storage), "--recheck-top", "0",
+                             *KILLED], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    assert wait_for(lambda: finished(storage / "shallow_cnn")), "no trial finished"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(2)
+    copy = tmp_path / "elsewhere" / "runs"
+    shutil.copytree(storage, copy)
+    snapshot = {p: p.stat().st_mtime_ns for p in storage.rglob("*")}
+    done = run_search("--resume", "--name", "shallow_cnn", "--storage", str(copy))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"resuming search 'shallow_cnn' from {copy / 'shallow_cnn'}" in done.stderr
+    assert str(storage) not in done.stdout
+    assert {p: p.stat().st_mtime_ns for p in storage.rglob("*")} == snapshot, "the original folder changed"
+    assert len(assert_nothing_left_running(copy, "shallow_cnn")) == 4
+    assert list((copy / "mlartifacts").rglob("best_config.json"))
+
+
+@pytest.mark.slow
+def test_a_second_launcher_is_refused_and_a_dead_one_s_lock_is_taken_over(tmp_path):
+    storage = tmp_path / "runs"
+    first = subprocess.Popen([sys.executable, "-m", "trainables.search", "--storage", str(storage),
+                              "--recheck-top", "0", *KILLED], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True, start_new_session=True)
+    assert wait_for(lambda: (storage / "shallow_cnn" / "search.lock").is_file(), 120)
+    second = run_search("--storage", str(storage), *KILLED, timeout=120)
+    lines = second.stderr.strip().splitlines()
+    assert second.returncode == 2 and len(lines) == 1, second.stderr
+    assert f"being run by PID {first.pid} on host {socket.gethostname()}" in lines[0]
+    resume = run_search("--resume", "--name", "shallow_cnn", "--storage", str(storage), timeout=120)
+    assert resume.returncode == 2 and f"PID {first.pid}" in resume.stderr
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    done = run_search("--resume", "--name", "shallow_cnn", "--storage", str(storage))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"took over the study from PID {first.pid}" in done.stderr
+    trials = assert_nothing_left_running(storage, "shallow_cnn")
+    assert len(trials) == 4 and not (storage / "shallow_cnn" / "search.lock").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_ends_the_study_cleanly_with_the_command_that_resumes_it(tmp_path):
+    storage = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "trainables.search", "--storage", str(storage), "--recheck-top", "0",
+                             *KILLED], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert wait_for(lambda: list((storage / "shallow_cnn").glob("trial_*/result.json")), 120)
+    session = latest_session()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err[-2000:]
+    assert (f"continue it with: python -m trainables.search --resume --name shallow_cnn --storage {storage}"
+            in out), out[-2000:]
+    assert "Traceback" not in err
+    assert wait_for(lambda: not ray_processes(session), timeout=10)
+    done = run_search("--resume", "--name", "shallow_cnn", "--storage", str(storage))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(assert_nothing_left_running(storage, "shallow_cnn")) == 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flags, message", [
+    (["--cpus-per-trial", "64"], "--cpus-per-trial 64: the largest Ray node has 2 CPUs"),
+    (["--gpus-per-trial", "1"], "--gpus-per-trial 1: the Ray cluster has no GPU"),
+])
+def test_requests_the_cluster_can_never_satisfy_are_refused_before_the_search_starts(tmp_path, flags, message):
+    storage = tmp_path / "runs"
+    done = run_search("--space", "shallow_cnn", "--storage", str(storage), *flags, *TINY, timeout=180)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and message in lines[-1], done.stderr[-2000:]
+    assert len([line for line in lines if line.startswith("error")]) == 1
+    assert not storage.exists()
+
+
+def make_study(tmp_path, name="old") -> Path:
+    """A study folder as a search leaves it after its start: its plan and its (empty) Optuna study."""
+    import optuna
+
+    from trainables.study.plan import (DataPlan, RecheckPlan, ResourcePlan, SchedulerPlan, SearchPlan, write_plan)
+
+    folder = tmp_path / "runs" / name
+    folder.mkdir(parents=True)
+    plan = SearchPlan(name=name, space="shallow_cnn", scientific="width_mult", searcher="qmc", seed=0, num_samples=4,
+                      scheduler=SchedulerPlan("asha", 2, 3.0, 6), recheck=RecheckPlan(2, 2),
+                      resources=ResourcePlan(1.0, 0.0), data=DataPlan("synthetic", 0, 32, 6), profile="smoke",
+                      max_epochs=6)
+    write_plan(plan, folder)
+    optuna.create_study(study_name=name, storage=f"sqlite:///{folder / 'optuna.db'}")
+    return folder
+
+
+def test_a_resume_refuses_flags_that_contradict_the_study_and_names_those_it_ignores(tmp_path, capsys):
+    folder = make_study(tmp_path)
+    storage = folder.parent
+    line = refused(search.main, ["--resume", "--name", "old", "--storage", str(storage), "--space", "vgg_depth"], capsys)
+    assert "--space vgg_depth contradicts study 'old' (shallow_cnn)" in line
+    line = refused(search.main, ["--resume", "--name", "old", "--storage", str(storage), "--num-samples", "9"], capsys)
+    assert "--num-samples 9 contradicts study 'old' (4)" in line
+    line = refused(search.main, ["--resume", "--name", "old", "--storage", str(storage), "--scheduler", "fifo"], capsys)
+    assert "--scheduler fifo contradicts" in line
+    assert "invalid choice" in refused(search.main, ["--resume", "--name", "old", "--scheduler", "nope"], capsys)
+    assert "--num-samples must be >= 1" in refused(search.main, ["--resume", "--name", "old", "--storage",
+                                                                 str(storage), "--num-samples", "0"], capsys)
+    line = refused(search.main, ["--resume", "--name", "old", "--storage", str(storage), "--data", "/no/file.h5"],
+                   capsys)
+    assert "data file not found: /no/file.h5" in line or "contradicts" in line
+
+
+def test_damaged_study_files_are_named_with_what_to_do(tmp_path, capsys):
+    from analysis import export, report
+
+    folder = make_study(tmp_path)
+    (folder / "optuna.db").write_bytes(b"SQLite format 3\0" + b"\0" * 50)
+    for main in (export.main, report.main):
+        line = refused(main, ["--experiment", "old", "--storage", str(folder.parent)], capsys)
+        assert f"{folder / 'optuna.db'} cannot be read" in line and "restore it from a copy" in line
+    assert not (folder / "report").exists()
+    line = refused(search.main, ["--resume", "--name", "old", "--storage", str(folder.parent)], capsys)
+    assert "optuna.db cannot be read" in line
+    (folder / "search.json").write_text((folder / "search.json").read_text()[:100])
+    line = refused(search.main, ["--resume", "--name", "old", "--storage", str(folder.parent)], capsys)
+    assert f"{folder / 'search.json'} is damaged" in line
+
+
+def test_an_unreachable_cluster_address_fails_within_seconds(tmp_path, capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.time()
+    line = refused(search.main, ["--space", "shallow_cnn", "--storage", str(tmp_path / "runs"), "--address",
+                                 f"127.0.0.1:{port}", *TINY], capsys)
+    assert f"cannot reach the Ray cluster at 127.0.0.1:{port}" in line and time.time() - start < 60
+    assert not (tmp_path / "runs").exists()
