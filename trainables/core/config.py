@@ -97,49 +97,46 @@ _SEED = {"ge": 0, "le": 2**32 - 1}
 FIELDS: dict[str, Field] = {
     # What is fitted: a family of trainables.fitting.families (a network trained end to end, a ridge readout of
     # fixed features, an ideal observer); the family checks the rest of the config.
-    "model": Field((str,), "network", help="the model family (trainables.fitting.families.FAMILIES)"),
+    "model": Field((str,), "network", help="the model family"),
     "lookup_by": Field((str,), "object", ("object", "category"), help="lookup: the label images are looked up by"),
     # ridge readouts
-    "layer": Field((str,), "pixels", help="ridge: 'pixels' or a layer of the backbone (trainables.models.backbones)"),
-    "feature_pool": Field((int,), 1, ge=0, le=64, help="ridge: adaptive average pool side of the layer's map; 0: flatten"),
-    "pca_components": Field((int,), 0, ge=0, le=100_000, help="ridge: PCA components fitted on the training fold; 0: none"),
-    "alpha": Field((int, float, type(None)), None, ge=0, help="ridge: regularisation; null: cross-validated; 0: least squares"),
+    "layer": Field((str,), "pixels", help="ridge: 'pixels' or a layer of the backbone"),
+    "feature_pool": Field((int,), 1, ge=0, le=64, help="ridge: pool side of the layer's map; 0: flatten"),
+    "pca_components": Field((int,), 0, ge=0, le=100_000, help="ridge: PCA components; 0: none"),
+    "alpha": Field((int, float, type(None)), None, ge=0, help="ridge: null: by CV; 0: least squares"),
     "alpha_per_site": Field((bool,), False, help="ridge: one cross-validated alpha per site"),
-    "cv_folds": Field((int,), 5, ge=2, le=64, help="ridge: object-stratified folds of the cross-validation over alpha"),
+    "cv_folds": Field((int,), 5, ge=2, le=64, help="ridge: object-stratified folds for alpha"),
     # network
-    "backbone": Field((str,), "shallow_cnn", help="name in trainables.models.backbones.BACKBONES"),
+    "backbone": Field((str,), "shallow_cnn", help="a name in BACKBONES"),
     "weights": Field((str,), "random", ("random", "imagenet"), help="the backbone's initial weights"),
     "trainable_blocks": Field((int, type(None)), None, ge=0,
                               help="null: fine-tune all; 0: frozen; n: only the last n blocks"),
     "vgg_blocks": Field((int,), 5, ge=1, le=8, help="vgg11_bn: keep the first k conv blocks"),
-    "trunk_layer": Field((str,), "avgpool", help="network: cut the trunk after this layer (a readout layer of the "
-                                                 "backbone); avgpool: keep it whole"),
+    "trunk_layer": Field((str,), "avgpool", help="network: cut the trunk after this readout layer; avgpool: whole"),
     "input_size": Field((int,), 0, ge=32, le=1024, off=0,
-                        help="network / layer readout: resize the images to this side before the trunk (the scale at "
-                             "which a pretrained network sees them); 0: as stored"),
+                        help="resize the images to this side before the trunk (the scale a network sees)"),
     "width_mult": Field(_NUM, 1.0, gt=0, le=16, help="shallow_cnn: channel multiplier of 16-32-64-128"),
-    "head": Field((str,), "mlp", ("mlp", "factorized"), help="decoder head (trainables.models.heads.HEADS)"),
-    "head_pool": Field((int,), 1, ge=1, le=32, help="adaptive average pool output size (p x p) before the head"),
+    "head": Field((str,), "mlp", ("mlp", "factorized"), help="decoder head"),
+    "head_pool": Field((int,), 1, ge=1, le=32, help="pool side before the head"),
     "head_hidden": Field((list,), [], ge=1, le=65_536,
-                         help="mlp: hidden widths of the MLP; factorized: widths of the 1 x 1 convolutions before it"),
+                         help="hidden widths (mlp) or 1 x 1 convolutions' widths (factorized)"),
     "head_dropout": Field(_NUM, 0.0, ge=0, lt=1, help="dropout after each hidden layer of the head"),
     "head_activation": Field((str,), "relu", ("relu", "gelu", "elu", "silu"), help="activation of the head's hidden layers"),
     # optimisation
     "optimizer": Field((str,), "adamw", ("adam", "adamw", "sgd"), help="Adam and AdamW are fused on a GPU"),
-    "lr": Field(_NUM, 1e-3, gt=0, help="too high a rate diverges: the trial fails with a one-line reason"),
+    "lr": Field(_NUM, 1e-3, gt=0, help="a rate that diverges fails its trial"),
     "weight_decay": Field(_NUM, 0.0, ge=0, le=10, help="L2 penalty (decoupled for AdamW)"),
     "momentum": Field(_NUM, 0.9, ge=0, lt=1, help="sgd only"),
-    "scheduler": Field((str,), "none", ("none", "step", "cosine", "plateau"), help="learning-rate schedule (plateau: on the inner-val EV, patience 3)"),
+    "scheduler": Field((str,), "none", ("none", "step", "cosine", "plateau"), help="learning-rate schedule"),
     "step_size": Field((int,), 15, ge=1, help="step: epochs between decays"),
     "gamma": Field(_NUM, 0.5, gt=0, lt=1, help="step / plateau: decay factor of the learning rate"),
     "epochs": Field((int,), 30, ge=1, le=100_000, help="at most this many (a profile may cap it)"),
     "batch_size": Field((int,), 64, ge=2, le=65_536, help="at least 2 (batch norm)"),
-    "patience": Field((int, type(None)), 10, ge=1, help="early stopping on inner-val EV after this many epochs "
-                                                         "without improvement; null: off"),
-    "seed": Field((int,), 0, **_SEED, help="initial weights, batch order, dropout; a readout's CV folds"),
+    "patience": Field((int, type(None)), 10, ge=1, help="epochs without a better inner EV before stopping; null: off"),
+    "seed": Field((int,), 0, **_SEED, help="weights, batch order, dropout; CV folds"),
     # selection split
     "inner_val_fraction": Field(_NUM, 0.1, gt=0, lt=0.5,
-                                help="share of each object's training images held out as the inner validation split"),
+                                help="share of each object's training images in the inner split"),
     "split_seed": Field((int,), 0, **_SEED, help="seed of the inner validation split"),
 }
 

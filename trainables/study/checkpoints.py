@@ -15,7 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
-from trainables.core.layout import BEST_WEIGHTS_FILE
+from trainables.core.layout import BEST_WEIGHTS_FILE, INNER_SUMS_FILE
 MAX_CHECKPOINT_SHARE = 0.1
 
 
@@ -53,8 +53,16 @@ def checkpoint_folders(trial_folder: Path) -> list[Path]:
 
 
 def remove_checkpoints(trial_folder: Path, keep_last: bool = False) -> int:
-    """Delete a trial's checkpoints (all, or all but the newest); returns the bytes freed."""
+    """Delete a trial's checkpoints (all, or all but the newest); returns the bytes freed.
+
+    What an ended trial leaves for its study rides in its last checkpoint (Ray copies checkpoints to the storage
+    folder, whatever node the trial ran on): its inner-split sums are first moved into the trial folder.
+    """
     folders = checkpoint_folders(trial_folder)
+    for folder in reversed(folders):
+        if (folder / INNER_SUMS_FILE).is_file():
+            shutil.copy2(folder / INNER_SUMS_FILE, Path(trial_folder) / INNER_SUMS_FILE)
+            break
     if keep_last:
         folders = folders[:-1]
     freed = 0

@@ -66,9 +66,14 @@ class TrialRecord:
         return (len(self.results), last.get("time_this_iter_s", 0.0), last.get("time_total_s", 0.0))
 
     def evidence(self) -> ObjectSums | None:
-        """Its best epoch's inner-split residuals summed per object, when the trial completed and kept them."""
-        path = None if self.folder is None else Path(self.folder) / INNER_SUMS_FILE
-        if path is None or not path.is_file():
+        """Its best epoch's inner-split residuals summed per object, when the trial completed and kept them (in its
+        folder, or still in its last checkpoint)."""
+        if self.folder is None:
+            return None
+        paths = [Path(self.folder) / INNER_SUMS_FILE] + [c / INNER_SUMS_FILE for c in
+                                                         sorted(Path(self.folder).glob("checkpoint_*"), reverse=True)]
+        path = next((p for p in paths if p.is_file()), None)
+        if path is None:
             return None
         try:
             with np.load(path) as stored:

@@ -85,8 +85,6 @@ class RaySession:
 
     def report(self, metrics: dict, done: bool, resumable: Callable[[], dict] | None = None,
                weights: Callable[[], dict] | None = None, inner_sums: Callable[[], ObjectSums] | None = None) -> None:
-        if done and inner_sums is not None:  # beside the trial's results: what the re-check resamples
-            np.savez(Path(tune.get_context().get_trial_dir()) / INNER_SUMS_FILE, **inner_sums())
         now = time.perf_counter()
         self.best = max(self.best, metrics["inner_ev"])
         metrics = {"best_inner_ev": self.best, "epoch_seconds": now - self.last, "epoch": 1, **metrics,
@@ -103,6 +101,8 @@ class RaySession:
                 start = time.perf_counter()
                 if done:  # the last report, kept with the last checkpoint: a trial that ended is never run again
                     (Path(folder) / FINAL_FILE).write_text(json.dumps(metrics))
+                    if inner_sums is not None:  # what the re-check resamples; kept in the trial folder for good
+                        np.savez(Path(folder) / INNER_SUMS_FILE, **inner_sums())
                 if save is not None:
                     torch.save(save(), Path(folder) / (BEST_WEIGHTS_FILE if done else STATE_FILE))
                 written = time.perf_counter() - start
