@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -68,12 +69,10 @@ def assert_nothing_left_running(storage: Path, name: str) -> list[dict]:
     return trials
 
 
-@pytest.mark.slow
-def test_sigkill_right_after_a_trial_s_last_report_then_resume_loses_and_repeats_nothing(tmp_path):
-    """Under fifo, killed (SIGKILL) as soon as a trial reports its last epoch: no Ray process outlives the driver,
-    the resume runs every trial once (the finished one is not run again), leaves nothing RUNNING; a later resume
-    re-checks the finished study."""
-    storage = tmp_path / "runs"
+@pytest.fixture(scope="module")
+def killed(tmp_path_factory):
+    """A study (fifo) killed with SIGKILL right after a trial reported its last epoch, and a copy of it elsewhere."""
+    storage = tmp_path_factory.mktemp("killed") / "runs"
     folder = storage / "shallow_cnn"
     proc = subprocess.Popen([sys.executable, "-m", "trainables.search", "--storage", str(storage), "--recheck-top", "0",
                              *KILLED], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -81,18 +80,47 @@ def test_sigkill_right_after_a_trial_s_last_report_then_resume_loses_and_repeats
     session = latest_session()
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    before = finished(folder)
-    lines_before = {t: (folder / t / "result.json").read_text() for t in before}
-    assert wait_for(lambda: not ray_processes(session), timeout=10), ray_processes(session)
+    before = {t: (folder / t / "result.json").read_text() for t in finished(folder)}
+    left = wait_for(lambda: not ray_processes(session), timeout=10)
+    copy = storage.parent / "elsewhere" / "runs"
+    shutil.copytree(storage, copy)
+    return SimpleNamespace(storage=storage, folder=folder, pid=proc.pid, before=before, ray_gone=left, copy=copy)
+
+
+@pytest.mark.slow
+def test_a_killed_study_resumes_through_a_second_launcher_and_a_sigterm_losing_and_repeating_nothing(killed):
+    """SIGKILL right after a trial's last report (no Ray process outlives the driver); a resume takes the dead
+    driver's lock over, refuses a second launcher naming its PID and host, ends cleanly on SIGTERM with the command
+    that resumes it; the next resume runs every trial once (the one that had ended is not run again) and leaves
+    nothing RUNNING; a last one re-checks the finished study."""
+    storage, folder = killed.storage, killed.folder
+    assert killed.ray_gone, "Ray processes outlived the killed driver"
+    first = subprocess.Popen([sys.executable, "-m", "trainables.search", "--resume", "--name", "shallow_cnn",
+                              "--storage", str(storage), "--recheck-top", "0"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    assert wait_for(lambda: f'"pid": {first.pid}' in (folder / "search.lock").read_text()
+                    if (folder / "search.lock").is_file() else False, 120)
+    second = run_search("--storage", str(storage), *KILLED, timeout=120)
+    lines = second.stderr.strip().splitlines()
+    assert second.returncode == 2 and len(lines) == 1, second.stderr
+    assert f"being run by PID {first.pid} on host {socket.gethostname()}" in lines[0]
+    assert wait_for(lambda: len(list(folder.glob("trial_*/result.json"))) > len(killed.before), 120)
+    session = latest_session()
+    first.send_signal(signal.SIGTERM)
+    out, err = first.communicate(timeout=180)
+    assert first.returncode == 1 and "Traceback" not in err, err[-2000:]
+    assert f"took over the study from PID {killed.pid}" in err
+    assert f"continue it with: python -m trainables.search --resume --name shallow_cnn --storage {storage}" in out
+    assert wait_for(lambda: not ray_processes(session), timeout=10)
 
     done = run_search("--resume", "--name", "shallow_cnn", "--storage", str(storage))
     assert done.returncode == 0, done.stderr[-3000:]
     trials = assert_nothing_left_running(storage, "shallow_cnn")
     assert len(trials) == 4 and all(t["status"] == "completed" and t["epochs"] == "3" for t in trials)
-    for t in before:  # finished before the kill: not run again (at most its last report once more)
+    for t, before in killed.before.items():  # ended before the kill: not run again (at most its last report again)
         after = (folder / t / "result.json").read_text()
-        rows = [json.loads(x) for x in after.splitlines() if x.strip()]
-        assert after.startswith(lines_before[t]) and max(r["epoch"] for r in rows) == 3
+        assert after.startswith(before) and max(json.loads(x)["epoch"] for x in after.splitlines() if x.strip()) == 3
+    assert not (folder / "search.lock").exists()
 
     again = run_search("--resume", "--name", "shallow_cnn", "--storage", str(storage), "--recheck-top", "2",
                        "--recheck-seeds", "2")
@@ -103,75 +131,26 @@ def test_sigkill_right_after_a_trial_s_last_report_then_resume_loses_and_repeats
 
 
 @pytest.mark.slow
-def test_a_moved_study_resumes_where_it_lies_and_the_original_stays_as_it_was(tmp_path):
-    storage = tmp_path / "runs"
-    proc = subprocess.Popen([sys.executable, "-m", "trainables.search", "--storage", str(storage), "--recheck-top", "0",
-                             *KILLED], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    assert wait_for(lambda: finished(storage / "shallow_cnn")), "no trial finished"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    time.sleep(2)
-    copy = tmp_path / "elsewhere" / "runs"
-    shutil.copytree(storage, copy)
-    snapshot = {p: p.stat().st_mtime_ns for p in storage.rglob("*")}
+def test_a_copied_study_resumes_where_it_lies_and_the_original_stays_as_it_was(killed):
+    """The copy, made right after the kill, names the original folder in Ray's saved state and in MLflow's artifact
+    locations: its resume writes nothing there."""
+    copy, original = killed.copy, killed.storage
+    snapshot = {p: p.read_bytes() for p in original.rglob("*") if p.is_file()}
     done = run_search("--resume", "--name", "shallow_cnn", "--storage", str(copy))
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"resuming search 'shallow_cnn' from {copy / 'shallow_cnn'}" in done.stderr
-    assert str(storage) not in done.stdout
-    assert {p: p.stat().st_mtime_ns for p in storage.rglob("*")} == snapshot, "the original folder changed"
+    assert str(original) not in done.stdout
+    assert {p: p.read_bytes() for p in original.rglob("*") if p.is_file()} == snapshot
     assert len(assert_nothing_left_running(copy, "shallow_cnn")) == 4
     assert list((copy / "mlartifacts").rglob("best_config.json"))
 
 
 @pytest.mark.slow
-def test_a_second_launcher_is_refused_and_a_dead_one_s_lock_is_taken_over(tmp_path):
+def test_requests_the_cluster_can_never_satisfy_are_refused_before_the_search_starts(tmp_path):
     storage = tmp_path / "runs"
-    first = subprocess.Popen([sys.executable, "-m", "trainables.search", "--storage", str(storage),
-                              "--recheck-top", "0", *KILLED], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             text=True, start_new_session=True)
-    assert wait_for(lambda: (storage / "shallow_cnn" / "search.lock").is_file(), 120)
-    second = run_search("--storage", str(storage), *KILLED, timeout=120)
-    lines = second.stderr.strip().splitlines()
-    assert second.returncode == 2 and len(lines) == 1, second.stderr
-    assert f"being run by PID {first.pid} on host {socket.gethostname()}" in lines[0]
-    resume = run_search("--resume", "--name", "shallow_cnn", "--storage", str(storage), timeout=120)
-    assert resume.returncode == 2 and f"PID {first.pid}" in resume.stderr
-    os.kill(first.pid, signal.SIGKILL)
-    first.wait()
-    done = run_search("--resume", "--name", "shallow_cnn", "--storage", str(storage))
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert f"took over the study from PID {first.pid}" in done.stderr
-    trials = assert_nothing_left_running(storage, "shallow_cnn")
-    assert len(trials) == 4 and not (storage / "shallow_cnn" / "search.lock").exists()
-
-
-@pytest.mark.slow
-def test_sigterm_ends_the_study_cleanly_with_the_command_that_resumes_it(tmp_path):
-    storage = tmp_path / "runs"
-    proc = subprocess.Popen([sys.executable, "-m", "trainables.search", "--storage", str(storage), "--recheck-top", "0",
-                             *KILLED], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert wait_for(lambda: list((storage / "shallow_cnn").glob("trial_*/result.json")), 120)
-    session = latest_session()
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 1, err[-2000:]
-    assert (f"continue it with: python -m trainables.search --resume --name shallow_cnn --storage {storage}"
-            in out), out[-2000:]
-    assert "Traceback" not in err
-    assert wait_for(lambda: not ray_processes(session), timeout=10)
-    done = run_search("--resume", "--name", "shallow_cnn", "--storage", str(storage))
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert len(assert_nothing_left_running(storage, "shallow_cnn")) == 4
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("flags, message", [
-    (["--cpus-per-trial", "64"], "--cpus-per-trial 64: the largest Ray node has 2 CPUs"),
-    (["--gpus-per-trial", "1"], "--gpus-per-trial 1: the Ray cluster has no GPU"),
-])
-def test_requests_the_cluster_can_never_satisfy_are_refused_before_the_search_starts(tmp_path, flags, message):
-    storage = tmp_path / "runs"
-    done = run_search("--space", "shallow_cnn", "--storage", str(storage), *flags, *TINY, timeout=180)
+    message = "--cpus-per-trial 64: the largest Ray node has 2 CPUs"  # --gpus-per-trial 1: "... has no GPU"
+    done = run_search("--space", "shallow_cnn", "--storage", str(storage), "--cpus-per-trial", "64", *TINY,
+                      timeout=180)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and message in lines[-1], done.stderr[-2000:]
     assert len([line for line in lines if line.startswith("error")]) == 1
