@@ -95,6 +95,7 @@ def test_a_killed_study_resumes_through_a_second_launcher_and_a_sigterm_losing_a
     nothing RUNNING; a last one re-checks the finished study."""
     storage, folder = killed.storage, killed.folder
     assert killed.ray_gone, "Ray processes outlived the killed driver"
+    launched = time.time()
     first = subprocess.Popen([sys.executable, "-m", "trainables.search", "--resume", "--name", "shallow_cnn",
                               "--storage", str(storage), "--recheck-top", "0"], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
@@ -104,7 +105,7 @@ def test_a_killed_study_resumes_through_a_second_launcher_and_a_sigterm_losing_a
     lines = second.stderr.strip().splitlines()
     assert second.returncode == 2 and len(lines) == 1, second.stderr
     assert f"being run by PID {first.pid} on host {socket.gethostname()}" in lines[0]
-    assert wait_for(lambda: len(list(folder.glob("trial_*/result.json"))) > len(killed.before), 120)
+    assert wait_for(lambda: any(p.stat().st_mtime > launched for p in folder.glob("trial_*/result.json")), 180)
     session = latest_session()
     first.send_signal(signal.SIGTERM)
     out, err = first.communicate(timeout=180)

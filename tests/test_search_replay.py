@@ -49,6 +49,8 @@ def test_replay_cli_prints_the_table_and_draws_the_plot(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("| tpe")]
     assert len(rows) == 2 and plot.stat().st_size > 10_000
+    # The searcher records each trial's last result once (Optuna warns of a second report of the same step).
+    assert "already reported" not in done.stderr
     bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "search_replay.py"), "run", "--table",
                           str(tmp_path / "missing")], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error: no replay table")

@@ -36,7 +36,7 @@ from trainables.cli import (
     weights_policy,
 )
 from trainables.core.config import ConfigError
-from trainables.core.layout import SEARCH_FILE, TRIALS_FILE
+from trainables.core.layout import OPTUNA_FILE, SEARCH_FILE, TRIALS_FILE
 from trainables.core.usage import Parser, UsageError, check_writable, fail, setup_logging
 from trainables.data.datasets import load_dataset
 from trainables.data.schema import DataError, ITData
@@ -226,7 +226,8 @@ def resume_plan(args) -> tuple[SearchPlan, Path, list[str]]:
         raise UsageError(f"nothing to resume: no search '{name}' in {args.storage}")
     plan = read_plan(folder)
     check_resumable(plan, folder)
-    load_optuna_study(folder, plan.name)  # a damaged optuna.db is named here, before anything runs
+    if (folder / OPTUNA_FILE).is_file():  # absent when the study stopped before its searcher started
+        load_optuna_study(folder, plan.name)  # a damaged optuna.db is named here, before anything runs
     given = {k: v for k, v in vars(args).items() if v not in (None, False) and k not in RESUME_FLAGS}
     if given.get("data") and given["data"] != "synthetic":
         given["data"] = str(Path(given["data"]).resolve())
@@ -318,10 +319,41 @@ def print_summary(plan: SearchPlan, folder: Path, summary, seconds: float) -> No
         print(f"browse the trials: {uri.rstrip('/')}/{page}")
 
 
+class StopRequest:
+    """SIGTERM ends a search as Ctrl-C does: Ray Tune stops the trials and saves its state, the summary says how to
+    resume. The request is also kept, because a KeyboardInterrupt that arrives while a library imports or Ray starts
+    can be swallowed there: :meth:`check` stops the search at its next step."""
+
+    requested = False
+
+    def __call__(self, *_) -> None:
+        self.requested = True
+        os.kill(os.getpid(), signal.SIGINT)
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+
+STOP = StopRequest()
+
+
 def main(argv: list[str] | None = None) -> int:
     begun = time.time()
     args = parse_args(argv)
     setup_logging()
+    previous = signal.signal(signal.SIGTERM, STOP)
+    try:
+        return launch(args, begun)
+    except KeyboardInterrupt:
+        print("\nsearch interrupted before it started; nothing of it was changed")
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def launch(args, begun: float) -> int:
+    """Check the plan and data, take the study's lock, run the study."""
     try:
         StudyLock.check_free(args.storage / (args.name or args.space or ""))  # a second launcher says who runs it
         if args.resume:
@@ -358,6 +390,8 @@ def run(args, plan: SearchPlan, folder: Path, data: ITData, ignored: list[str], 
     set_ray_environment(args.address)
     from trainables.study import runner  # imports Ray: only once its environment is set
 
+    STOP.check()
+
     if not args.resume:
         plan = replace(plan, data_fingerprint=data.fingerprint, image_size=data.resolution,
                        references=runner.references(data))
@@ -373,13 +407,19 @@ def run(args, plan: SearchPlan, folder: Path, data: ITData, ignored: list[str], 
             study.start(new=not args.resume, address=args.address)
         except UsageError as err:
             fail(str(err))
-        # SIGTERM ends the study as Ctrl-C does: Ray Tune stops the trials and saves its state, the summary says how
-        # to resume. (Set after Ray starts, whose core installs a SIGTERM handler of its own that aborts.)
-        signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+        except SystemExit as stop:  # while Ray starts, its own SIGTERM handler is in place: it exits with code 15
+            if stop.code != signal.SIGTERM:
+                raise
+            raise KeyboardInterrupt from None
+        STOP.check()
         study.run_search(resume=args.resume)
+        STOP.check()
         study.run_recheck()
         summary = study.finish()
     except KeyboardInterrupt:
+        if not (folder / SEARCH_FILE).exists():
+            print("\nsearch interrupted before it started; nothing was written")
+            return 1
         print(f"\nsearch interrupted; continue it with: python -m trainables.search --resume --name {plan.name} "
               f"--storage {args.storage}")
         return 1

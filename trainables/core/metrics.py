@@ -50,9 +50,12 @@ def explained_variance_per_site(y_true: np.ndarray, y_pred: np.ndarray) -> np.nd
         a site with zero variance scores 1.0 if predicted exactly, else 0.0.
     """
     y_true, y_pred = _check_pair(y_true, y_pred)
-    var_res = np.var(y_true - y_pred, axis=0)
-    var_true = np.var(y_true, axis=0)
-    ev = np.ones(y_true.shape[1])
+    return _explained(np.var(y_true - y_pred, axis=0), np.var(y_true, axis=0))
+
+
+def _explained(var_res: np.ndarray, var_true: np.ndarray) -> np.ndarray:
+    """``1 - var_res / var_true`` elementwise; where ``var_true`` is 0: 1.0 if ``var_res`` is 0 too, else 0.0."""
+    ev = np.ones_like(var_true, dtype=np.float64)
     nonzero = var_true > 0
     ev[nonzero] = 1.0 - var_res[nonzero] / var_true[nonzero]
     ev[~nonzero & (var_res > 0)] = 0.0
@@ -133,12 +136,7 @@ def explained_variance_of_objects(sums: ObjectSums, weights: np.ndarray) -> np.n
         mean = (weights @ total) / n[:, None]
         return np.maximum((weights @ squares) / n[:, None] - mean**2, 0.0)
 
-    var_res, var_true = variance(sums["sum_e"], sums["sum_e2"]), variance(sums["sum_y"], sums["sum_y2"])
-    ev = np.ones_like(var_true)
-    nonzero = var_true > 0
-    ev[nonzero] = 1.0 - var_res[nonzero] / var_true[nonzero]
-    ev[~nonzero & (var_res > 0)] = 0.0
-    return ev.mean(axis=1)
+    return _explained(variance(sums["sum_e"], sums["sum_e2"]), variance(sums["sum_y"], sums["sum_y2"])).mean(axis=1)
 
 
 def pearson_per_site(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -66,6 +68,9 @@ def connect(address: str | None) -> None:
     quiet_libraries()
     if address:
         check_reachable(address)
+    # Ray's driver installs a SIGTERM handler that exits at once (code 15), skipping Tune's clean stop: the caller's
+    # handler is put back once Ray has started.
+    caller_sigterm = signal.getsignal(signal.SIGTERM)
     try:
         # "local": a private instance, even when a `ray start` cluster runs on this machine.
         context = ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING,
@@ -73,6 +78,8 @@ def connect(address: str | None) -> None:
     except (ConnectionError, RuntimeError, ValueError) as err:
         hint = " (token authentication? see README, 'Running on a cluster')" if "auth" in str(err).lower() else ""
         raise UsageError(f"cannot connect to the Ray cluster at {address}: {str(err).splitlines()[0]}{hint}") from None
+    if threading.current_thread() is threading.main_thread() and caller_sigterm is not None:
+        signal.signal(signal.SIGTERM, caller_sigterm)
     if not address:  # our own instance: nothing of it may outlive this process, even when it is killed
         session = Path(context.address_info["session_dir"]).name
         subprocess.Popen([sys.executable, "-m", "trainables.study.watchdog", str(os.getpid()), session],

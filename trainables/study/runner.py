@@ -26,8 +26,8 @@ from ray.tune.search import ConcurrencyLimiter
 from search_spaces import points_to_evaluate
 from search_spaces.context import BoundSpace, SpaceContext
 from trainables.core.config import validate_config
-from trainables.core.layout import (BEST_WEIGHTS_FILE, FEATURES_DIR, OBJECTIVE, OPTUNA_KEY, RECHECK_DIR, RECHECK_KEY,
-                                    TRIAL_PREFIX, TRIALS_FILE, WHERE_FILE, optuna_url)
+from trainables.core.layout import (BEST_WEIGHTS_FILE, FEATURES_DIR, OBJECTIVE, OPTUNA_FILE, OPTUNA_KEY, RECHECK_DIR,
+                                    RECHECK_KEY, TRIAL_PREFIX, TRIALS_FILE, WHERE_FILE, optuna_url)
 from trainables.data.schema import ITData
 from trainables.fitting.families import get_family
 from trainables.fitting.family import DataShape
@@ -211,17 +211,20 @@ class Study:
     def run_search(self, resume: bool) -> None:
         where = self.folder / WHERE_FILE
         moved = resume and where.is_file() and where.read_text().strip() != str(self.folder)
+        # Stopped before Ray Tune first saved its state: nothing to restore, the study's own files say what ran.
+        unsaved = resume and not ((self.folder / "tuner.pkl").is_file() and any(self.folder.glob("experiment_state-*")))
         where.write_text(f"{self.folder}\n")
         samples = None
-        if moved:  # Ray's saved state names the old folder: the search goes on without it, from the study's files
-            samples = restart_elsewhere(self.folder, self.plan, self.tracking_uri)
+        if moved or unsaved:  # Ray's saved state names the old folder, or there is none: go on from the study's files
+            if (self.folder / OPTUNA_FILE).is_file():
+                samples = restart_elsewhere(self.folder, self.plan, self.tracking_uri)
         elif resume:
             reconcile(self.folder, self.plan.name, self.tracking_uri, self.plan.tracking)
         if resume:
             self.finished = finished_trials(self.folder, self.plan.name)
             if self.search_done(load_trials(self.folder)):
                 return
-        self.search_tuner(restore=resume and not moved, samples=samples).fit()
+        self.search_tuner(restore=resume and not (moved or unsaved), samples=samples).fit()
         counts = status_counts(load_trials(self.folder))
         started = sum(counts.values())
         if counts["running"]:
@@ -355,6 +358,8 @@ def ray_trials(folder: Path) -> dict[str, dict]:
 
 def finished_trials(folder: Path, name: str) -> dict[int, str]:
     """Optuna trial number -> records' status of every search trial that ended (COMPLETE, PRUNED, FAIL)."""
+    if not (folder / OPTUNA_FILE).is_file():  # stopped before the searcher made its database
+        return {}
     return {t.number: STATUS_BY_OPTUNA_STATE[t.state.name] for t in load_optuna_study(folder, name).trials
             if t.state.is_finished()}
 
