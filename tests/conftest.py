@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import pytest
 
 from trainables.data.datasets import load_synthetic
-from trainables.data.synthetic import SyntheticSpec
+from trainables.data.synthetic import SyntheticSpec, reference_ground_truth
 
 TINY = SyntheticSpec(seed=0, resolution=32, images_per_object=10, n_repetitions=4)
 # Ray's own folders (sockets, logs) for this test session: short (Unix socket paths are limited) and private.
@@ -62,9 +62,15 @@ def private_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_data(private_cache):
+def ground_truth():
+    """The latents of ``TINY``'s 640 images, their reference rendering's Lite0 maps and the response terms."""
+    return {"spec": TINY, **reference_ground_truth(TINY)}
+
+
+@pytest.fixture(scope="session")
+def tiny_data(private_cache, ground_truth):
     """640 images at 32 px (518 / 58 / 64), 168 sites."""
-    return load_synthetic(TINY, private_cache)
+    return load_synthetic(TINY, private_cache, terms=ground_truth["terms"])
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):

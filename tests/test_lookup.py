@@ -11,8 +11,7 @@ import pytest
 
 from trainables.core.config import validate_config
 from trainables.fitting.lookup import LabelError, fit_lookup_final, fit_lookup_inner, ideal_observer_scores, labels, lookup_predict
-from trainables.data.synthetic import (CATEGORIES, OBJECTS_PER_CATEGORY, WEIGHTS, SyntheticSpec, reference_ground_truth,
-                                  render_images)
+from trainables.data.synthetic import CATEGORIES, OBJECTS_PER_CATEGORY, WEIGHTS, SyntheticSpec, render_images
 
 
 def test_lookup_predicts_each_label_by_its_mean_and_unknown_labels_by_the_grand_mean():
@@ -42,13 +41,6 @@ def test_ideal_observers_score_the_split_a_trial_scores(tiny_data):
     scores = ideal_observer_scores(tiny_data, validate_config({}), final=False)
     assert scores["object ideal observer"] == pytest.approx(inner["inner_ev"])
     assert set(scores) == {"object ideal observer", "category ideal observer"}
-
-
-@pytest.fixture(scope="module")
-def ground_truth():
-    """640 images of data seed 0: latents, the reference rendering's Lite0 maps and the response terms."""
-    spec = SyntheticSpec(seed=0, images_per_object=10)
-    return {"spec": spec, **reference_ground_truth(spec)}
 
 
 def test_the_data_set_is_not_an_object_recognition_task(ground_truth):

@@ -43,7 +43,7 @@ from trainables.data.schema import DataError, ITData
 from trainables.data.synthetic import SyntheticSpec
 from trainables.fitting.families import get_family
 from trainables.study import defaults
-from trainables.study.cluster import disconnect, set_ray_environment
+from trainables.study.cluster import check_reachable, disconnect, set_ray_environment
 from trainables.study.lock import StudyLock
 from trainables.study.plan import (DataPlan, PlanError, RecheckPlan, ResourcePlan, SchedulerPlan, SearchPlan,
                                    TrackingPlan, check_resumable, read_plan)
@@ -355,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
 def launch(args, begun: float) -> int:
     """Check the plan and data, take the study's lock, run the study."""
     try:
+        if args.address:  # Ray would retry an unreachable cluster for minutes
+            check_reachable(args.address)
         StudyLock.check_free(args.storage / (args.name or args.space or ""))  # a second launcher says who runs it
         if args.resume:
             plan, folder, ignored = resume_plan(args)

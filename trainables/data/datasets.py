@@ -43,15 +43,20 @@ def _ground_truth(spec: SyntheticSpec, folder: Path) -> dict[str, np.ndarray]:
     return terms
 
 
-def load_synthetic(spec: SyntheticSpec = SyntheticSpec(), cache_dir: Path | None = None) -> ITData:
-    """The synthetic data set, generated once per spec and cached as an h5 file in the schema."""
+def load_synthetic(spec: SyntheticSpec = SyntheticSpec(), cache_dir: Path | None = None,
+                   terms: dict[str, np.ndarray] | None = None) -> ITData:
+    """The synthetic data set, generated once per spec and cached as an h5 file in the schema.
+
+    ``terms``: the spec's ground-truth response terms when the caller has computed them
+    (:func:`~trainables.data.synthetic.reference_ground_truth`), else read from the cache or computed.
+    """
     path = Path(cache_dir or default_cache_dir()) / f"{spec.key()}.h5"
     if path.is_file():
         try:
             return load_h5(path)
         except DataError as err:
             log.warning("cached synthetic data unusable (%s); regenerating", err)
-    arrays = generate(spec, _ground_truth(spec, path.parent))
+    arrays = generate(spec, terms if terms is not None else _ground_truth(spec, path.parent))
     write_h5(arrays, path)
     log.info("cached synthetic data at %s", path)
     data = from_arrays(arrays, spec.key())

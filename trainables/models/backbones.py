@@ -115,13 +115,23 @@ def build_shallow_cnn(config: dict) -> Backbone:
 
 def build_vgg11_bn(config: dict) -> Backbone:
     """VGG11_BN truncated after its first ``vgg_blocks`` conv blocks (conv-BN-ReLU, with the pools before it)."""
-    import torchvision  # lazy registry: only the chosen builder pays for its imports
+    from torchvision.models.vgg import cfgs, make_layers  # lazy registry: only the chosen builder pays for imports
 
-    model = torchvision.models.vgg11_bn(weights=None)
+    # The conv layers alone: torchvision's whole VGG would also draw its 120M-parameter classifier (about 2 s on a
+    # CPU core) only to drop it. Initialised as torchvision initialises them.
+    features = make_layers(cfgs["A"], batch_norm=True)
+    for m in features.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
     if config["weights"] == "imagenet":
-        model.load_state_dict(load_imagenet_state("vgg11_bn"))
+        state = load_imagenet_state("vgg11_bn")
+        features.load_state_dict({k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")})
     blocks, pending = [], []
-    for layer in model.features:
+    for layer in features:
         pending.append(layer)
         if isinstance(layer, nn.ReLU):
             blocks.append(nn.Sequential(*pending))

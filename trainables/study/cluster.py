@@ -66,8 +66,6 @@ def connect(address: str | None) -> None:
     import ray  # Ray reads its environment when first imported: set_ray_environment ran before
 
     quiet_libraries()
-    if address:
-        check_reachable(address)
     # Ray's driver installs a SIGTERM handler that exits at once (code 15), skipping Tune's clean stop: the caller's
     # handler is put back once Ray has started.
     caller_sigterm = signal.getsignal(signal.SIGTERM)
