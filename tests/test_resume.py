@@ -217,3 +217,35 @@ def test_an_unreachable_cluster_address_fails_within_seconds(tmp_path, capsys):
                                  f"127.0.0.1:{port}", *TINY], capsys)
     assert f"cannot reach the Ray cluster at 127.0.0.1:{port}" in line and time.time() - start < 60
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_trial_that_ended_before_the_kill_keeps_its_status_and_its_epochs_in_mlflow(tmp_path):
+    """A moved study's trial that ended just before the kill, its MLflow run still RUNNING and its last epoch not
+    logged (the callbacks died with the driver): the finished study closes the run as completed with every epoch;
+    a trial that had not ended is closed as interrupted."""
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    from trainables.study.plan import TrackingPlan
+    from trainables.study.records import TrialRecord
+    from trainables.study.runner import close_leftovers
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("study")
+    parent = client.create_run(experiment).info.run_id
+    runs = {t: client.create_run(experiment, tags={"mlflow.parentRunId": parent, "trial_id": t, "status": "running"})
+            .info.run_id for t in ("ended", "cut")}
+    client.log_metric(runs["ended"], "inner_ev", 0.1, step=1)
+    optuna.create_study(study_name="study", storage=f"sqlite:///{tmp_path / 'optuna.db'}").ask()
+    trials = [TrialRecord("ended", {}, [{"epoch": 1, "inner_ev": 0.1}, {"epoch": 2, "inner_ev": 0.2, "fit_done": 1}],
+                          "completed"),
+              TrialRecord("cut", {}, [{"epoch": 1, "inner_ev": 0.05}], "running")]
+    close_leftovers(tmp_path, "study", uri, TrackingPlan(None, experiment, parent), trials)
+
+    ended, cut = client.get_run(runs["ended"]), client.get_run(runs["cut"])
+    assert (ended.info.status, ended.data.tags["status"]) == ("FINISHED", "completed")
+    assert [(m.step, m.value) for m in client.get_metric_history(runs["ended"], "inner_ev")] == [(1, 0.1), (2, 0.2)]
+    assert (cut.info.status, cut.data.tags["status"]) == ("KILLED", "interrupted")
+    assert [t.state.name for t in optuna.load_study(study_name="study", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+            .trials] == ["FAIL"]

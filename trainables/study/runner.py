@@ -19,6 +19,7 @@ from pathlib import Path
 
 import optuna
 import ray
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
@@ -46,9 +47,9 @@ from trainables.study.records import STATUS_BY_OPTUNA_STATE, TrialRecord, load_o
 from trainables.study.resources import GIB, TrialResources, concurrency, memory_range
 from trainables.study.samplers import make_sampler
 from trainables.study.schedulers import expected_epochs, make_scheduler
-from trainables.study.searchers import RecheckSearcher, StudySearcher, set_budget
+from trainables.study.searchers import RecheckSearcher, StudySearcher, epoch_of, set_budget
 from trainables.study.tracking import close_search_run, start_search_run
-from trainables.study.trial import train_trial
+from trainables.study.trial import EPOCH_METRICS, train_trial
 
 log = logging.getLogger(__name__)
 # Ray Tune's saved state of a search (the files Tuner.restore reads).
@@ -303,7 +304,7 @@ class Study:
         done = self.search_done(trials) and not self.interrupted
         summary.finished = done and not self.cut and not next_round(trials, recheck.top, recheck.seeds, self.plan.seed)
         if summary.finished:  # nothing may be left RUNNING once the study is done
-            close_leftovers(self.folder, self.plan.name, self.tracking_uri, self.plan.tracking)
+            close_leftovers(self.folder, self.plan.name, self.tracking_uri, self.plan.tracking, trials)
         summary.notes = [f"time budget: {what}" for what in self.cut]
         close_search_run(self.tracking_uri, self.plan.tracking.parent_run_id, summary.counts, summary.best,
                          summary.best_path, self.folder / TRIALS_FILE, self.plan.references, done)
@@ -420,21 +421,44 @@ def drop_interrupted_rechecks(trials: list[TrialRecord], tracking_uri: str, trac
             shutil.rmtree(t.folder, ignore_errors=True)
 
 
+def running_trial_runs(client: MlflowClient, tracking: TrackingPlan) -> list:
+    """The study's MLflow trial runs still RUNNING."""
+    return [run for run in client.search_runs([tracking.experiment_id], max_results=10000,
+                                              filter_string="attributes.status = 'RUNNING' and "
+                                                            f"tags.`mlflow.parentRunId` = '{tracking.parent_run_id}'")
+            if "trial_id" in run.data.tags]
+
+
 def end_runs(tracking_uri: str, tracking: TrackingPlan, trial_ids: set[str] | None = None) -> None:
     """End the study's RUNNING MLflow trial runs of ``trial_ids`` (all when None) as KILLED, status ``interrupted``."""
     client = MlflowClient(tracking_uri)
-    for run in client.search_runs([tracking.experiment_id], max_results=10000,
-                                  filter_string="attributes.status = 'RUNNING' and "
-                                                f"tags.`mlflow.parentRunId` = '{tracking.parent_run_id}'"):
-        if "trial_id" in run.data.tags and (trial_ids is None or run.data.tags["trial_id"] in trial_ids):
+    for run in running_trial_runs(client, tracking):
+        if trial_ids is None or run.data.tags["trial_id"] in trial_ids:
             client.set_tag(run.info.run_id, "status", "interrupted")
             client.set_terminated(run.info.run_id, "KILLED")
 
 
-def close_leftovers(folder: Path, name: str, tracking_uri: str, tracking: TrackingPlan) -> None:
-    """A finished study's Optuna trials still RUNNING become FAIL; its MLflow trial runs still RUNNING end KILLED."""
+def close_leftovers(folder: Path, name: str, tracking_uri: str, tracking: TrackingPlan,
+                    trials: list[TrialRecord]) -> None:
+    """A finished study's Optuna trials still RUNNING become FAIL. Its MLflow trial runs still RUNNING end: those of
+    trials that ended before a kill stopped the callbacks (a moved study's, whose Ray state was set aside) with their
+    status and any epoch not logged yet; the others KILLED, status ``interrupted``."""
     study = load_optuna_study(folder, name)
     for trial in study.trials:
         if trial.state == optuna.trial.TrialState.RUNNING:
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+    ended = {t.trial_id: t for t in trials if t.status != "running"}
+    client = MlflowClient(tracking_uri)
+    for run in running_trial_runs(client, tracking):
+        record = ended.get(run.data.tags["trial_id"])
+        if record is None:
+            continue
+        stamp = int(time.time() * 1000)
+        for key in EPOCH_METRICS:
+            logged = {m.step for m in client.get_metric_history(run.info.run_id, key)}
+            client.log_batch(run.info.run_id, metrics=[Metric(key, float(row[key]), stamp, epoch_of(row))
+                                                       for row in record.results
+                                                       if row.get(key) is not None and epoch_of(row) not in logged])
+        client.set_tag(run.info.run_id, "status", record.status)
+        client.set_terminated(run.info.run_id, "FAILED" if record.status == "failed" else "FINISHED")
     end_runs(tracking_uri, tracking)
