@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,13 @@ def optuna_states(storage: Path, name: str) -> dict:
 
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{Path(storage) / name / 'optuna.db'}")
     return {t.number: t.state.name for t in study.trials}
+
+
+def wait_for(predicate, timeout: float = 300.0, step: float = 0.2) -> bool:
+    """Poll ``predicate`` until it holds (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False

@@ -12,13 +12,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from searchutil import TINY, run_search
+from searchutil import TINY, run_search, wait_for
 
 pytestmark = [pytest.mark.cluster]
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
@@ -30,14 +29,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
-
-def wait_for(predicate, timeout=60.0, step=0.5):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,6 @@
 """Ideal observers (``model: lookup``) and what the synthetic data set is like (generator v4)."""
 
 import json
-import os
-import subprocess
-import sys
 from dataclasses import replace
 
 import numpy as np

@@ -3,7 +3,6 @@
 Real searches in subprocesses (they are killed); the resume-flag rules and the refusals that need no Ray are in-process.
 """
 
-import collections
 import json
 import os
 import shutil
@@ -17,20 +16,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from searchutil import TINY, mlflow_runs, read_trials, refused, run_search
+from searchutil import TINY, mlflow_runs, read_trials, refused, run_search, wait_for
 from trainables import search
 
 ROOT = Path(__file__).resolve().parents[1]
 KILLED = ["--space", "shallow_cnn", "--num-samples", "4", "--max-epochs", "3", "--scheduler", "fifo", *TINY]
 
-
-def wait_for(predicate, timeout=300.0, step=0.2) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
 
 
 def finished(folder: Path) -> set[str]:

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from trainables.study.plan import SchedulerPlan
-from trainables.study.schedulers import SCHEDULERS, describe, make_scheduler, rungs
+from trainables.study.schedulers import describe, make_scheduler, rungs
 
 
 @pytest.mark.parametrize("grace, rf, max_t", [(2, 2.0, 60), (1, 3.0, 8), (3, 2.5, 60), (10, 2.0, 8)])

@@ -4,7 +4,6 @@ lab's mirror (HTTP on 127.0.0.1 here, or a folder) or torchvision's URL, verifie
 """
 
 import hashlib
-import json
 import shutil
 
 import pytest

@@ -6,7 +6,6 @@ Errors are one line and exit code 2 (:mod:`trainables.core.usage`).
 from __future__ import annotations
 
 import argparse
-import os
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
