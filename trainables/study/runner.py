@@ -388,9 +388,10 @@ def reconcile(folder: Path, name: str, tracking_uri: str, tracking: TrackingPlan
 
 
 def restart_elsewhere(folder: Path, plan: SearchPlan, tracking_uri: str) -> int:
-    """A moved study: Ray's saved state (absolute paths into the old folder) is set aside and the search goes on with
-    a new Tuner over the same Optuna study. Trials the move interrupted start again (their points queued again, their
-    folders removed, their MLflow runs ended); returns how many trials the searcher still runs."""
+    """A moved study (Ray's saved state names the old folder), or one stopped before Ray Tune saved its state: that
+    state is set aside and the search goes on with a new Tuner over the same Optuna study. Interrupted trials start
+    again (their points queued again, their folders removed, their MLflow runs ended); returns how many trials the
+    searcher still runs."""
     study = load_optuna_study(folder, plan.name)
     interrupted = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
     numbers = {t.number for t in interrupted}
@@ -407,7 +408,7 @@ def restart_elsewhere(folder: Path, plan: SearchPlan, tracking_uri: str) -> int:
     done = sum(1 for t in study.trials if t.state.is_finished() and t.number not in numbers
                and "recheck_of" not in t.user_attrs)
     if interrupted:
-        log.info("the study moved: %d interrupted trial%s start again here", len(interrupted),
+        log.info("going on without Ray Tune's saved state: %d interrupted trial%s start again", len(interrupted),
                  "s" * (len(interrupted) > 1))
     return max(plan.num_samples - done, 0)
 
