@@ -24,6 +24,18 @@ from trainables.study.trial import EPOCH_METRICS
 from trainables.study.tracking import mlflow_value
 
 
+def epoch_metrics(result: dict, stamp: int) -> list[Metric]:
+    """The MLflow metrics of one reported epoch, logged at the trial's own epoch as the step."""
+    step = epoch_of(result)
+    return [Metric(k, float(result[k]), stamp, step) for k in EPOCH_METRICS if result.get(k) is not None]
+
+
+def finish_run(client: MlflowClient, run_id: str, status: str) -> None:
+    """End a trial's run: ``status`` (completed / pruned / failed / interrupted) as its tag and MLflow's own state."""
+    client.set_tag(run_id, "status", status)
+    client.set_terminated(run_id, {"failed": "FAILED", "interrupted": "KILLED"}.get(status, "FINISHED"))
+
+
 class MLflowTrials(tune.Callback):
     """One MLflow run per trial, nested under the search's parent run; logged from the driver only.
 
@@ -94,26 +106,23 @@ class MLflowTrials(tune.Callback):
         if step <= self._last_step.get(run_id, 0):  # logged before the study was interrupted
             return
         self._last_step[run_id] = step
-        stamp = int(time.time() * 1000)
-        metrics = [Metric(k, float(result[k]), stamp, step) for k in EPOCH_METRICS if k in result]
-        self.client.log_batch(run_id, metrics=metrics)
+        self.client.log_batch(run_id, metrics=epoch_metrics(result, int(time.time() * 1000)))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         status = self.finished.get(trial.config.get(OPTUNA_KEY))
         if status is None:
             status = "completed" if (trial.last_result or {}).get("fit_done") else "pruned"
-        self._finish(trial, status, "FAILED" if status == "failed" else "FINISHED")
+        self._finish(trial, status)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._finish(trial, "failed", "FAILED")
+        self._finish(trial, "failed")
 
-    def _finish(self, trial, status: str, run_status: str) -> None:
+    def _finish(self, trial, status: str) -> None:
         run_id = self.run_id(trial)
-        self.client.set_tag(run_id, "status", status)
         node = (trial.last_result or {}).get("node_id")
         if node:
             self.client.set_tag(run_id, "node_id", node)
-        self.client.set_terminated(run_id, run_status)
+        finish_run(self.client, run_id, status)
 
 
 class CheckpointJanitor(tune.Callback):

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import optuna
 import ray
-from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
@@ -34,7 +33,7 @@ from trainables.fitting.families import get_family
 from trainables.fitting.family import DataShape
 from trainables.fitting.lookup import ideal_observer_scores
 from trainables.models.weights import load_imagenet_state
-from trainables.study.callbacks import CheckpointJanitor, MLflowTrials
+from trainables.study.callbacks import CheckpointJanitor, MLflowTrials, epoch_metrics, finish_run
 from trainables.study.checkpoints import checkpoint_folders, keep_best_weights
 from trainables.study.cluster import connect
 from trainables.study.export import NothingToExport, export, rechecked
@@ -47,9 +46,9 @@ from trainables.study.records import STATUS_BY_OPTUNA_STATE, TrialRecord, load_o
 from trainables.study.resources import GIB, TrialResources, concurrency, memory_range
 from trainables.study.samplers import make_sampler
 from trainables.study.schedulers import expected_epochs, make_scheduler
-from trainables.study.searchers import RecheckSearcher, StudySearcher, epoch_of, set_budget
+from trainables.study.searchers import RecheckSearcher, StudySearcher, set_budget
 from trainables.study.tracking import close_search_run, start_search_run
-from trainables.study.trial import EPOCH_METRICS, train_trial
+from trainables.study.trial import train_trial
 
 log = logging.getLogger(__name__)
 # Ray Tune's saved state of a search (the files Tuner.restore reads).
@@ -435,8 +434,7 @@ def end_runs(tracking_uri: str, tracking: TrackingPlan, trial_ids: set[str] | No
     client = MlflowClient(tracking_uri)
     for run in running_trial_runs(client, tracking):
         if trial_ids is None or run.data.tags["trial_id"] in trial_ids:
-            client.set_tag(run.info.run_id, "status", "interrupted")
-            client.set_terminated(run.info.run_id, "KILLED")
+            finish_run(client, run.info.run_id, "interrupted")
 
 
 def close_leftovers(folder: Path, name: str, tracking_uri: str, tracking: TrackingPlan,
@@ -455,11 +453,9 @@ def close_leftovers(folder: Path, name: str, tracking_uri: str, tracking: Tracki
         if record is None:
             continue
         stamp = int(time.time() * 1000)
-        for key in EPOCH_METRICS:
-            logged = {m.step for m in client.get_metric_history(run.info.run_id, key)}
-            client.log_batch(run.info.run_id, metrics=[Metric(key, float(row[key]), stamp, epoch_of(row))
-                                                       for row in record.results
-                                                       if row.get(key) is not None and epoch_of(row) not in logged])
-        client.set_tag(run.info.run_id, "status", record.status)
-        client.set_terminated(run.info.run_id, "FAILED" if record.status == "failed" else "FINISHED")
+        missing = [m for row in record.results for m in epoch_metrics(row, stamp)]
+        logged = {(key, m.step) for key in {m.key for m in missing}
+                  for m in client.get_metric_history(run.info.run_id, key)}
+        client.log_batch(run.info.run_id, metrics=[m for m in missing if (m.key, m.step) not in logged])
+        finish_run(client, run.info.run_id, record.status)
     end_runs(tracking_uri, tracking)
