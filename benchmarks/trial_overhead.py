@@ -1,11 +1,13 @@
 """What a trial costs besides its fit: per-trial wall-clock time outside the epochs, two ways side by side.
 
-    python benchmarks/trial_overhead.py [--trials 8] [--epochs 3] [--readout-trials 12]
+    python benchmarks/trial_overhead.py [--trials 8] [--epochs 3] [--readout-trials 12] [--smoke-trials 4]
 
-Runs, in this process, a study of tiny network trials (``shallow_cnn`` at 32 px)
-and one of readout trials (``ridge_pixels`` at 32 px), each twice: every trial in
-a new Ray worker (``reuse off``), and workers reused across trials (``reuse on``,
-the search's default). Per trial it measures, from the driver (one clock):
+Runs, in this process, a study of tiny network trials (``shallow_cnn`` at 32 px),
+one of readout trials (``ridge_pixels`` at 32 px) and one of the main job's network
+trials (``vgg_depth`` at the smoke profile's sizes, every trial to its end), each
+twice: every trial in a new Ray worker (``reuse off``), and workers reused across
+trials (``reuse on``, the search's default). Per trial it measures, from the driver
+(one clock):
 
 - ``start``: from the searcher's suggestion to the start of the first epoch
   (scheduling, worker start, imports, data from the object store, model build);
@@ -15,9 +17,9 @@ the search's default). Per trial it measures, from the driver (one clock):
 - ``fit``: the epochs themselves (their ``epoch_seconds``),
 
 and prints the per-trial means, the overhead's share of a trial's time, and the
-ratio of the two ways. Tiny data (the cached 32-px synthetic set) keeps the fit
-short, so that the overhead shows; on a GPU at report scale the same overhead
-sits beside epochs of about a second.
+ratio of the two ways. The tiny studies keep the fit short, so that the overhead
+shows; the smoke study is what the overhead costs a user's first study (on a GPU at
+report scale the same overhead sits beside epochs of about a second).
 """
 
 from __future__ import annotations
@@ -106,6 +108,8 @@ def main(argv=None) -> int:
     p.add_argument("--trials", type=int, default=8, help="network trials per study")
     p.add_argument("--epochs", type=int, default=3, help="epochs of a network trial")
     p.add_argument("--readout-trials", type=int, default=12)
+    p.add_argument("--smoke-trials", type=int, default=4,
+                   help="trials of the main job's space at the smoke profile (0: skip that study)")
     args = p.parse_args(argv)
     set_ray_environment(None)
     studies = {
@@ -115,6 +119,9 @@ def main(argv=None) -> int:
         "readout (ridge_pixels, 32 px)": ("ridge_pixels", ["--num-samples", str(args.readout_trials),
                                                             "--images-per-object", "10"]),
     }
+    if args.smoke_trials:
+        studies["network (vgg_depth, smoke profile)"] = ("vgg_depth", ["--num-samples", str(args.smoke_trials),
+                                                                       "--scheduler", "fifo"])
     print("| study, workers | trials | start s | between s | end s | overhead s / trial | fit s / trial | "
           "overhead share |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")

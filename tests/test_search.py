@@ -7,6 +7,7 @@ others run the searches their case needs (a failing trial under Hyperband, the s
 import collections
 import json
 import math
+import re
 import subprocess
 import sys
 import time
@@ -30,6 +31,7 @@ def test_search_end_to_end(shallow_study):
     err = shallow_study.err
     assert "search shallow_cnn: " in err and "trials started" in err and "== Status ==" not in err
     assert "Token authentication is enabled" not in err and "Creating initial MLflow database" not in err
+    assert not re.findall(r".*\w+Warning: .*", err)
     assert "scheduler asha (grace 1, reduction 3)" in err
     trials = read_trials(storage, "shallow_cnn")
     search = [t for t in trials if not t["recheck_of"]]

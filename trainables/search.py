@@ -52,7 +52,6 @@ from trainables.study.probe import plan_weights, probe_space
 from trainables.study.profiles import Profile
 from trainables.study.recheck import format_table, runs_spent
 from trainables.study.records import StudyDamaged, load_optuna_study
-from trainables.study.tracking import relocate_artifacts
 from trainables.study.samplers import SAMPLERS
 from trainables.study.schedulers import SCHEDULERS, describe
 
@@ -391,6 +390,7 @@ def run(args, plan: SearchPlan, folder: Path, data: ITData, ignored: list[str], 
     log.info("data %s", data.describe())
     set_ray_environment(args.address)
     from trainables.study import runner  # imports Ray: only once its environment is set
+    from trainables.study.tracking import relocate_artifacts  # MLflow: 1.5 s that a refused command does not pay
 
     STOP.check()
 

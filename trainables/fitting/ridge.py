@@ -32,7 +32,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.model_selection import StratifiedKFold
 
 from trainables.core.devices import default_device
 
@@ -51,6 +50,10 @@ def object_folds(objects: np.ndarray, n_splits: int = 5, seed: int = 0) -> list[
     -------
     list of (train_idx, test_idx)
     """
+    # Imported here: scikit-learn takes about 2 s to import, which every process that imports the families (the
+    # launcher, each Ray worker) would pay, while only a readout's fit needs it.
+    from sklearn.model_selection import StratifiedKFold
+
     smallest = int(np.unique(objects, return_counts=True)[1].min())
     if smallest < n_splits:  # StratifiedKFold needs every object in every fold
         log.warning("an object has only %d images: using %d folds instead of %d", smallest, max(smallest, 2), n_splits)

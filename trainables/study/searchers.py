@@ -57,7 +57,11 @@ class StudySearcher(OptunaSearch):
         if self._over_budget():
             self.cut = True
             return Searcher.FINISHED
-        params = super().suggest(trial_id)
+        with warnings.catch_warnings():
+            # Ray warns when sampling a define-by-run space takes over a second, which Optuna's SQLite storage does
+            # when the trials keep every core busy: nothing a user can act on.
+            warnings.filterwarnings("ignore", message=".*[Dd]efine-by-run function passed.*")
+            params = super().suggest(trial_id)
         if params is None:
             return None
         self.started += 1
