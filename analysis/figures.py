@@ -42,7 +42,7 @@ def plot_site_distributions(r: np.ndarray, ev: np.ndarray, path: Path, ceiling: 
         ax.axvline(np.mean(values), color="k", lw=1)
         ax.set_ylabel("sites")
         ax.set_title(f"{label}: mean {np.mean(values):.3f}, median {np.median(values):.3f}")
-        axes[1, col].boxplot(values, vert=False, widths=0.6)
+        axes[1, col].boxplot(values, orientation="horizontal", widths=0.6)
         axes[1, col].set_yticks([])
         axes[1, col].set_xlabel(label)
     return _save(fig, path)
@@ -66,7 +66,8 @@ def object_rdm(responses: np.ndarray, objects: np.ndarray) -> tuple[np.ndarray, 
     """
     names = np.unique(objects)
     means = np.stack([responses[objects == n].mean(axis=0) for n in names])
-    rdm = 1.0 - np.corrcoef(means)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a pattern constant over sites (a mean model) has no RDM: NaN
+        rdm = 1.0 - np.corrcoef(means)
     off = ~np.eye(len(names), dtype=bool)
     ranked = np.zeros_like(rdm)
     ranked[off] = 100.0 * (rankdata(rdm[off]) - 1) / max(off.sum() - 1, 1)
@@ -84,7 +85,8 @@ def plot_rdms(measured: np.ndarray, predicted: np.ndarray, objects: np.ndarray, 
     rdm_m, names = object_rdm(measured, objects)
     rdm_p, _ = object_rdm(predicted, objects)
     iu = np.triu_indices(len(names), 1)
-    rho = np.corrcoef(rankdata(rdm_m[iu]), rankdata(rdm_p[iu]))[0, 1]
+    with np.errstate(invalid="ignore", divide="ignore"):  # NaN when either RDM is undefined or constant
+        rho = np.corrcoef(rankdata(rdm_m[iu]), rankdata(rdm_p[iu]))[0, 1]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.8))
     for ax, rdm, title in ((axes[0], rdm_m, "measured"), (axes[1], rdm_p, "predicted")):
         im = ax.imshow(rdm, cmap="jet", vmin=0, vmax=100)

@@ -341,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     begun = time.time()
     args = parse_args(argv)
     setup_logging()
+    STOP.requested = False  # a request belongs to one run (main may be called again in the same process)
     previous = signal.signal(signal.SIGTERM, STOP)
     try:
         return launch(args, begun)
