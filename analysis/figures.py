@@ -66,8 +66,7 @@ def object_rdm(responses: np.ndarray, objects: np.ndarray) -> tuple[np.ndarray, 
     """
     names = np.unique(objects)
     means = np.stack([responses[objects == n].mean(axis=0) for n in names])
-    with np.errstate(invalid="ignore", divide="ignore"):  # a pattern constant over sites (a mean model) has no RDM: NaN
-        rdm = 1.0 - np.corrcoef(means)
+    rdm = 1.0 - np.corrcoef(means)
     off = ~np.eye(len(names), dtype=bool)
     ranked = np.zeros_like(rdm)
     ranked[off] = 100.0 * (rankdata(rdm[off]) - 1) / max(off.sum() - 1, 1)
@@ -85,7 +84,8 @@ def plot_rdms(measured: np.ndarray, predicted: np.ndarray, objects: np.ndarray, 
     rdm_m, names = object_rdm(measured, objects)
     rdm_p, _ = object_rdm(predicted, objects)
     iu = np.triu_indices(len(names), 1)
-    with np.errstate(invalid="ignore", divide="ignore"):  # NaN when either RDM is undefined or constant
+    # NaN, quietly, for a model that predicts one pattern for every object (a mean model): its RDM is constant.
+    with np.errstate(invalid="ignore", divide="ignore"):
         rho = np.corrcoef(rankdata(rdm_m[iu]), rankdata(rdm_p[iu]))[0, 1]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.8))
     for ax, rdm, title in ((axes[0], rdm_m, "measured"), (axes[1], rdm_p, "predicted")):
