@@ -453,9 +453,9 @@ def close_leftovers(folder: Path, name: str, tracking_uri: str, tracking: Tracki
         if record is None:
             continue
         stamp = int(time.time() * 1000)
-        missing = [m for row in record.results for m in epoch_metrics(row, stamp)]
-        logged = {(key, m.step) for key in {m.key for m in missing}
+        reported = [m for row in record.results for m in epoch_metrics(row, stamp)]
+        logged = {(key, m.step) for key in {m.key for m in reported}
                   for m in client.get_metric_history(run.info.run_id, key)}
-        client.log_batch(run.info.run_id, metrics=[m for m in missing if (m.key, m.step) not in logged])
+        client.log_batch(run.info.run_id, metrics=[m for m in reported if (m.key, m.step) not in logged])
         finish_run(client, run.info.run_id, record.status)
     end_runs(tracking_uri, tracking)
