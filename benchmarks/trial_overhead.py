@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from ray import tune  # noqa: E402
 
+from trainables.core.usage import quiet_libraries  # noqa: E402
 from trainables.search import load_study_data, new_plan, parse_args  # noqa: E402
 from trainables.study.cluster import disconnect, set_ray_environment  # noqa: E402
 
@@ -111,6 +112,7 @@ def main(argv=None) -> int:
     p.add_argument("--smoke-trials", type=int, default=4,
                    help="trials of the main job's space at the smoke profile (0: skip that study)")
     args = p.parse_args(argv)
+    quiet_libraries()
     set_ray_environment(None)
     studies = {
         "network (shallow_cnn, 32 px)": ("shallow_cnn", ["--num-samples", str(args.trials), "--max-epochs",

@@ -31,36 +31,48 @@ def free_port() -> int:
 
 
 
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("mlflow_server")
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination",
-         str(tmp_path / "server-artifacts")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
+class TrackingServer:
+    """An ``mlflow server`` process on 127.0.0.1: it takes about 20 s to come up, so it starts before the Ray cluster
+    does and :attr:`uri` waits for it only when a test first asks."""
 
-    def healthy():
+    def __init__(self, folder: Path):
+        self.port, self.artifacts, self.up = free_port(), folder / "server-artifacts", False
+        self.proc = subprocess.Popen(
+            [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+             "--backend-store-uri", f"sqlite:///{folder / 'server.db'}", "--artifacts-destination",
+             str(self.artifacts)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def healthy(self) -> bool:
         import urllib.request
 
         try:
-            with urllib.request.urlopen(uri + "/health", timeout=2) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
                 return r.status == 200
         except OSError:
             return False
 
-    assert wait_for(healthy, 90), "mlflow server did not start"
-    yield SimpleNamespace(uri=uri, artifacts=tmp_path / "server-artifacts")
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
+    @property
+    def uri(self) -> str:
+        if not self.up:
+            assert wait_for(self.healthy, 90), "mlflow server did not start"
+            self.up = True
+        return f"http://127.0.0.1:{self.port}"
 
 
 @pytest.fixture(scope="module")
-def ray_cluster(tmp_path_factory):
+def mlflow_server(tmp_path_factory):
+    server = TrackingServer(tmp_path_factory.mktemp("mlflow_server"))
+    yield server
+    os.killpg(server.proc.pid, signal.SIGTERM)
+    server.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory, mlflow_server):
     """A head (1 CPU) and a worker node (1 CPU) on 127.0.0.1, with token authentication as Ray 2.60 does it, and
-    an empty torch cache on both nodes (they must get ImageNet weights from the driver).
+    an empty torch cache on both nodes (they must get ImageNet weights from the driver). The module's tracking
+    server starts first, so that both come up together.
 
     The token lives in a file of the module's own; the search gets only its path
     (RAY_AUTH_TOKEN_PATH) and must switch to token mode by itself. The worker runs
@@ -90,8 +102,12 @@ def ray_cluster(tmp_path_factory):
                                 timeout=60, env=env)
         return status.stdout.count(" node_") >= n
 
+    def listening():
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
     head = start("--head", "--port", str(port), "--include-dashboard", "false")
-    assert wait_for(lambda: nodes_up(1), 90, 2), "head node did not start"
+    assert wait_for(listening, 90), "head node did not start"  # its GCS takes nodes from now on
     worker = start("--address", address)
     assert wait_for(lambda: nodes_up(2), 90, 2), "worker node did not join"
     yield SimpleNamespace(address=address, worker=worker, node_home=node_home)
@@ -123,14 +139,15 @@ def server_runs(uri, experiment):
 @pytest.mark.slow
 def test_search_on_a_cluster_with_a_tracking_server_and_no_torch_cache_on_the_nodes(tmp_path, ray_cluster,
                                                                                     mlflow_server, checkpoint_mirror):
-    """The driver fetches the ImageNet checkpoints once (from a mirror on 127.0.0.1, into its own cache) and ships
-    them through Ray's object store: trials on both nodes, whose torch caches are empty, train pretrained; every
-    trial is logged to the tracking server, artifacts through it."""
+    """The driver fetches the ImageNet checkpoints of the four backbones its space can ask for once (from a mirror on
+    127.0.0.1, into its own cache) and ships them through Ray's object store: two trials at once, one on each node
+    (1 CPU each), whose torch caches are empty, train pretrained; every trial is logged to the tracking server,
+    artifacts through it."""
     checkpoint_mirror.add(*RESNETS)
     driver_home = tmp_path / "driver_torch_home"
     storage = tmp_path / "shared"
     done = run_search("--space", "resnet_depth", "--profile", "full", "--address", ray_cluster.address,
-                      "--storage", str(storage), "--num-samples", "4", "--max-epochs", "1",
+                      "--storage", str(storage), "--num-samples", "2", "--max-epochs", "1",
                       "--weights-mirror", checkpoint_mirror.url, "--tracking-uri", mlflow_server.uri,
                       "--resolution", "32", "--images-per-object", "3",
                       env={**os.environ, "TORCH_HOME": str(driver_home)})
@@ -138,7 +155,7 @@ def test_search_on_a_cluster_with_a_tracking_server_and_no_torch_cache_on_the_no
     for name in RESNETS:
         assert f"downloading ImageNet weights for {name}" in done.stderr
     trials = read_trials(storage, "resnet_depth")
-    assert len(trials) == 4 and all(t["status"] == "completed" for t in trials)
+    assert len(trials) == 2 and all(t["status"] == "completed" for t in trials)
     nodes = {t["node_id"] for t in trials}
     assert len(nodes) == 2, f"trials ran on {nodes}"
     for params in (storage / "resnet_depth").glob("trial_*/params.json"):
@@ -146,11 +163,23 @@ def test_search_on_a_cluster_with_a_tracking_server_and_no_torch_cache_on_the_no
     assert len(list((driver_home / "hub" / "checkpoints").glob("resnet*.pth"))) == 4
     assert not [p for p in ray_cluster.node_home.rglob("*") if p.is_file()], "a node wrote to its torch cache"
     client, parents, children = server_runs(mlflow_server.uri, "resnet_depth")
-    assert len(parents) == 1 and len(children) == 4
+    assert len(parents) == 1 and len(children) == 2
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
     assert {r.data.tags["node_id"] for r in children} == nodes
     assert {"best_config.json", "trials.csv"} <= {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     assert any(mlflow_server.artifacts.rglob("best_config.json"))
+
+
+@pytest.mark.slow
+def test_requests_no_node_can_satisfy_are_refused_before_anything_is_written(tmp_path, ray_cluster):
+    """The nodes have 1 CPU each: a trial of 2 CPUs could never start (it would wait forever in Ray's queue)."""
+    storage = tmp_path / "runs"
+    done = run_search("--space", "shallow_cnn", "--storage", str(storage), "--cpus-per-trial", "2", "--address",
+                      ray_cluster.address, *TINY, timeout=180)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and "--cpus-per-trial 2: the largest Ray node has 1 CPU" in lines[-1], done.stderr
+    assert len([line for line in lines if line.startswith("error")]) == 1
+    assert not storage.exists()
 
 
 def test_search_imports_ray_only_after_choosing_the_auth_mode():

@@ -137,15 +137,21 @@ def test_a_copied_study_resumes_where_it_lies_and_the_original_stays_as_it_was(k
     assert list((copy / "mlartifacts").rglob("best_config.json"))
 
 
-@pytest.mark.slow
-def test_requests_the_cluster_can_never_satisfy_are_refused_before_the_search_starts(tmp_path):
+def test_requests_this_machine_can_never_satisfy_are_refused_before_ray_starts(tmp_path, capsys):
+    """A private Ray instance gets this machine's CPUs and GPUs: a larger request is refused before Ray starts (a
+    cluster's nodes are checked once the search has joined it: tests/test_cluster.py)."""
+    import torch
+
     storage = tmp_path / "runs"
-    message = "--cpus-per-trial 64: the largest Ray node has 2 CPUs"  # --gpus-per-trial 1: "... has no GPU"
-    done = run_search("--space", "shallow_cnn", "--storage", str(storage), "--cpus-per-trial", "64", *TINY,
-                      timeout=180)
-    lines = done.stderr.strip().splitlines()
-    assert done.returncode == 2 and message in lines[-1], done.stderr[-2000:]
-    assert len([line for line in lines if line.startswith("error")]) == 1
+    cpus = os.cpu_count()
+    line = refused(search.main, ["--space", "shallow_cnn", "--storage", str(storage), "--cpus-per-trial",
+                                 str(cpus + 1), *TINY], capsys)
+    assert f"--cpus-per-trial {cpus + 1}: this machine has {cpus} CPU" + "s" * (cpus != 1) in line
+    gpus = torch.cuda.device_count()
+    line = refused(search.main, ["--space", "shallow_cnn", "--storage", str(storage), "--gpus-per-trial",
+                                 str(gpus + 1), *TINY], capsys)
+    has = f"{gpus} GPU" + "s" * (gpus != 1) if gpus else "no GPU"
+    assert f"--gpus-per-trial {gpus + 1}: this machine has {has}" in line
     assert not storage.exists()
 
 

@@ -21,6 +21,7 @@ with the re-check's trial folders, and at the end :data:`BEST_CONFIG_FILE`,
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 # --- a storage folder
@@ -29,6 +30,9 @@ ARTIFACTS_DIR = "mlartifacts"
 FEATURES_DIR = "features"
 TRAIN_DIR = "train"
 COMPARE_FILE = "compare.md"
+
+# --- the user's cache folder (:func:`cache_dir`): synthetic data sets, their ground truth, an empty tracking store
+EMPTY_MLFLOW_DB = "mlflow-{version}-empty.db"  # copied for each new SQLite tracking store
 
 # --- a study folder
 SEARCH_FILE = "search.json"  # the search plan (trainables.study.plan)
@@ -72,3 +76,10 @@ def optuna_url(study_folder: Path) -> str:
 def default_tracking_uri(storage: Path) -> str:
     """The MLflow tracking store of a storage folder when no ``--tracking-uri`` is given."""
     return f"sqlite:///{Path(storage).resolve() / MLFLOW_DB}"
+
+
+def cache_dir() -> Path:
+    """``$ITSEARCH_CACHE``, else ``$XDG_CACHE_HOME/itsearch``, else ``~/.cache/itsearch``."""
+    if os.environ.get("ITSEARCH_CACHE"):
+        return Path(os.environ["ITSEARCH_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "itsearch"

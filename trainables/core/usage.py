@@ -1,4 +1,5 @@
-"""How every command line reports bad input: one line on stderr, ``error: ...``, exit code 2, before any work."""
+"""How every command line talks: bad input in one line on stderr (``error: ...``, exit code 2, before any work), the
+project's log lines as plain messages, and none of the libraries' lines that a user can do nothing about."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 
@@ -29,6 +31,38 @@ class Parser(argparse.ArgumentParser):
 def setup_logging(verbose: bool = False) -> None:
     """Log lines of the project as plain messages on stderr; other libraries' at WARNING and above."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
+    quiet_libraries()
+
+
+class _Drop(logging.Filter):
+    """Drops log records whose message contains one of ``texts``."""
+
+    def __init__(self, *texts: str):
+        super().__init__()
+        self.texts = texts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(text in record.getMessage() for text in self.texts)
+
+
+_QUIET = {
+    # a private Ray instance uses token authentication: nothing to do about it
+    "ray._private.authentication.authentication_token_setup": _Drop("Token authentication is enabled for this Ray"),
+    # the project saves networks in MLflow's pickle format on purpose (the traced format cannot take every backbone)
+    "mlflow.pytorch": _Drop("Saving pytorch model by Pickle"),
+}
+
+
+def quiet_libraries() -> None:
+    """Silence what the libraries say that a user can do nothing about: Ray's note that a private instance uses
+    token authentication, MLflow's database set-up lines and its caution about the pickle format, Optuna's per-trial
+    lines, an SQLAlchemy deprecation inside MLflow. Only logger names and warning filters: nothing is imported."""
+    for name, drop in _QUIET.items():
+        if drop not in logging.getLogger(name).filters:
+            logging.getLogger(name).addFilter(drop)
+    for name in ("mlflow", "alembic", "optuna"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*noload.*")
 
 
 def check_writable(folder: Path, what: str) -> None:

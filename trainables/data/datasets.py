@@ -13,17 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from trainables.core import layout
 from trainables.data.schema import DataError, ITData, from_arrays, load_h5, write_h5
 from trainables.data.synthetic import SyntheticSpec, generate, ground_truth_terms
 
 log = logging.getLogger(__name__)
-
-
-def default_cache_dir() -> Path:
-    """``$ITSEARCH_CACHE``, else ``$XDG_CACHE_HOME/itsearch``, else ``~/.cache/itsearch``."""
-    if os.environ.get("ITSEARCH_CACHE"):
-        return Path(os.environ["ITSEARCH_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "itsearch"
 
 
 def _ground_truth(spec: SyntheticSpec, folder: Path) -> dict[str, np.ndarray]:
@@ -50,7 +44,7 @@ def load_synthetic(spec: SyntheticSpec = SyntheticSpec(), cache_dir: Path | None
     ``terms``: the spec's ground-truth response terms when the caller has computed them
     (:func:`~trainables.data.synthetic.reference_ground_truth`), else read from the cache or computed.
     """
-    path = Path(cache_dir or default_cache_dir()) / f"{spec.key()}.h5"
+    path = Path(cache_dir or layout.cache_dir()) / f"{spec.key()}.h5"
     if path.is_file():
         try:
             return load_h5(path)

@@ -95,6 +95,17 @@ def _trunk_of(config: dict, image_size: int | None = None) -> tuple[int, int, in
                   config["input_size"], image_size)
 
 
+def _side_of(config: dict, image_size: int | None) -> int | None:
+    """Side of the trunk's feature map at ``image_size`` px (0: it shrank to nothing; None without an image size,
+    the trunk only built).
+
+    A width multiplier scales channels, never the map: the side is asked at width 1, so that a space that samples
+    widths builds one network per architecture for its checks, not one per sample.
+    """
+    return _trunk(config["backbone"], config["vgg_blocks"], 1.0, config["trunk_layer"], config["input_size"],
+                  image_size)[2]
+
+
 def parameter_count(config: dict, n_sites: int) -> int:
     """Parameters of the config's model: its trunk's (built once per architecture) plus its decoder head's."""
     count, channels, _ = _trunk_of(config)
@@ -122,7 +133,7 @@ def check(config: dict, image_size: int | None) -> None:
     if config["weights"] == "imagenet" and config["backbone"] not in IMAGENET_WEIGHTS:
         raise ConfigError(f"config key 'weights': backbone '{config['backbone']}' has no ImageNet weights; "
                           "use 'random'")
-    _, _, side = _trunk_of(config, image_size)
+    side = _side_of(config, image_size)
     seen = config["input_size"] or image_size
     if side == 0:
         raise ConfigError(f"config key 'backbone': {config['backbone']} cut at {config['trunk_layer']} cannot read "

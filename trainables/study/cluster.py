@@ -14,10 +14,9 @@ import socket
 import subprocess
 import sys
 import threading
-import warnings
 from pathlib import Path
 
-from trainables.core.usage import UsageError
+from trainables.core.usage import UsageError, quiet_libraries
 
 
 def ray_token_available() -> bool:
@@ -38,34 +37,11 @@ def set_ray_environment(address: str | None) -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
-class _Drop(logging.Filter):
-    """Drops log records whose message contains one of ``texts``."""
-
-    def __init__(self, *texts: str):
-        super().__init__()
-        self.texts = texts
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not any(text in record.getMessage() for text in self.texts)
-
-
-def quiet_libraries() -> None:
-    """Silence what the libraries say that a user can do nothing about: Ray's note that a private instance uses
-    token authentication, MLflow's database set-up lines, Optuna's per-trial lines, an SQLAlchemy deprecation
-    inside MLflow."""
-    logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
-        _Drop("Token authentication is enabled for this Ray cluster"))
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("optuna").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*noload.*")
-
-
 def connect(address: str | None) -> None:
     """Start a private local Ray instance, or join the cluster at ``address``; UsageError in one line if refused."""
     import ray  # Ray reads its environment when first imported: set_ray_environment ran before
 
-    quiet_libraries()
+    quiet_libraries()  # again: importing Ray and MLflow set their loggers up anew
     # Ray's driver installs a SIGTERM handler that exits at once (code 15), skipping Tune's clean stop: the caller's
     # handler is put back once Ray has started.
     caller_sigterm = signal.getsignal(signal.SIGTERM)

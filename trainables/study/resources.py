@@ -9,7 +9,9 @@ Ray's object store once and every trial reads that shared copy.
 
 from __future__ import annotations
 
-import ray
+import os
+
+import torch
 
 from trainables.core.config import from_trial
 from trainables.core.usage import UsageError
@@ -50,6 +52,25 @@ class TrialResources:
         return {"cpu": self.plan.cpus_per_trial, "gpu": self.plan.gpus_per_trial, "memory": self.memory(config)}
 
 
+def check_this_machine(plan: ResourcePlan) -> None:
+    """Refuse, before Ray starts, a request that a private Ray instance on this machine can never satisfy.
+
+    Ray counts at most ``os.cpu_count()`` CPUs on a machine and no GPU that torch cannot see; a cluster's nodes are
+    checked by :func:`concurrency` once the search has joined it.
+
+    Raises
+    ------
+    UsageError
+        ``--cpus-per-trial`` above this machine's CPUs, or ``--gpus-per-trial`` above its GPUs.
+    """
+    cpus, gpus = os.cpu_count() or 1, torch.cuda.device_count()
+    if plan.cpus_per_trial > cpus:
+        raise UsageError(f"--cpus-per-trial {plan.cpus_per_trial:g}: this machine has {cpus} CPU" + "s" * (cpus != 1))
+    if plan.gpus_per_trial > gpus:
+        raise UsageError(f"--gpus-per-trial {plan.gpus_per_trial:g}: " + (
+            f"this machine has {gpus} GPU" + "s" * (gpus != 1) if gpus else "this machine has no GPU"))
+
+
 def concurrency(resources: TrialResources, configs: list[dict]) -> int:
     """Trials at once: the plan's ``max_concurrent``, else as many as the cluster's CPUs, GPUs and memory allow.
 
@@ -62,6 +83,8 @@ def concurrency(resources: TrialResources, configs: list[dict]) -> int:
     UsageError
         A trial would need more memory, CPUs or GPUs than any node of the cluster has.
     """
+    import ray  # only here: the launcher imports this module before Ray's environment is set
+
     needs = [resources.memory(c) for c in configs]
     least, most = min(needs), max(needs)
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
@@ -72,11 +95,12 @@ def concurrency(resources: TrialResources, configs: list[dict]) -> int:
     plan = resources.plan
     cpus = max((n.get("CPU", 0) for n in nodes), default=0)
     if plan.cpus_per_trial > cpus:
-        raise UsageError(f"--cpus-per-trial {plan.cpus_per_trial:g}: the largest Ray node has {cpus:g} CPUs")
+        raise UsageError(f"--cpus-per-trial {plan.cpus_per_trial:g}: the largest Ray node has {cpus:g} CPU"
+                         + "s" * (cpus != 1))
     gpus = max((n.get("GPU", 0) for n in nodes), default=0)
     if plan.gpus_per_trial > gpus:
         raise UsageError(f"--gpus-per-trial {plan.gpus_per_trial:g}: " + (
-            f"the largest Ray node has {gpus:g} GPUs" if gpus else "the Ray cluster has no GPU"))
+            f"the largest Ray node has {gpus:g} GPU" + "s" * (gpus != 1) if gpus else "the Ray cluster has no GPU"))
     if plan.max_concurrent:
         return plan.max_concurrent
     total = ray.cluster_resources()

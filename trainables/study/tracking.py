@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import sqlite3
 import time
 from importlib.metadata import version
@@ -26,7 +28,7 @@ import torch
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from trainables.core.layout import ARTIFACTS_DIR
+from trainables.core.layout import ARTIFACTS_DIR, EMPTY_MLFLOW_DB, cache_dir
 from trainables.study.plan import SearchPlan
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,26 @@ SCORES = ("ev", "r_mean", "r_median", "r2", "noise_ceiling_ev", "ev_normalized",
 def mlflow_value(value) -> str:
     """A config value as an MLflow param: strings as they are, anything else as JSON (``null``, ``[7000, 7000]``)."""
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def tracking_client(tracking_uri: str) -> MlflowClient:
+    """An MLflow client for a store that may not exist yet; a new SQLite store starts as a copy of an empty one.
+
+    MLflow builds a new SQLite database by replaying each of its schema migrations, seconds of CPU per study; the
+    empty database it builds is kept in the cache folder (one per MLflow version) and copied from then on.
+    """
+    path = Path(tracking_uri.removeprefix("sqlite:///"))
+    if tracking_uri.startswith("sqlite:///") and "?" not in tracking_uri and not path.exists():
+        empty = cache_dir() / EMPTY_MLFLOW_DB.format(version=mlflow.__version__)
+        if not empty.is_file():
+            empty.parent.mkdir(parents=True, exist_ok=True)
+            building = empty.with_name(f".{empty.name}.{os.getpid()}")
+            building.unlink(missing_ok=True)
+            MlflowClient(f"sqlite:///{building.resolve()}").search_experiments()  # MLflow creates its tables
+            os.replace(building, empty)  # whole or not at all, when two searches start at once
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(empty, path)
+    return MlflowClient(tracking_uri)
 
 
 # MLflow 3 opens an experiment in its GenAI view (traces, sessions) unless it says it holds model training.
@@ -61,7 +83,7 @@ def experiment_id(client, name: str, tracking_uri: str) -> str:
 def start_search_run(plan: SearchPlan, tracking_uri: str) -> tuple[str, str]:
     """Create the search's parent run; returns its experiment id and run id."""
 
-    client = MlflowClient(tracking_uri)
+    client = tracking_client(tracking_uri)
     exp = experiment_id(client, plan.name, tracking_uri)
     # From the installed packages' metadata: importing Ray here would read its environment too early.
     versions = {"ray_version": version("ray"), "optuna_version": version("optuna"), "torch_version": version("torch")}
@@ -127,7 +149,7 @@ def relocate_artifacts(tracking_uri: str, experiment: str) -> str | None:
 def start_seeds_run(tracking_uri: str, out: Path, n_seeds: int, provenance: dict) -> str:
     """A parent run for ``--seeds N``: each seed's run is nested under it; returns its id."""
 
-    client = MlflowClient(tracking_uri)
+    client = tracking_client(tracking_uri)
     exp = experiment_id(client, provenance.get("experiment") or "final_training", tracking_uri)
     run = client.create_run(exp, run_name=f"train_{Path(out).name}_{n_seeds}seeds",
                             tags={"kind": "final_training_seeds"})
@@ -149,7 +171,7 @@ def log_final_training(tracking_uri: str, config: dict, metrics: dict, out: Path
     """Log one trained model; return ``{"run_id", "model_uri"}`` (model_uri None for ridge readouts)."""
 
     provenance = provenance or {}
-    client = MlflowClient(tracking_uri)
+    client = tracking_client(tracking_uri)
     exp = experiment_id(client, provenance.get("experiment") or "final_training", tracking_uri)
     tags = {"kind": "final_training", "output": str(Path(out).resolve())}
     if provenance:
@@ -171,7 +193,6 @@ def log_final_training(tracking_uri: str, config: dict, metrics: dict, out: Path
             client.log_artifact(run_id, str(path))
     model_uri = None
     if model is not None:
-    
         mlflow.set_tracking_uri(tracking_uri)
         with mlflow.start_run(run_id=run_id):
             # Pickle format: the traced 'pt2' default needs an example and cannot trace every backbone.
