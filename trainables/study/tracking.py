@@ -40,14 +40,20 @@ def mlflow_value(value) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI (relative to the current folder unless absolute), else
+    None."""
+    return Path(tracking_uri.removeprefix("sqlite:///")) if tracking_uri.startswith("sqlite:///") else None
+
+
 def tracking_client(tracking_uri: str) -> MlflowClient:
     """An MLflow client for a store that may not exist yet; a new SQLite store starts as a copy of an empty one.
 
     MLflow builds a new SQLite database by replaying each of its schema migrations, seconds of CPU per study; the
     empty database it builds is kept in the cache folder (one per MLflow version) and copied from then on.
     """
-    path = Path(tracking_uri.removeprefix("sqlite:///"))
-    if tracking_uri.startswith("sqlite:///") and "?" not in tracking_uri and not path.exists():
+    path = sqlite_path(tracking_uri)
+    if path is not None and "?" not in tracking_uri and not path.exists():
         empty = cache_dir() / EMPTY_MLFLOW_DB.format(version=mlflow.__version__)
         if not empty.is_file():
             empty.parent.mkdir(parents=True, exist_ok=True)
@@ -73,10 +79,10 @@ def experiment_id(client, name: str, tracking_uri: str) -> str:
             for key, value in EXPERIMENT_KIND.items():
                 client.set_experiment_tag(experiment.experiment_id, key, value)
         return experiment.experiment_id
-    location = None
-    if tracking_uri.startswith("sqlite:///"):
+    location, db = None, sqlite_path(tracking_uri)
+    if db is not None:
         # Without an explicit location, artifacts land relative to the current directory.
-        location = (Path(tracking_uri[len("sqlite:///"):]).resolve().parent / ARTIFACTS_DIR).as_uri()
+        location = (db.resolve().parent / ARTIFACTS_DIR).as_uri()
     return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
 
 
@@ -133,7 +139,7 @@ def relocate_artifacts(tracking_uri: str, experiment: str) -> str | None:
     MLflow keeps absolute artifact locations in the database and offers no call to change them, so the two
     columns are rewritten in the SQLite file itself (only a ``sqlite:///`` store beside the study is touched).
     """
-    db = Path(tracking_uri[len("sqlite:///"):])
+    db = sqlite_path(tracking_uri)
     here = (db.resolve().parent / ARTIFACTS_DIR).as_uri()
     with sqlite3.connect(db) as con:
         row = con.execute("select artifact_location from experiments where experiment_id = ?", (experiment,)).fetchone()
