@@ -39,7 +39,7 @@ from ray import tune  # noqa: E402
 
 from trainables.core.usage import quiet_libraries  # noqa: E402
 from trainables.search import load_study_data, new_plan, parse_args  # noqa: E402
-from trainables.study.cluster import disconnect, set_ray_environment  # noqa: E402
+from trainables.study.cluster import RayStart, set_ray_environment  # noqa: E402
 
 
 class Timing(tune.Callback):
@@ -77,13 +77,14 @@ def run(space: str, flags: list[str], reuse: bool, storage: Path) -> list[dict]:
 
     study = TimedStudy(plan, storage / plan.name, data)
     study.reuse_workers = reuse
+    ray_start = RayStart(None)
     try:
-        study.start(new=True)
+        study.start(new=True, ray_start=ray_start)
         study.run_search(resume=False)
         study.finish()
         suggested = {tid: seen[0] for tid, seen in study.searcher._watch().items()}
     finally:
-        disconnect()
+        ray_start.close()
     rows = []
     for tid, results in timing.results.items():
         epochs = [r.get("epoch_seconds", 0.0) for _, r in results]

@@ -43,7 +43,7 @@ from trainables.data.schema import DataError, ITData
 from trainables.data.synthetic import SyntheticSpec
 from trainables.fitting.families import get_family
 from trainables.study import defaults
-from trainables.study.cluster import check_reachable, disconnect, set_ray_environment
+from trainables.study.cluster import RayStart, check_reachable, set_ray_environment
 from trainables.study.lock import StudyLock
 from trainables.study.plan import (DataPlan, PlanError, RecheckPlan, ResourcePlan, SchedulerPlan, SearchPlan,
                                    TrackingPlan, check_resumable, read_plan)
@@ -393,30 +393,28 @@ def run(args, plan: SearchPlan, folder: Path, data: ITData, ignored: list[str], 
         announce(plan)
     log.info("data %s", data.describe())
     set_ray_environment(args.address)
-    from trainables.study import runner  # imports Ray: only once its environment is set
-    from trainables.study.tracking import relocate_artifacts  # MLflow: 1.5 s that a refused command does not pay
-
-    STOP.check()
-
-    if not args.resume:
-        plan = replace(plan, data_fingerprint=data.fingerprint, image_size=data.resolution,
-                       references=runner.references(data))
-    study = runner.Study(plan, folder, data, begun + parse_duration(args.time_budget) if args.time_budget else None)
-    if args.resume and plan.tracking.uri is None:
-        moved = relocate_artifacts(study.tracking_uri, plan.tracking.experiment_id)
-        if moved:
-            log.info("the study has moved: its MLflow artifacts now go beside %s (they went to %s)",
-                     study.tracking_uri.removeprefix("sqlite:///"), moved)
-    start = time.perf_counter()
+    # Ray starts in a thread of its own while this one imports the libraries, probes the space and opens the stores.
+    ray_start = RayStart(args.address)
     try:
+        from trainables.study import runner  # imports Ray: only once its environment is set
+        from trainables.study.tracking import relocate_artifacts  # MLflow: 1.5 s that a refused command does not pay
+
+        STOP.check()
+        if not args.resume:
+            plan = replace(plan, data_fingerprint=data.fingerprint, image_size=data.resolution,
+                           references=runner.references(data))
+        deadline = begun + parse_duration(args.time_budget) if args.time_budget else None
+        study = runner.Study(plan, folder, data, deadline)
+        if args.resume and plan.tracking.uri is None:
+            moved = relocate_artifacts(study.tracking_uri, plan.tracking.experiment_id)
+            if moved:
+                log.info("the study has moved: its MLflow artifacts now go beside %s (they went to %s)",
+                         study.tracking_uri.removeprefix("sqlite:///"), moved)
+        start = time.perf_counter()
         try:
-            study.start(new=not args.resume, address=args.address)
+            study.start(new=not args.resume, ray_start=ray_start)
         except UsageError as err:
             fail(str(err))
-        except SystemExit as stop:  # while Ray starts, its own SIGTERM handler is in place: it exits with code 15
-            if stop.code != signal.SIGTERM:
-                raise
-            raise KeyboardInterrupt from None
         STOP.check()
         study.run_search(resume=args.resume)
         STOP.check()
@@ -430,7 +428,7 @@ def run(args, plan: SearchPlan, folder: Path, data: ITData, ignored: list[str], 
               f"--storage {args.storage}")
         return 1
     finally:
-        disconnect()
+        ray_start.close()
     print_summary(study.plan, folder, summary, time.perf_counter() - start)
     if not summary.finished:
         why = "its time budget cut the study" if summary.notes else "search interrupted"

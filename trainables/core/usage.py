@@ -48,15 +48,18 @@ class _Drop(logging.Filter):
 _QUIET = {
     # a private Ray instance uses token authentication: nothing to do about it
     "ray._private.authentication.authentication_token_setup": _Drop("Token authentication is enabled for this Ray"),
+    # Ray started from a thread (cluster.RayStart) keeps the command's own SIGTERM handler, as intended
+    "ray._private.worker": _Drop("SIGTERM handler is not set"),
     # the project saves networks in MLflow's pickle format on purpose (the traced format cannot take every backbone)
     "mlflow.pytorch": _Drop("Saving pytorch model by Pickle"),
 }
 
 
 def quiet_libraries() -> None:
-    """Silence what the libraries say that a user can do nothing about: Ray's note that a private instance uses
-    token authentication, MLflow's database set-up lines and its caution about the pickle format, Optuna's per-trial
-    lines, an SQLAlchemy deprecation inside MLflow. Only logger names and warning filters: nothing is imported."""
+    """Silence what the libraries say that a user can do nothing about: Ray's notes that a private instance uses
+    token authentication and that a thread cannot set its SIGTERM handler, MLflow's database set-up lines and its
+    caution about the pickle format, Optuna's per-trial lines, an SQLAlchemy deprecation inside MLflow. Only logger
+    names and warning filters: nothing is imported."""
     for name, drop in _QUIET.items():
         if drop not in logging.getLogger(name).filters:
             logging.getLogger(name).addFilter(drop)

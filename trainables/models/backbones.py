@@ -56,10 +56,13 @@ class Backbone(nn.Module):
         self.out_channels = out_channels
         # Stored images are (x - m_in) / s_in; the weights want (x - m) / s.
         # That is one per-channel affine map: scale = s_in / s, shift = (m_in - m) / s.
-        mean_in, std_in = (torch.tensor(v) for v in IMAGENET_NORM)
-        mean, std = (torch.tensor(v) for v in norm)
-        self.register_buffer("in_scale", (std_in / std).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("in_shift", ((mean_in - mean) / std).view(1, 3, 1, 1), persistent=False)
+        # The arithmetic runs on the CPU even while a network is built on the meta device for its shapes (the space
+        # probe): meta arithmetic goes through torch's Python references, whose first use imports torch._dynamo
+        # (seconds). as_tensor then puts the result where the network is being built.
+        mean_in, std_in = (torch.tensor(v, device="cpu") for v in IMAGENET_NORM)
+        mean, std = (torch.tensor(v, device="cpu") for v in norm)
+        self.register_buffer("in_scale", torch.as_tensor(std_in / std).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("in_shift", torch.as_tensor((mean_in - mean) / std).view(1, 3, 1, 1), persistent=False)
         self.renormalise = norm != IMAGENET_NORM
         self.frozen_blocks = 0
         self.input_size = 0

@@ -28,6 +28,7 @@ from search_spaces.context import BoundSpace, SpaceContext
 from trainables.core.config import validate_config
 from trainables.core.layout import (BEST_WEIGHTS_FILE, FEATURES_DIR, OBJECTIVE, OPTUNA_FILE, OPTUNA_KEY, RECHECK_DIR,
                                     RECHECK_KEY, TRIAL_PREFIX, TRIALS_FILE, WHERE_FILE, optuna_url)
+from trainables.core.usage import quiet_libraries
 from trainables.data.schema import ITData
 from trainables.fitting.families import get_family
 from trainables.fitting.family import DataShape
@@ -35,7 +36,7 @@ from trainables.fitting.lookup import ideal_observer_scores
 from trainables.models.weights import load_imagenet_state
 from trainables.study.callbacks import CheckpointJanitor, MLflowTrials, epoch_metrics, finish_run
 from trainables.study.checkpoints import checkpoint_folders, keep_best_weights
-from trainables.study.cluster import connect
+from trainables.study.cluster import RayStart
 from trainables.study.export import NothingToExport, export, rechecked
 from trainables.study.plan import SchedulerPlan, SearchPlan, TrackingPlan, write_plan
 from trainables.study.pace import Budget, measure, minutes
@@ -114,10 +115,11 @@ class Study:
     def tracking_uri(self) -> str:
         return self.plan.tracking_uri(self.folder)
 
-    def start(self, new: bool, address: str | None = None) -> None:
-        """Join Ray (a private instance, or the cluster at ``address``), size the concurrency, and (for a new
-        study) open its MLflow run and write its plan."""
-        connect(address)
+    def start(self, new: bool, ray_start: RayStart) -> None:
+        """Wait for Ray (``ray_start``: a private instance, or the cluster it joins), size the concurrency (or refuse
+        what no node can run), and (for a new study) open its MLflow run and write its plan."""
+        quiet_libraries()  # again: importing MLflow set its loggers up anew
+        ray_start.wait()
         self.concurrency = concurrency(self.resources, self.configs)
         if new:
             self.folder.mkdir(parents=True, exist_ok=True)
