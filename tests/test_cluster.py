@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -29,6 +30,21 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
+
+
+def stop(*procs: subprocess.Popen, grace_s: float = 3.0) -> None:
+    """SIGTERM to each process group at once, SIGKILL to those still up after ``grace_s`` (a head whose worker node
+    was killed takes over 30 s to stop by itself)."""
+    running = [p for p in procs if p.poll() is None]
+    for proc in running:
+        os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.time() + grace_s
+    for proc in running:
+        try:
+            proc.wait(timeout=max(deadline - time.time(), 0.1))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 class TrackingServer:
@@ -64,8 +80,7 @@ class TrackingServer:
 def mlflow_server(tmp_path_factory):
     server = TrackingServer(tmp_path_factory.mktemp("mlflow_server"))
     yield server
-    os.killpg(server.proc.pid, signal.SIGTERM)
-    server.proc.wait(timeout=30)
+    stop(server.proc)
 
 
 @pytest.fixture(scope="module")
@@ -112,13 +127,7 @@ def ray_cluster(tmp_path_factory, mlflow_server):
     assert wait_for(lambda: nodes_up(2), 90, 2), "worker node did not join"
     yield SimpleNamespace(address=address, worker=worker, node_home=node_home)
     patch.undo()
-    for node in (worker, head):
-        if node.poll() is None:
-            os.killpg(node.pid, signal.SIGTERM)
-            try:  # a head whose worker node was killed takes over 30 s to stop by itself: no need to wait for it
-                node.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(node.pid, signal.SIGKILL)
+    stop(worker, head)
 
 
 def read_trials(storage, name):
