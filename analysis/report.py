@@ -18,10 +18,8 @@ import warnings
 from pathlib import Path
 
 import optuna
-from mlflow.tracking import MlflowClient
 from optuna.distributions import FloatDistribution, IntDistribution
 
-from analysis import study_plots
 from trainables.core.layout import OBJECTIVE, REPORT_DIR, TRAIN_DIR, METRICS_FILE, sampled_params
 from trainables.core.usage import Parser, fail, setup_logging
 from trainables.study.plan import PlanError, SearchPlan, read_plan
@@ -94,6 +92,8 @@ def _table(rows: list[list], header: list[str]) -> str:
 
 def build_report(storage: Path, name: str, out: Path | None = None) -> Path:
     """Write the figures and index.html of a search; return the page's path."""
+    from analysis import study_plots  # matplotlib: imported once the study is found (a refused command skips it)
+
     folder = study_folder(storage, name)
     plan = read_plan(folder)
     everything = load_trials(folder)
@@ -207,6 +207,8 @@ def _render(plan: SearchPlan, counts, best, warnings, rechecks, imp, figures, to
 
 def _attach(tracking_uri: str, run_id: str, out: Path) -> None:
     """Log the report's files to the search's parent MLflow run (skipped, with a warning, if unreachable)."""
+    from mlflow.tracking import MlflowClient  # seconds of imports, only for a report that is attached
+
     try:
         MlflowClient(tracking_uri).log_artifacts(run_id, str(out), "report")
     except Exception as err:  # noqa: BLE001 - the files are written either way

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from analysis import figures
 from trainables.cli import (
     add_data_arguments,
     add_weights_arguments,
@@ -34,13 +33,12 @@ from trainables.core.config import ConfigError, hyperparameters, load_config
 from trainables.core.devices import default_device
 from trainables.core.layout import CONFIG_FILE, FEATURES_DIR, METRICS_FILE, MODEL_FILE, TRAIN_DIR, default_tracking_uri
 from trainables.core.metrics import summarize
-from trainables.core.usage import Parser, UsageError, check_writable, fail, setup_logging
+from trainables.core.usage import Parser, UsageError, check_writable, fail, quiet_libraries, setup_logging
 from trainables.data.schema import DataError, ITData
 from trainables.fitting.families import get_family, validate
 from trainables.fitting.family import FinalContext
 from trainables.fitting.lookup import ideal_observer_scores
 from trainables.models.weights import WeightsNotFound, fetch_imagenet
-from trainables.study.tracking import close_seeds_run, log_final_training, start_seeds_run
 
 log = logging.getLogger("trainables.train")
 
@@ -62,6 +60,11 @@ def train_one(config: dict, data: ITData, out: Path, provenance: dict, feature_c
               tracking_uri: str | None = None, parent_run_id: str | None = None) -> dict:
     """Fit with the config's family, evaluate on the official validation set, write every output to ``out``, log to
     MLflow."""
+    # matplotlib, SciPy and MLflow: about 5 s of imports that a refused command does not pay
+    from analysis import figures
+    from trainables.study.tracking import log_final_training
+
+    quiet_libraries()  # again: importing MLflow set its loggers up anew
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     result = get_family(config["model"]).final_fit(config, data, FinalContext(out, feature_cache))
@@ -187,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds == 1:
         metrics = train_one(config, data, out, provenance, feature_cache, tracking_uri)
     else:
+        from trainables.study.tracking import close_seeds_run, start_seeds_run  # MLflow: see train_one
+
+        quiet_libraries()  # again: importing MLflow set its loggers up anew
         parent = start_seeds_run(tracking_uri, out, args.seeds, provenance) if tracking_uri else None
         runs = [train_one({**config, "seed": config["seed"] + k}, data, out / f"seed_{config['seed'] + k}", provenance,
                           feature_cache, tracking_uri, parent)
