@@ -83,14 +83,15 @@ class _SignalAction:
 class RayStart:
     """Ray starting (a private instance, or joining the cluster at ``address``) in a thread of its own.
 
-    Ray's start is mostly waiting for its processes to come up (about 5 s on a 2-core machine): the driver imports,
+    Ray's start is mostly waiting for its processes to come up (5-7 s on a 2-core machine): the driver imports,
     probes the space and opens the study's stores meanwhile, then :meth:`wait` s. The thread lives until
     :meth:`close`: Ray starts its processes with a parent-death signal, which Linux sends when the *thread* that
     started them ends.
 
-    SIGTERM stays the command's: Ray's driver installs a SIGTERM handler of its own that aborts the process (Ray's
-    Python one only from the main thread, its core worker's at the operating-system level from any thread); the
-    thread puts the command's action back as soon as Ray is up, and :meth:`wait` does so again where it could not.
+    SIGTERM stays the command's: Ray's driver installs SIGTERM handlers that end the process at once, skipping
+    Tune's clean stop (its Python one only from the main thread; its core worker's, which aborts, at the
+    operating-system level from any thread); the thread puts the command's action back as soon as Ray is up, and
+    :meth:`wait` does so again where it could not.
     """
 
     def __init__(self, address: str | None):
