@@ -4,7 +4,8 @@ Tiers: ``pytest -m "not slow"`` is the quick tier (no Ray, no training); the ful
 adds the ``slow`` tests (they start Ray or train) and the ``cluster`` ones (a Ray cluster
 and an MLflow server on loopback). A test that starts Ray without the ``slow`` marker
 fails: every Ray instance of this test session lives in one private temporary folder
-(``RAY_TMPDIR``), and a new session folder there after an unmarked test gives it away.
+(``RAY_TMPDIR``, one per pytest-xdist worker), and a new session folder there after an unmarked test gives it
+away. Both tiers run in two pytest-xdist workers (pyproject.toml's ``addopts``; ``-n 0`` for one process).
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist runs two workers on the machine's cores: torch's OpenMP threads (one per core in each worker, in
+    # the searches' drivers and in tests that train in-process) would spin against each other's, so one thread each.
+    # Ray's trial workers set their own count from --cpus-per-trial.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from trainables.data.datasets import load_synthetic
 from trainables.data.synthetic import SyntheticSpec, reference_ground_truth
@@ -50,8 +57,13 @@ def ray_needs_the_slow_marker(request):
 
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory):
-    """Keep the synthetic-data cache of the test run away from the user's."""
-    path = tmp_path_factory.mktemp("cache")
+    """Keep the synthetic-data cache of the test run away from the user's; pytest-xdist's workers share one (the
+    cache writes each file whole, under a temporary name, so two workers drawing the same data set do no harm)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        path = tmp_path_factory.getbasetemp().parent / "cache"  # the workers' base folders are siblings
+        path.mkdir(exist_ok=True)
+    else:
+        path = tmp_path_factory.mktemp("cache")
     old = os.environ.get("ITSEARCH_CACHE")
     os.environ["ITSEARCH_CACHE"] = str(path)
     yield path
@@ -62,9 +74,25 @@ def private_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def ground_truth():
-    """The latents of ``TINY``'s 640 images, their reference rendering's Lite0 maps and the response terms."""
-    return {"spec": TINY, **reference_ground_truth(TINY)}
+def ground_truth(private_cache):
+    """The latents of ``TINY``'s 640 images, their reference rendering's Lite0 maps and the response terms.
+
+    Computed once per test run (tens of seconds of Lite0 on a CPU): pytest-xdist's workers share it through the
+    private cache, the second one waiting for the first one's result rather than computing it too.
+    """
+    import fcntl
+    import pickle
+
+    path = private_cache / f"{TINY.key()}-ground-truth.pkl"
+    with open(private_cache / f".{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.is_file():
+            building = path.with_name(f".{path.name}.{os.getpid()}")
+            with open(building, "wb") as f:
+                pickle.dump(reference_ground_truth(TINY), f)
+            os.replace(building, path)
+        with open(path, "rb") as f:
+            return {"spec": TINY, **pickle.load(f)}
 
 
 @pytest.fixture(scope="session")
@@ -116,16 +144,20 @@ def checkpoint_mirror(tmp_path_factory):
     server.shutdown()
 
 
-@pytest.fixture(scope="session")
-def shallow_study(tmp_path_factory, private_cache):
-    """One small study that many tests read (slow): shallow_cnn, 5 trials under ASHA, then the racing re-check of
-    its 2 best configs over up to 2 seeds."""
-    from searchutil import TINY, run_search
 
-    storage = tmp_path_factory.mktemp("study") / "runs"
-    done = run_search("--space", "shallow_cnn", "--storage", str(storage), "--num-samples", "5", "--max-epochs", "4",
-                      "--grace-period", "1", "--reduction-factor", "3", "--recheck-top", "2", "--recheck-seeds", "2",
-                      *TINY)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return SimpleNamespace(storage=storage, name="shallow_cnn", folder=storage / "shallow_cnn", out=done.stdout,
-                           err=done.stderr)
+
+
+# pytest-xdist gives each worker whole modules (``--dist loadfile``: a module's fixtures are built once), in the
+# order of the collection. The modules that run longest (chains of searches, minutes each) go first and the quick
+# tier's modules last, so that the two workers end together instead of one waiting on a long module started late.
+LONGEST_FIRST = ("test_resume.py", "test_cluster.py", "test_search.py", "test_shared_study.py")
+
+
+def pytest_collection_modifyitems(items):
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+
+    def rank(item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST) + (item.path not in slow)
+
+    items.sort(key=rank)  # stable: each module's tests keep their order

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 import time
@@ -62,3 +63,41 @@ def wait_for(predicate, timeout: float = 300.0, step: float = 0.2) -> bool:
             return True
         time.sleep(step)
     return False
+
+
+def assert_one_truth(storage: Path, name: str) -> list[dict]:
+    """What ran (Ray's params.json) = what Optuna recorded = what MLflow shows = the trials table = the export.
+
+    Returns the trials' configs, each with its ``_sampled`` names, for further checks.
+    """
+    import optuna
+
+    from trainables.core.config import from_trial
+    from trainables.study.tracking import mlflow_value
+
+    folder = storage / name
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{folder / 'optuna.db'}")
+    by_number = {t.number: t for t in study.trials}
+    _, _, runs = mlflow_runs(storage, name)
+    runs = {r.data.tags["trial_id"]: r for r in runs}
+    rows = {r["trial_id"]: r for r in read_trials(storage, name)}
+    ran = []
+    for params_file in sorted(folder.glob("trial_*/params.json")):
+        params = json.loads(params_file.read_text())
+        config = from_trial(params)
+        trial_id = params_file.parent.name.removeprefix("trial_")
+        optuna_trial = by_number[params["_optuna_trial"]]
+        assert optuna_trial.params == {k: params[k] for k in params["_sampled"]}
+        assert optuna_trial.user_attrs["config"] == config
+        run = runs[trial_id]
+        assert run.data.params == {k: mlflow_value(v) for k, v in config.items()}
+        assert run.data.tags["sampled"] == ",".join(params["_sampled"])
+        row = rows[trial_id]
+        for key in params["_sampled"]:
+            assert row[key] == str(params[key])
+        ran.append({**config, "_sampled": params["_sampled"], "_id": trial_id})
+    best = json.loads((folder / "best_config.json").read_text())
+    exported = next(c for c in ran if c["_id"] == best["provenance"]["trial_id"])
+    assert {k: v for k, v in best.items() if k != "provenance"} == {
+        k: v for k, v in exported.items() if not k.startswith("_")}
+    return ran
