@@ -144,9 +144,6 @@ def checkpoint_mirror(tmp_path_factory):
     server.shutdown()
 
 
-
-
-
 # pytest-xdist gives each worker whole modules (``--dist loadfile``: a module's fixtures are built once), in the
 # order of the collection. The modules that run longest (chains of searches, minutes each) go first and the quick
 # tier's modules last, so that the two workers end together instead of one waiting on a long module started late.
