@@ -2,7 +2,7 @@
 
 import pytest
 
-from trainables.study.pace import Budget, Pace, measure, minutes, parse_duration, race_s, remaining_s
+from trainables.study.pace import Budget, Pace, makespan, measure, minutes, parse_duration, race_s, remaining_s
 from trainables.study.plan import SchedulerPlan
 from trainables.study.schedulers import expected_epochs
 
@@ -23,6 +23,13 @@ def test_the_time_left_fills_each_slot_as_it_frees_up():
     assert remaining_s(pace, [1, 3], 3, 2.0, 2) == pytest.approx(50.0)
     assert remaining_s(pace, [], 3, 2.0, 2) == pytest.approx(40.0)  # two waves, not 1.5
     assert race_s(pace, 3, 6, 2) == pytest.approx(120.0)
+
+
+def test_runs_of_different_lengths_take_the_slots_in_order():
+    # Two slots, one busy for 10 s more: runs of 100, 30 and 30 s start as slots free up (0, 10, 40 s).
+    assert makespan([10.0], [100.0, 30.0, 30.0], 2) == pytest.approx(100.0)
+    assert makespan([], [30.0, 30.0, 100.0], 2) == pytest.approx(130.0)  # the long one starts last
+    assert makespan([], [], 2) == 0.0
 
 
 @pytest.mark.parametrize("plan, expected", [

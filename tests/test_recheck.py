@@ -12,8 +12,10 @@ import pytest
 
 from trainables.core.layout import INNER_SUMS_FILE, OPTUNA_KEY, RECHECK_KEY
 from trainables.core.metrics import object_sums
-from trainables.study.recheck import (TIE_SES, bootstrap, format_table, is_tie, next_round, pooled_variance,
-                                      race_table, recheck_table, runs_spent, top_candidates)
+from trainables.study.pace import Pace
+from trainables.study.progress import Phase, StudyProgress
+from trainables.study.recheck import (TIE_SES, bootstrap, config_paces, format_table, is_tie, next_round,
+                                      pooled_variance, race_table, recheck_table, runs_spent, top_candidates)
 from trainables.study.records import TrialRecord
 
 OBJECTS = np.repeat([f"o{i:02d}" for i in range(16)], 4)  # 64 inner images of 16 objects
@@ -124,3 +126,42 @@ def test_a_network_without_its_sums_falls_back_to_the_seed_error():
         "b", [0.2])
     rows = race_table(trials, 2)
     assert math.isnan(rows[0].image_se) and rows[0].se == pytest.approx(rows[0].seed_se)
+
+
+def timed(tid, epoch_s, epochs=6, setup_s=4.0, **extra):
+    """A completed trial whose epochs took ``epoch_s`` each, the first one ``setup_s`` more."""
+    record = trial(tid, "completed", [0.1] * epochs, **extra)
+    for i, r in enumerate(record.results):
+        r.update(time_this_iter_s=epoch_s + setup_s * (i == 0), time_total_s=setup_s + (i + 1) * epoch_s)
+    return record
+
+
+def test_a_round_is_timed_by_its_own_configs_not_by_the_study_s_median():
+    """The K best configs are often the slowest of a space: each re-check run is timed by its config's own runs."""
+    trials = [timed("big", 20.0), timed("small", 2.0, epochs=2), timed("tiny", 1.0, epochs=2), timed("mid", 10.0),
+              timed("big_again", 22.0, seed=1, **{RECHECK_KEY: "big"})]
+    configs = [{RECHECK_KEY: "big", "seed": 2}, {RECHECK_KEY: "mid", "seed": 1}]
+    paces = config_paces(trials, configs)
+    assert set(paces) == {"big", "mid"}
+    assert paces["big"].epoch_s == pytest.approx(21.0)  # its search run and its earlier re-check run
+    assert paces["mid"] == Pace(10.0, 4.0)
+    assert config_paces([trial("x", "completed", [])], [{RECHECK_KEY: "x"}]) == {}
+
+
+def test_the_round_s_display_counts_each_run_s_epochs_left_at_its_own_pace():
+    from ray.tune.experiment import Trial
+
+    paces = {"big": Pace(20.0, 4.0), "mid": Pace(10.0, 4.0)}
+    progress = StudyProgress(Phase("re-check round 1", "lr", 3, 6.0, 6, 2, None, paces))
+    big = Trial("fn", config={RECHECK_KEY: "big", "seed": 1}, stub=True)
+    big.set_status(Trial.RUNNING)
+    big.update_last_result({"training_iteration": 2, "epoch": 2, "time_this_iter_s": 25.0})
+    mid = Trial("fn", config={RECHECK_KEY: "mid", "seed": 1}, stub=True)
+    mid.set_status(Trial.RUNNING)
+    mid.update_last_result({"training_iteration": 1, "epoch": 1, "time_this_iter_s": 14.0})
+    # big: 4 epochs left at its own 25 s (it has timed an epoch past its first); mid: 5 left at its config's 10 s.
+    assert progress.eta([big, mid]) == "about 1.7 min left"
+    big.set_status(Trial.TERMINATED)
+    # mid: 50 s left; a third config not yet started: 4 + 6 x 20 = 124 s in the free slot.
+    progress = StudyProgress(Phase("re-check round 1", "lr", 3, 6.0, 6, 2, None, {**paces, "next": Pace(20.0, 4.0)}))
+    assert progress.eta([big, mid]) == "about 2.1 min left"

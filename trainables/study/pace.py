@@ -47,16 +47,22 @@ def measure(trials: list[tuple[int, float, float]]) -> Pace | None:
     return Pace(epoch_s, statistics.median(max(wall - epochs * epoch_s, 0.0) for epochs, _, wall in trials))
 
 
+def makespan(running_s: list[float], queued_s: list[float], concurrency: int) -> float:
+    """Seconds until every run ends: the running runs end after their seconds left, and each queued run (in order)
+    takes the first of the ``concurrency`` slots that frees up."""
+    slots = sorted(running_s[:concurrency] + [0.0] * (max(1, concurrency) - len(running_s)))
+    for seconds in queued_s:
+        slots[0] += seconds
+        slots.sort()
+    return max(slots)
+
+
 def remaining_s(pace: Pace, running_left: list[float], not_started: int, epochs_per_trial: float,
                 concurrency: int) -> float:
     """Seconds until every trial ends: the running trials finish their epochs left, and each trial still to start
     takes the first slot that frees up (``concurrency`` slots)."""
-    slots = sorted([left * pace.epoch_s for left in running_left][:concurrency])
-    slots += [0.0] * (max(1, concurrency) - len(slots))
-    for _ in range(not_started):
-        slots[0] += pace.trial(epochs_per_trial)
-        slots.sort()
-    return max(slots)
+    return makespan([left * pace.epoch_s for left in running_left], [pace.trial(epochs_per_trial)] * not_started,
+                    concurrency)
 
 
 def race_s(pace: Pace, configs: int, epochs: float, concurrency: int) -> float:

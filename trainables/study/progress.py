@@ -21,8 +21,8 @@ from typing import Callable
 
 from ray.tune import ProgressReporter
 
-from trainables.core.layout import OBJECTIVE
-from trainables.study.pace import Pace, measure, minutes, race_s, remaining_s
+from trainables.core.layout import OBJECTIVE, RECHECK_KEY
+from trainables.study.pace import Pace, makespan, measure, minutes, race_s, remaining_s
 from trainables.study.searchers import epoch_of
 
 log = logging.getLogger("trainables.progress")
@@ -48,6 +48,9 @@ class Phase:
     concurrency : int
     recheck : tuple of (K, S) or None
         The re-check to come after the search (its time is added to the estimate).
+    paces : dict or None
+        A re-check round's: each config's own pace (search trial id -> :class:`~trainables.study.pace.Pace`,
+        :func:`~trainables.study.recheck.config_paces`); its runs' time left is read from them.
     """
 
     title: str
@@ -57,6 +60,7 @@ class Phase:
     max_epochs: int
     concurrency: int
     recheck: tuple | None = None
+    paces: dict | None = None
 
 
 class StudyProgress(ProgressReporter):
@@ -100,6 +104,8 @@ class StudyProgress(ProgressReporter):
 
     def eta(self, trials) -> str:
         """``about 2.4 min left for the search, then ...``; empty before the first epochs."""
+        if self.phase.paces is not None:
+            return self.round_eta(trials)
         p, pace = self.phase, self.pace(trials)
         if pace is None:
             return ""
@@ -115,6 +121,25 @@ class StudyProgress(ProgressReporter):
             text += (f" for the search, then the re-check: {minutes(least)} to {minutes(most)} "
                      f"(racing: {top} to {top * seeds} runs)")
         return text
+
+    def round_eta(self, trials) -> str:
+        """``about 70 s left`` in a re-check round: a running run's epochs left at its own pace once it has timed an
+        epoch past its first (else at its config's), each run still to start as long as its config's runs took."""
+        p = self.phase
+        running, queued, seen = [], [], set()
+        for t in trials:
+            key, r = t.config.get(RECHECK_KEY), t.last_result or {}
+            seen.add(key)
+            own = p.paces.get(key)
+            if own is None:
+                return ""
+            if t.status == "RUNNING" and r.get("training_iteration"):
+                epoch_s = r.get("time_this_iter_s", own.epoch_s) if r["training_iteration"] >= 2 else own.epoch_s
+                running.append(max(p.max_epochs - epoch_of(r), 0) * epoch_s)
+            elif t.status in ("RUNNING", "PENDING"):
+                queued.append(own.trial(p.max_epochs))
+        queued += [pace.trial(p.max_epochs) for key, pace in p.paces.items() if key not in seen]
+        return f"about {minutes(makespan(running, queued, p.concurrency))} left"
 
     def lines(self, trials) -> list[str]:
         p = self.phase

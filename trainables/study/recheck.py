@@ -46,6 +46,7 @@ from trainables.core.config import from_trial
 from trainables.core.layout import OBJECTIVE, OPTUNA_KEY, RECHECK_KEY, sampled_params
 from trainables.core.metrics import ObjectSums, explained_variance_of_objects
 from trainables.fitting.families import get_family
+from trainables.study.pace import Pace, measure
 from trainables.study.records import TrialRecord
 
 # Two configurations tie when their means differ by less than this many standard errors of the difference.
@@ -232,6 +233,26 @@ def next_round(trials: list[TrialRecord], top: int, seeds: int, base_seed: int) 
         base = {k: v for k, v in row.trial.config.items() if k != OPTUNA_KEY}
         configs.append({**base, "seed": seed, RECHECK_KEY: row.trial.trial_id})
     return configs
+
+
+def config_paces(trials: list[TrialRecord], configs: list[dict]) -> dict[str, Pace]:
+    """The pace of each re-check run's config, from that config's own runs so far (its search run, its earlier
+    re-check runs): a re-check run trains the same network on the same images, so it takes as long per epoch. The
+    study's median pace would mislead here: the K best configs are often the largest of the space.
+
+    Returns
+    -------
+    dict
+        Search trial id (the configs' ``RECHECK_KEY``) -> :class:`~trainables.study.pace.Pace`; a config none of
+        whose runs reported is left out.
+    """
+    paces = {}
+    for key in dict.fromkeys(c[RECHECK_KEY] for c in configs):
+        own = [t.pace() for t in trials if t.results and key in (t.trial_id, t.config.get(RECHECK_KEY))]
+        pace = measure(own)
+        if pace is not None:
+            paces[key] = pace
+    return paces
 
 
 def recheck_table(trials: list[TrialRecord], top: int | None = None) -> list[RecheckRow]:

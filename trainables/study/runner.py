@@ -39,10 +39,10 @@ from trainables.study.checkpoints import checkpoint_folders, keep_best_weights
 from trainables.study.cluster import RayStart
 from trainables.study.export import NothingToExport, export, rechecked
 from trainables.study.plan import SchedulerPlan, SearchPlan, TrackingPlan, write_plan
-from trainables.study.pace import Budget, measure, minutes
+from trainables.study.pace import Budget, makespan, minutes
 from trainables.study.probe import prepare_families, probe_space
 from trainables.study.progress import Phase, StudyProgress
-from trainables.study.recheck import next_round
+from trainables.study.recheck import config_paces, next_round
 from trainables.study.records import STATUS_BY_OPTUNA_STATE, TrialRecord, load_optuna_study, load_trials, status_counts
 from trainables.study.resources import GIB, TrialResources, concurrency, memory_range
 from trainables.study.samplers import make_sampler
@@ -107,7 +107,6 @@ class Study:
         # unfinished, and they must not run (or report) again.
         self.finished: dict[int, str] = {}
         self.searcher: StudySearcher | None = None  # a new search's searcher (it measures the trials' pace)
-        self.wave_s: float | None = None  # seconds the last re-check round took per wave of concurrent runs
         # A trial's worker runs the next trial that asks for the same resources: no new process, no imports again.
         self.reuse_workers = True
 
@@ -157,10 +156,10 @@ class Study:
         return Budget(self.deadline, expected_epochs(plan.scheduler), plan.scheduler.max_t, plan.recheck.top,
                       self.concurrency)
 
-    def phase(self, title: str, total: int, epochs_per_trial: float, recheck: bool) -> Phase:
+    def phase(self, title: str, total: int, epochs_per_trial: float, recheck: bool, paces: dict | None = None) -> Phase:
         plan = self.plan
         return Phase(title, plan.scientific, total, epochs_per_trial, plan.scheduler.max_t, self.concurrency,
-                     (plan.recheck.top, plan.recheck.seeds) if recheck and plan.recheck.top else None)
+                     (plan.recheck.top, plan.recheck.seeds) if recheck and plan.recheck.top else None, paces)
 
     def run_config(self, name: str, storage_path: Path, phase: Phase, group_by: str | None = None) -> tune.RunConfig:
         """Ray's run config of a phase: MLflow runs under the study's parent run, checkpoint clean-up, our display."""
@@ -249,8 +248,8 @@ class Study:
             configs = next_round(trials, top, seeds, self.plan.seed)
             if not configs:
                 return
-            waves = -(-len(configs) // self.concurrency)
-            round_s = self.round_estimate(trials, waves)
+            paces = config_paces(trials, configs)
+            round_s = self.round_estimate(paces, configs)
             budget = self.budget
             if budget is not None and round_s is not None and time.time() + round_s + budget.closing_s > budget.deadline:
                 self.cut.append(f"the re-check stopped after {rounds} round{'s' * (rounds != 1)}: a round of "
@@ -258,7 +257,6 @@ class Study:
                                 f"{minutes(max(self.deadline - time.time(), 0))} were left")
                 return
             rounds += 1
-            begun = time.time()
             origins = {t.trial_id: t.config[OPTUNA_KEY] for t in trials if OPTUNA_KEY in t.config}
             n_configs = len({c[RECHECK_KEY] for c in configs})
             log.info("re-check round %d: %d config%s still in the race, one more seed each (to their end, no early "
@@ -271,23 +269,22 @@ class Study:
                                             scheduler=make_scheduler(fifo), num_samples=len(configs),
                                             trial_dirname_creator=trial_dirname, reuse_actors=self.reuse_workers),
                 run_config=self.run_config(RECHECK_DIR, self.folder, self.phase(
-                    f"re-check round {rounds}", len(configs), self.plan.scheduler.max_t, recheck=False),
+                    f"re-check round {rounds}", len(configs), self.plan.scheduler.max_t, recheck=False, paces=paces),
                     group_by=RECHECK_KEY),
             ).fit()
-            self.wave_s = (time.time() - begun) / waves
             ended = {(t.config.get(RECHECK_KEY), t.config.get("seed")) for t in load_trials(self.folder)
                      if t.status == "completed"}
             if any((c[RECHECK_KEY], c["seed"]) not in ended for c in configs):
                 self.interrupted = True
 
-    def round_estimate(self, trials: list[TrialRecord], waves: int) -> float | None:
-        """Seconds a re-check round of ``waves`` waves of concurrent runs takes: as the last round did, else as the
-        search's trials ran (from being suggested to their end, worker start included, where this run saw them)."""
-        if self.wave_s is not None:
-            return waves * self.wave_s
-        seen = self.searcher.observed() if self.searcher is not None else []
-        pace = measure(seen or [t.pace() for t in trials if t.results])
-        return None if pace is None else waves * pace.trial(self.plan.scheduler.max_t)
+    def round_estimate(self, paces: dict, configs: list[dict]) -> float | None:
+        """Seconds a re-check round takes: each run as long as its config's own runs took (``paces``, from
+        :func:`~trainables.study.recheck.config_paces`), started in order as slots free up; None when a config has
+        no pace (none of its runs reported)."""
+        if any(c[RECHECK_KEY] not in paces for c in configs):
+            return None
+        return makespan([], [paces[c[RECHECK_KEY]].trial(self.plan.scheduler.max_t) for c in configs],
+                        self.concurrency)
 
     def finish(self) -> Summary:
         """Export the best config and trials table, keep the best weights, close the MLflow run, record whether the
