@@ -165,3 +165,25 @@ def test_the_round_s_display_counts_each_run_s_epochs_left_at_its_own_pace():
     # mid: 50 s left; a third config not yet started: 4 + 6 x 20 = 124 s in the free slot.
     progress = StudyProgress(Phase("re-check round 1", "lr", 3, 6.0, 6, 2, None, {**paces, "next": Pace(20.0, 4.0)}))
     assert progress.eta([big, mid]) == "about 2.1 min left"
+
+
+def test_the_search_s_display_times_the_re_check_by_the_best_trials_so_far():
+    """The re-check trains the K best configs again to their end: the first round is timed by the best completed
+    trials' own runs; the most is S rounds."""
+    import time
+
+    from ray.tune.experiment import Trial
+
+    def ended(name, score, epoch_s, epochs=6, done=True):
+        t = Trial("fn", config={"lr": 0.1}, stub=True)
+        t.run_metadata.start_time = time.time() - 4 - epochs * epoch_s
+        t.update_last_result({"training_iteration": epochs, "epoch": epochs, "time_this_iter_s": epoch_s,
+                              "time_total_s": 4 + epochs * epoch_s, "best_inner_ev": score, "fit_done": int(done)})
+        t.set_status(Trial.TERMINATED)
+        return t
+
+    trials = [ended("big", 0.3, 20.0), ended("small", 0.2, 2.0), ended("worse", 0.1, 30.0),
+              ended("stopped", 0.5, 1.0, epochs=2, done=False)]
+    progress = StudyProgress(Phase("search s", "lr", 4, 6.0, 6, 2, (2, 2)))
+    # Round 1: big (4 + 6 x 20 = 124 s) beside small (16 s) on two slots: 124 s; at most 2 rounds: 248 s.
+    assert progress.eta(trials).endswith("then the re-check: 2.1 min to 4.1 min (racing: 2 to 4 runs)")

@@ -22,7 +22,7 @@ from typing import Callable
 from ray.tune import ProgressReporter
 
 from trainables.core.layout import OBJECTIVE, RECHECK_KEY
-from trainables.study.pace import Pace, makespan, measure, minutes, race_s, remaining_s
+from trainables.study.pace import Pace, makespan, measure, minutes, remaining_s
 from trainables.study.searchers import epoch_of
 
 log = logging.getLogger("trainables.progress")
@@ -116,11 +116,26 @@ class StudyProgress(ProgressReporter):
         text = f"about {minutes(left)} left"
         if p.recheck:
             top, seeds = p.recheck
-            least, most = (race_s(pace, top, p.max_epochs, p.concurrency),
-                           seeds * race_s(pace, top, p.max_epochs, p.concurrency))
+            least = self.first_round_s(trials, pace)
+            most = seeds * least
             text += (f" for the search, then the re-check: {minutes(least)} to {minutes(most)} "
                      f"(racing: {top} to {top * seeds} runs)")
         return text
+
+    def first_round_s(self, trials, pace: Pace) -> float:
+        """Seconds of the re-check's first round: the K best trials completed so far, each as long as it took (the
+        re-check trains its config again to the end), the places still open at the study's pace."""
+        p = self.phase
+        top = p.recheck[0]
+        done = [t for t in trials if t.status == "TERMINATED" and (t.last_result or {}).get("fit_done")]
+        done.sort(key=lambda t: t.last_result.get(OBJECTIVE, float("-inf")), reverse=True)
+        costs = []
+        for t in done[:top]:
+            r = t.last_result
+            own = measure([(epoch_of(r), r.get("time_this_iter_s", 0.0), r.get("time_total_s", 0.0))])
+            costs.append((own or pace).trial(p.max_epochs))
+        costs += [pace.trial(p.max_epochs)] * (top - len(costs))
+        return makespan([], costs, p.concurrency)
 
     def round_eta(self, trials) -> str:
         """``about 70 s left`` in a re-check round: a running run's epochs left at its own pace once it has timed an
