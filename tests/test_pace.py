@@ -47,6 +47,11 @@ def test_the_budget_starts_a_trial_only_when_it_and_a_first_recheck_round_still_
     # A trial: 35 s; a round of 2 runs of 6 epochs on 2 slots: 65 s; closing 15 s.
     assert budget.fits_trial(pace, 1000 - 115) and not budget.fits_trial(pace, 1000 - 114)
     assert budget.round_s(pace, 3) == pytest.approx(130.0)
+    # The best config so far took 20 s an epoch: the round waits for its run (4 + 6 x 20 = 124 s), so the same
+    # trial no longer fits.
+    leaders = [Pace(epoch_s=20.0, trial_s=4.0)]
+    assert budget.round_s(pace, 2, leaders) == pytest.approx(124.0)
+    assert not budget.fits_trial(pace, 1000 - 115, leaders) and budget.fits_trial(pace, 1000 - 174, leaders)
 
 
 @pytest.mark.parametrize("text, seconds", [("90s", 90), ("30m", 1800), ("2h", 7200), ("1h30m", 5400), ("45", 45)])

@@ -65,10 +65,11 @@ def remaining_s(pace: Pace, running_left: list[float], not_started: int, epochs_
                     concurrency)
 
 
-def race_s(pace: Pace, configs: int, epochs: float, concurrency: int) -> float:
-    """Seconds one re-check round of ``configs`` runs of ``epochs`` takes, ``concurrency`` at a time."""
-    waves = -(-configs // max(1, concurrency))
-    return waves * pace.trial(epochs)
+def race_s(pace: Pace, configs: int, epochs: float, concurrency: int, leaders: list[Pace] = ()) -> float:
+    """Seconds one re-check round of ``configs`` runs of ``epochs`` takes, ``concurrency`` at a time: the runs of
+    ``leaders`` (the paces of the best configs so far, best first) each at its own pace, the others at ``pace``."""
+    own = list(leaders)[:configs]
+    return makespan([], [p.trial(epochs) for p in own] + [pace.trial(epochs)] * (configs - len(own)), concurrency)
 
 
 @dataclass(frozen=True)
@@ -97,14 +98,14 @@ class Budget:
     concurrency: int
     closing_s: float = 15.0
 
-    def fits_trial(self, pace: Pace, now: float) -> bool:
-        """Whether a search trial started ``now`` ends, with the re-check's first round and the closing after it,
-        in time."""
-        end = now + pace.trial(self.epochs_per_trial) + self.round_s(pace, self.recheck_top) + self.closing_s
+    def fits_trial(self, pace: Pace, now: float, leaders: list[Pace] = ()) -> bool:
+        """Whether a search trial started ``now`` ends, with the re-check's first round (``leaders``: see
+        :func:`race_s`) and the closing after it, in time."""
+        end = now + pace.trial(self.epochs_per_trial) + self.round_s(pace, self.recheck_top, leaders) + self.closing_s
         return end <= self.deadline
 
-    def round_s(self, pace: Pace, configs: int) -> float:
-        return race_s(pace, configs, self.max_epochs, self.concurrency) if configs else 0.0
+    def round_s(self, pace: Pace, configs: int, leaders: list[Pace] = ()) -> float:
+        return race_s(pace, configs, self.max_epochs, self.concurrency, leaders) if configs else 0.0
 
 
 def parse_duration(text: str) -> float:

@@ -22,8 +22,8 @@ from typing import Callable
 from ray.tune import ProgressReporter
 
 from trainables.core.layout import OBJECTIVE, RECHECK_KEY
-from trainables.study.pace import Pace, makespan, measure, minutes, remaining_s
-from trainables.study.searchers import epoch_of
+from trainables.study.pace import Pace, makespan, measure, minutes, race_s, remaining_s
+from trainables.study.searchers import epoch_of, leader_paces
 
 log = logging.getLogger("trainables.progress")
 SHOWN_ENDED = 4  # ended trials shown besides the running ones: the best few
@@ -116,26 +116,12 @@ class StudyProgress(ProgressReporter):
         text = f"about {minutes(left)} left"
         if p.recheck:
             top, seeds = p.recheck
-            least = self.first_round_s(trials, pace)
+            done = [t.last_result for t in trials if t.status == "TERMINATED" and (t.last_result or {}).get("fit_done")]
+            least = race_s(pace, top, p.max_epochs, p.concurrency, leader_paces(done, OBJECTIVE))
             most = seeds * least
             text += (f" for the search, then the re-check: {minutes(least)} to {minutes(most)} "
                      f"(racing: {top} to {top * seeds} runs)")
         return text
-
-    def first_round_s(self, trials, pace: Pace) -> float:
-        """Seconds of the re-check's first round: the K best trials completed so far, each as long as it took (the
-        re-check trains its config again to the end), the places still open at the study's pace."""
-        p = self.phase
-        top = p.recheck[0]
-        done = [t for t in trials if t.status == "TERMINATED" and (t.last_result or {}).get("fit_done")]
-        done.sort(key=lambda t: t.last_result.get(OBJECTIVE, float("-inf")), reverse=True)
-        costs = []
-        for t in done[:top]:
-            r = t.last_result
-            own = measure([(epoch_of(r), r.get("time_this_iter_s", 0.0), r.get("time_total_s", 0.0))])
-            costs.append((own or pace).trial(p.max_epochs))
-        costs += [pace.trial(p.max_epochs)] * (top - len(costs))
-        return makespan([], costs, p.concurrency)
 
     def round_eta(self, trials) -> str:
         """``about 70 s left`` in a re-check round: a running run's epochs left at its own pace once it has timed an

@@ -20,7 +20,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from trainables.core.config import from_trial
 from trainables.core.layout import OPTUNA_KEY, RECHECK_KEY, SAMPLED_KEY
-from trainables.study.pace import Budget, measure
+from trainables.study.pace import Budget, Pace, measure
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,15 @@ def epoch_of(result: dict) -> int:
     """The epoch a result reports: the trial's own count (Ray's ``training_iteration`` goes on counting when a trial
     resumed from a checkpoint reports an epoch again)."""
     return int(result.get("epoch") or result.get("training_iteration") or 0)
+
+
+def leader_paces(completed: list[dict], metric: str) -> list[Pace]:
+    """The paces of trials that completed their fit, best ``metric`` first, from their last results: the re-check
+    trains the best configs again to their end, so its first round takes about as long as they did."""
+    ranked = sorted((r for r in completed if r.get(metric) is not None), key=lambda r: r[metric], reverse=True)
+    paces = (measure([(epoch_of(r), r.get("time_this_iter_s", 0.0), r.get("time_total_s", 0.0))]) for r in ranked)
+    return [p for p in paces if p is not None]
+
 
 # The time budget of this process's run (``--time-budget``), set by the runner before a search starts. A budget
 # belongs to a run, not to the study: a searcher restored from a study's saved state reads the current one here.
@@ -88,11 +97,18 @@ class StudySearcher(OptunaSearch):
         seconds, seconds from being suggested to the last result) per trial that reported."""
         return [tuple(v[1:]) for v in self._watch().values() if v[1]]
 
+    def _completed(self) -> dict:
+        """Trial id -> last result of this run's trials that completed their fit."""
+        if not hasattr(self, "_completed_results"):
+            self._completed_results = {}
+        return self._completed_results
+
     def _over_budget(self) -> bool:
         if _budget is None:
             return False
         pace = measure(self.observed())
-        return pace is not None and not _budget.fits_trial(pace, time.time())
+        leaders = leader_paces(list(self._completed().values()), self.metric)
+        return pace is not None and not _budget.fits_trial(pace, time.time(), leaders)
 
     def _finished_in_storage(self, trial_id: str) -> bool:
         """Whether Optuna already holds the trial as ended (it ended before an interruption Ray's state missed)."""
@@ -122,6 +138,8 @@ class StudySearcher(OptunaSearch):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         self._observe(trial_id, result)
+        if result and result.get("fit_done") and not error:
+            self._completed()[trial_id] = result
         if self._finished_in_storage(trial_id):
             self._completed_trials.add(trial_id)
             return
