@@ -2,7 +2,7 @@
 
 import pytest
 
-from trainables.study.pace import Budget, Pace, makespan, measure, minutes, parse_duration, race_s, remaining_s
+from trainables.study.pace import Budget, Pace, makespan, measure, minutes, parse_duration, race_s
 from trainables.study.plan import SchedulerPlan
 from trainables.study.schedulers import expected_epochs
 
@@ -20,8 +20,8 @@ def test_the_time_left_fills_each_slot_as_it_frees_up():
     pace = Pace(epoch_s=10.0, trial_s=0.0)
     # Two slots: one trial with 1 epoch left, one with 3; three new trials of 2 epochs: the first free slot takes
     # the next trial each time.
-    assert remaining_s(pace, [1, 3], 3, 2.0, 2) == pytest.approx(50.0)
-    assert remaining_s(pace, [], 3, 2.0, 2) == pytest.approx(40.0)  # two waves, not 1.5
+    assert makespan([1 * 10.0, 3 * 10.0], [pace.trial(2.0)] * 3, 2) == pytest.approx(50.0)
+    assert makespan([], [pace.trial(2.0)] * 3, 2) == pytest.approx(40.0)  # two waves, not 1.5
     assert race_s(pace, 3, 6, 2) == pytest.approx(120.0)
 
 

@@ -187,3 +187,118 @@ def test_the_search_s_display_times_the_re_check_by_the_best_trials_so_far():
     progress = StudyProgress(Phase("search s", "lr", 4, 6.0, 6, 2, (2, 2)))
     # Round 1: big (4 + 6 x 20 = 124 s) beside small (16 s) on two slots: 124 s; at most 2 rounds: 248 s.
     assert progress.eta(trials).endswith("then the re-check: 2.1 min to 4.1 min (racing: 2 to 4 runs)")
+
+
+def test_a_config_a_run_ahead_sits_out_the_round_that_catches_the_others_up():
+    """A config whose first seed ran in a slot the search left free waits while the others get theirs."""
+    trials = [trial("a", "completed", [0.25]), trial("b", "completed", [0.24])] + rechecks("a", [0.22])
+    assert [(c[RECHECK_KEY], c["seed"]) for c in next_round(trials, 2, 3, 0)] == [("b", 1)]
+    trials += rechecks("b", [0.23])  # a tie so far: both go on
+    assert sorted((c[RECHECK_KEY], c["seed"]) for c in next_round(trials, 2, 3, 0)) == [("a", 2), ("b", 2)]
+
+
+def free_slot_searcher(tmp_path, space="shallow_cnn", samples=3):
+    import optuna
+
+    from search_spaces.context import BoundSpace, SpaceContext
+    from trainables.study.searchers import FreeSlots, StudySearcher
+
+    return StudySearcher(space=BoundSpace(space, SpaceContext(pretrained=frozenset(), seed=7)), metric="best_inner_ev",
+                         mode="max", sampler=optuna.samplers.RandomSampler(seed=0), study_name="s",
+                         storage=optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}"),
+                         free_slots=FreeSlots(samples=samples, top=2, base_seed=7))
+
+
+def done(score, epochs=4, epoch_s=2.0, fit_done=True):
+    return {"best_inner_ev": score, "training_iteration": epochs, "epoch": epochs, "time_this_iter_s": epoch_s,
+            "time_total_s": 3 + epochs * epoch_s, "fit_done": int(fit_done)}
+
+
+def test_a_slot_the_search_s_last_trials_leave_free_re_checks_a_config_sure_to_be_among_the_k_best(tmp_path):
+    """Real Optuna searcher, no cluster: once its 3 trials have started, a free slot takes the first re-check run of a
+    completed config only when no running trial can push it out of the top 2, and once none runs, of each of the 2
+    best; each run is recorded in the same Optuna study as a re-check of its trial; no search trial is sampled past
+    the 3."""
+    from ray.tune.search import Searcher
+
+    searcher = free_slot_searcher(tmp_path)
+    first, second = searcher.suggest("t1"), searcher.suggest("t2")
+    searcher.on_trial_complete("t1", done(0.3))
+    third = searcher.suggest("t3")
+    assert OPTUNA_KEY in third and RECHECK_KEY not in third
+    # t2 and t3 run: either could still beat t1 and t1's rank 1 + 2 running > 2, so the slot waits.
+    assert searcher.suggest("t4") is None
+    searcher.on_trial_complete("t2", done(0.1, epochs=1, fit_done=False))  # stopped early
+    run = searcher.suggest("t4")  # t3 alone runs: t1 is among the 2 best whatever t3 scores
+    assert run[RECHECK_KEY] == "t1" and run["seed"] == 8 and OPTUNA_KEY not in run
+    assert {k: v for k, v in run.items() if k not in ("seed", RECHECK_KEY)} == {
+        k: v for k, v in first.items() if k not in ("seed", OPTUNA_KEY)}
+    assert searcher.suggest("t5") is None  # t1 has its run; nothing else qualifies
+    searcher.on_trial_result("t4", {"best_inner_ev": 0.27, "training_iteration": 1, "epoch": 1})
+    searcher.on_trial_complete("t4", done(0.29))
+    searcher.on_trial_complete("t3", done(0.2))
+    assert searcher.suggest("t5")[RECHECK_KEY] == "t3"  # the search is over: t3 is #2 of the completed
+    assert searcher.suggest("t6") is Searcher.FINISHED
+    searcher.on_trial_complete("t5", done(0.18))
+    trials = searcher._ot_study.get_trials(deepcopy=False)
+    assert len(trials) == 5  # 3 search trials, 2 re-check runs
+    origin = next(t for t in trials if t.number == first[OPTUNA_KEY])
+    repeat = next(t for t in trials if t.user_attrs.get("recheck_of") == origin.number)
+    assert repeat.user_attrs["recheck_of"] == origin.number and repeat.user_attrs["seed"] == 8
+    assert repeat.params == origin.params and repeat.value == 0.29 and repeat.intermediate_values == {1: 0.27, 4: 0.29}
+    assert second[OPTUNA_KEY] != first[OPTUNA_KEY]
+
+
+def test_a_free_slot_takes_no_run_that_would_end_past_the_budget_nor_one_of_a_deterministic_family(tmp_path):
+    import time
+
+    from trainables.study.pace import Budget
+    from trainables.study.searchers import set_budget
+
+    searcher = free_slot_searcher(tmp_path, samples=2)
+    searcher.suggest("t1"), searcher.suggest("t2")
+    searcher.on_trial_complete("t1", done(0.3, epochs=4, epoch_s=20.0))  # a run to its end: 3 + 6 x 20 = 123 s
+    set_budget(Budget(time.time() + 100, 3.0, 6, 2, 2, closing_s=15))
+    try:
+        assert searcher.suggest("t3") is None
+        set_budget(Budget(time.time() + 200, 3.0, 6, 2, 2, closing_s=15))
+        assert searcher.suggest("t3")[RECHECK_KEY] == "t1"
+    finally:
+        set_budget(None)
+    (tmp_path / "ridge").mkdir()
+    ridge = free_slot_searcher(tmp_path / "ridge", space="ridge_pixels", samples=2)
+    ridge.suggest("r1"), ridge.suggest("r2")
+    ridge.on_trial_complete("r1", done(0.3, epochs=1))
+    assert ridge.suggest("r3") is None  # a seed changes nothing in a ridge fit: the bootstrap compares them
+
+
+def test_the_search_s_display_shows_the_re_check_s_runs_in_its_slots_apart_from_its_trials():
+    """The run is no trial of the search (6 of 6 started, 1 running); its row says RE-CHECK; it holds its slot to its
+    end; the rest of the first round is timed without its config, which has its seed already."""
+    import time
+
+    from ray.tune.experiment import Trial
+
+    def stub(config, score, epoch_s, epochs, status, done=True):
+        t = Trial("fn", config={"lr": 0.1, **config}, stub=True)
+        t.run_metadata.start_time = time.time() - 4 - epochs * epoch_s
+        t.update_last_result({"training_iteration": epochs, "epoch": epochs, "time_this_iter_s": epoch_s,
+                              "time_total_s": 4 + epochs * epoch_s, "best_inner_ev": score, "fit_done": int(done)})
+        t.set_status(status)
+        return t
+
+    big = stub({}, 0.3, 20.0, 6, Trial.TERMINATED)
+    small = stub({}, 0.2, 2.0, 6, Trial.TERMINATED)
+    ended = [big, small] + [stub({}, 0.1, 1.0, 2, Trial.TERMINATED, done=False) for _ in range(3)]
+    last = stub({}, 0.05, 10.0, 1, Trial.RUNNING, done=False)
+    rerun = stub({RECHECK_KEY: big.trial_id}, 0.25, 20.0, 2, Trial.RUNNING, done=False)
+    progress = StudyProgress(Phase("search s", "lr", 6, 6.0, 6, 2, (2, 2)))
+    lines = progress.lines(ended + [last, rerun])
+    assert lines[0].startswith("search s: 6 of 6 trials started, 1 running, 5 ended (2 completed, 3 stopped early, "
+                               "0 failed); re-check round 1: 1 run in its slots; ")
+    assert [row.split()[1] for row in lines[2:4]] == ["RUNNING", "RE-CHECK"]
+    # The search: the re-check run's 4 epochs left at its own 20 s (80 s) outlast the last trial's 5 at the study's
+    # median 1.5 s. The rest of the first round: small's run alone (4 + 6 x 2 = 16 s); at most one more round of
+    # both: 16 + 124 s.
+    assert progress.eta(ended + [last, rerun]) == ("about 80 s left for the search, then the re-check: 16 s to "
+                                                   "2.3 min (racing: 2 to 4 runs)")

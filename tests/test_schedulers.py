@@ -1,5 +1,6 @@
-"""Search schedulers (``--scheduler``): the rungs printed are Ray's. A search under each runs in the slow tests:
-ASHA (the shared study), Hyperband (the failing-trials study), fifo (the kill-and-resume study)."""
+"""Search schedulers (``--scheduler``): the rungs printed are Ray's; re-check runs are never judged. A search under
+each runs in the slow tests: ASHA (the shared study), Hyperband (the failing-trials study), fifo (the kill-and-resume
+study)."""
 
 import math
 
@@ -18,6 +19,32 @@ def test_printed_rungs_are_where_ray_judges_trials(grace, rf, max_t):
         assert rungs(min(grace, max_t) * rf**b, rf, max_t) == ray_rungs
     line = describe(SchedulerPlan("asha", grace, rf, max_t))
     assert line.startswith(f"scheduler asha (grace {grace}") and "rungs at epochs" in line
+
+
+def test_asha_never_judges_a_re_check_run_nor_counts_it_at_its_rungs():
+    """A re-check run in a free slot of the search runs to its end, and its (high) score at a rung does not raise the
+    bar for the search trials still running."""
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    from trainables.core.layout import RECHECK_KEY
+
+    scheduler = make_scheduler(SchedulerPlan("asha", 1, 2.0, 4))
+    scheduler.set_search_properties("best_inner_ev", "max")
+    search = [Trial("fn", config={"lr": lr}, stub=True) for lr in (0.1, 0.2)]
+    rerun = Trial("fn", config={"lr": 0.3, RECHECK_KEY: "x"}, stub=True)
+    for t in (*search, rerun):
+        scheduler.on_trial_add(None, t)
+
+    def at_rung(trial, value):
+        return scheduler.on_trial_result(None, trial, {"training_iteration": 1, "best_inner_ev": value})
+
+    assert at_rung(rerun, 0.9) == TrialScheduler.CONTINUE
+    assert at_rung(search[0], 0.2) == TrialScheduler.CONTINUE
+    # Beside the re-check run's 0.9 this would be stopped; beside the search trial's 0.2 it goes on.
+    assert at_rung(search[1], 0.3) == TrialScheduler.CONTINUE
+    assert at_rung(rerun, 0.0) == TrialScheduler.CONTINUE
+    scheduler.on_trial_complete(None, rerun, {"training_iteration": 4, "best_inner_ev": 0.9})
 
 
 def test_unknown_scheduler_lists_the_registry():

@@ -67,3 +67,49 @@ def test_a_readout_study_compares_its_leaders_by_the_bootstrap(tmp_path):
     table = json.loads((storage / "ridge_pixels" / "best_config.json").read_text())["provenance"]["recheck"]["table"]
     assert len(table) == 3 and all(r["deterministic"] and r["n"] == 0 and r["image_se"] > 0 for r in table)
     assert table[0]["mean"] == table[0]["search_value"] and not math.isnan(table[0]["se"])
+
+
+def test_the_re_check_s_first_round_runs_in_the_slots_the_search_leaves_free(tmp_path):
+    """Two trials at once, one short and one long: once the short one completed, its slot re-checks its config
+    (seed 1) while the long one still runs, in the search's own Tuner, and the long config's seed 1 follows there once
+    the long trial completed. Both runs are in the same Optuna study and under the same MLflow parent run."""
+    storage = tmp_path / "runs"
+    done = run_search("--space", "free_slot", "--storage", str(storage), "--num-samples", "2", "--scheduler", "fifo",
+                      "--max-concurrent", "2", "--recheck-top", "2", "--recheck-seeds", "2", *TINY,
+                      script=str(ROOT / "tests" / "free_slot_space.py"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = storage / "free_slot"
+    trials = read_trials(storage, "free_slot")
+    by_long = {t["long"]: t for t in trials if not t["recheck_of"]}
+    short, long = by_long["False"], by_long["True"]
+    assert (f"re-check round 1 in a free slot of the search: trial {short['trial_id']}'s config, seed 1 (1 search "
+            "trial still running)") in done.stderr
+    assert f"re-check round 1 in a free slot of the search: trial {long['trial_id']}'s config, seed 1\n" in done.stderr
+    rechecks = {(t["recheck_of"], t["seed"]): t for t in trials if t["recheck_of"]}
+    first = [rechecks[(short["trial_id"], "1")], rechecks[(long["trial_id"], "1")]]
+    assert len(rechecks) in (2, 4) and all(t["status"] == "completed" for t in rechecks.values())
+    # Round 1 ran in the search's Tuner (its trial folders are the study's), the short config's run beside the long
+    # trial; a round 2 (a tie) runs under recheck/.
+    assert all((folder / f"trial_{t['trial_id']}").is_dir() for t in first)
+
+    def stamps(trial_id):
+        rows = (folder / f"trial_{trial_id}" / "result.json").read_text().splitlines()
+        return [json.loads(r)["timestamp"] for r in rows if r.strip()]
+
+    assert stamps(first[0]["trial_id"])[0] <= stamps(long["trial_id"])[-1]
+    assert all((folder / "recheck" / f"trial_{t['trial_id']}").is_dir() for (_, seed), t in rechecks.items()
+               if seed == "2")
+    assert "re-check round 1: 2 configs" not in done.stderr  # no round 1 after the search
+    import optuna
+
+    study = optuna.load_study(study_name="free_slot", storage=f"sqlite:///{folder / 'optuna.db'}")
+    assert [t.state.name for t in study.trials].count("COMPLETE") == 2 + len(rechecks)
+    repeats = sorted((t.user_attrs["recheck_of"], t.user_attrs["seed"]) for t in study.trials
+                     if "recheck_of" in t.user_attrs)
+    number = {t["trial_id"]: json.loads((folder / f"trial_{t['trial_id']}" / "params.json").read_text())["_optuna_trial"]
+              for t in (short, long)}
+    assert repeats == sorted((number[of], int(seed)) for of, seed in rechecks)
+    _, parents, children = mlflow_runs(storage, "free_slot")
+    assert sorted((r.data.tags["recheck_of"], r.data.params["seed"]) for r in children if "recheck_of" in r.data.tags) \
+        == sorted(rechecks)
+    assert f"{len(rechecks)} runs of at most 4" in done.stdout

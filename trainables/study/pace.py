@@ -57,14 +57,6 @@ def makespan(running_s: list[float], queued_s: list[float], concurrency: int) ->
     return max(slots)
 
 
-def remaining_s(pace: Pace, running_left: list[float], not_started: int, epochs_per_trial: float,
-                concurrency: int) -> float:
-    """Seconds until every trial ends: the running trials finish their epochs left, and each trial still to start
-    takes the first slot that frees up (``concurrency`` slots)."""
-    return makespan([left * pace.epoch_s for left in running_left], [pace.trial(epochs_per_trial)] * not_started,
-                    concurrency)
-
-
 def race_s(pace: Pace, configs: int, epochs: float, concurrency: int, leaders: list[Pace] = ()) -> float:
     """Seconds one re-check round of ``configs`` runs of ``epochs`` takes, ``concurrency`` at a time: the runs of
     ``leaders`` (the paces of the best configs so far, best first) each at its own pace, the others at ``pace``."""
@@ -103,6 +95,10 @@ class Budget:
         :func:`race_s`) and the closing after it, in time."""
         end = now + pace.trial(self.epochs_per_trial) + self.round_s(pace, self.recheck_top, leaders) + self.closing_s
         return end <= self.deadline
+
+    def fits_run(self, pace: Pace, now: float) -> bool:
+        """Whether a re-check run of ``pace`` started ``now`` ends, with the closing after it, in time."""
+        return now + pace.trial(self.max_epochs) + self.closing_s <= self.deadline
 
     def round_s(self, pace: Pace, configs: int, leaders: list[Pace] = ()) -> float:
         return race_s(pace, configs, self.max_epochs, self.concurrency, leaders) if configs else 0.0

@@ -22,7 +22,7 @@ from typing import Callable
 from ray.tune import ProgressReporter
 
 from trainables.core.layout import OBJECTIVE, RECHECK_KEY
-from trainables.study.pace import Pace, makespan, measure, minutes, race_s, remaining_s
+from trainables.study.pace import Pace, makespan, measure, minutes, race_s
 from trainables.study.searchers import epoch_of, leader_paces
 
 log = logging.getLogger("trainables.progress")
@@ -109,16 +109,33 @@ class StudyProgress(ProgressReporter):
         p, pace = self.phase, self.pace(trials)
         if pace is None:
             return ""
-        running = [max(p.epochs_per_trial - epoch_of(t.last_result or {}), 0.0)
-                   for t in trials if t.status == "RUNNING"]
-        left = remaining_s(pace, running, max(p.total - len(trials), 0) + sum(t.status == "PENDING" for t in trials),
-                           p.epochs_per_trial, p.concurrency)
+        search, early = _split(trials)
+        running = [max(p.epochs_per_trial - epoch_of(t.last_result or {}), 0.0) * pace.epoch_s
+                   for t in search if t.status == "RUNNING"]
+        # A re-check run holds its slot to its end, at its own pace once it has timed an epoch past its first, else at
+        # the pace of the search trial it repeats.
+        origins = {t.trial_id: t for t in search}
+        for t in early:
+            r = t.last_result or {}
+            if t.status != "RUNNING":
+                continue
+            own = leader_paces([(origins[t.config[RECHECK_KEY]].last_result or {})], OBJECTIVE) if (
+                t.config[RECHECK_KEY] in origins) else []
+            epoch_s = r.get("time_this_iter_s", 0.0) if r.get("training_iteration", 0) >= 2 else (
+                own[0].epoch_s if own else pace.epoch_s)
+            running.append(max(p.max_epochs - epoch_of(r), 0) * epoch_s)
+        queued = max(p.total - len(search), 0) + sum(t.status == "PENDING" for t in search)
+        left = makespan(running, [pace.trial(p.epochs_per_trial)] * queued, p.concurrency)
         text = f"about {minutes(left)} left"
         if p.recheck:
             top, seeds = p.recheck
-            done = [t.last_result for t in trials if t.status == "TERMINATED" and (t.last_result or {}).get("fit_done")]
-            least = race_s(pace, top, p.max_epochs, p.concurrency, leader_paces(done, OBJECTIVE))
-            most = seeds * least
+            # The first round's runs the free slots took are in the search's time already.
+            ahead = {t.config[RECHECK_KEY] for t in early}
+            done = [t for t in search if t.status == "TERMINATED" and (t.last_result or {}).get("fit_done")]
+            least = race_s(pace, max(top - len(ahead), 0), p.max_epochs, p.concurrency,
+                           leader_paces([t.last_result for t in done if t.trial_id not in ahead], OBJECTIVE))
+            most = least + (seeds - 1) * race_s(pace, top, p.max_epochs, p.concurrency,
+                                                leader_paces([t.last_result for t in done], OBJECTIVE))
             text += (f" for the search, then the re-check: {minutes(least)} to {minutes(most)} "
                      f"(racing: {top} to {top * seeds} runs)")
         return text
@@ -144,27 +161,34 @@ class StudyProgress(ProgressReporter):
 
     def lines(self, trials) -> list[str]:
         p = self.phase
-        ended = [t for t in trials if t.status in ("TERMINATED", "ERROR")]
-        running = [t for t in trials if t.status == "RUNNING"]
+        search, early = _split(trials) if p.paces is None else (trials, [])
+        ended = [t for t in search if t.status in ("TERMINATED", "ERROR")]
+        running = [t for t in search if t.status == "RUNNING"]
         completed = sum(bool((t.last_result or {}).get("fit_done")) for t in ended if t.status == "TERMINATED")
         failed = sum(t.status == "ERROR" for t in ended)
-        head = (f"{p.title}: {len(trials) - sum(t.status == 'PENDING' for t in trials)} of {p.total} trials started, "
+        head = (f"{p.title}: {len(search) - sum(t.status == 'PENDING' for t in search)} of {p.total} trials started, "
                 f"{len(running)} running, {len(ended)} ended ({completed} completed, "
                 f"{len(ended) - completed - failed} stopped early, {failed} failed); "
-                f"{minutes(time.time() - self.started)} so far")
+                + (f"re-check round 1: {len(early)} run{'s' * (len(early) > 1)} in its slots; " if early else "")
+                + f"{minutes(time.time() - self.started)} so far")
         eta = self.eta(trials)
         rows = [f"  {'trial':<10}{'state':<10}{'epoch':>7}{'inner EV':>10}{'best':>8}  {p.scientific}"]
         best = sorted(ended, key=lambda t: (t.last_result or {}).get(OBJECTIVE, float("-inf")), reverse=True)
-        for t in running + best[:SHOWN_ENDED]:
+        for t in running + [t for t in early if t.status == "RUNNING"] + best[:SHOWN_ENDED]:
             r = t.last_result or {}
-            state = "RUNNING" if t.status == "RUNNING" else "FAILED" if t.status == "ERROR" else (
-                "COMPLETED" if r.get("fit_done") else "STOPPED")
+            state = ("RE-CHECK" if t in early else "RUNNING") if t.status == "RUNNING" else "FAILED" if (
+                t.status == "ERROR") else ("COMPLETED" if r.get("fit_done") else "STOPPED")
             epoch = f"{epoch_of(r) if r.get('training_iteration') else 0}/{p.max_epochs}"
             rows.append(f"  {t.trial_id:<10}{state:<10}{epoch:>7}{_f(r.get('inner_ev')):>10}{_f(r.get(OBJECTIVE)):>8}"
                         f"  {_value(t.config.get(p.scientific, ''))}")
         if len(ended) > SHOWN_ENDED:
             rows.append(f"  ... and {len(ended) - SHOWN_ENDED} more ended")
         return [head + (f"; {eta}" if eta else "")] + rows
+
+
+def _split(trials) -> tuple[list, list]:
+    """A search's trials, and the re-check runs its free slots took."""
+    return ([t for t in trials if RECHECK_KEY not in t.config], [t for t in trials if RECHECK_KEY in t.config])
 
 
 def _value(x) -> str:

@@ -24,13 +24,17 @@ bootstrap variance of the difference)``. **Racing rule**: the configs get their
 seeds one round at a time; after each round, a config whose mean lies more than
 :data:`TIE_SES` standard errors of the difference below the leader's leaves the
 race; the race ends when one config is left or every config still in has its S
-seeds. A clear winner thus costs K runs (one round), a tie all K x S.
+seeds. A clear winner thus costs K runs (one round), a tie all K x S. The first
+round runs in the search's own slots as they free up
+(:class:`~trainables.study.searchers.FreeSlots`); a round brings each config still
+in to one run more than the fewest any of them has, so a config those slots could
+not start gets its first run alone.
 Deterministic families (ridge readouts, lookups: a seed changes nothing) run no
 seeds: their search runs are compared by the bootstrap alone. #1 and #2 **tie**
 when #1's lead is within :data:`TIE_SES` standard errors of their difference.
 
-Re-check trials are trials of the same study: Ray trial folders under
-``<study>/recheck/``, Optuna trials of the same study (user attributes
+Re-check trials are trials of the same study: Ray trial folders beside the search's
+(round 1) and under ``<study>/recheck/`` (later rounds), Optuna trials of the same study (user attributes
 ``recheck_of`` and ``seed``), MLflow runs under the same parent run (tag
 ``recheck_of``); their configs carry :data:`~trainables.core.layout.RECHECK_KEY`.
 """
@@ -212,7 +216,8 @@ def race_table(trials: list[TrialRecord], top: int) -> list[RecheckRow]:
 
 def next_round(trials: list[TrialRecord], top: int, seeds: int, base_seed: int) -> list[dict]:
     """The re-check runs of the race's next round: one more seed for each config still in the race that has fewer
-    than ``seeds``; none once one config is left, for deterministic families, or when ``top`` is 0.
+    than ``seeds`` and no more runs than the fewest in the race (a config a run ahead waits for the others); none
+    once one config is left, for deterministic families, or when ``top`` is 0.
 
     Returns
     -------
@@ -225,9 +230,10 @@ def next_round(trials: list[TrialRecord], top: int, seeds: int, base_seed: int) 
         return []
     done = {(t.config.get(RECHECK_KEY), t.config.get("seed")) for t in trials
             if RECHECK_KEY in t.config and t.status == "completed"}
+    level = min(r.n for r in racing) + 1
     configs = []
     for row in racing:
-        if row.n >= seeds:
+        if row.n >= min(seeds, level):
             continue
         seed = next(base_seed + s for s in range(1, seeds + 1) if (row.trial.trial_id, base_seed + s) not in done)
         base = {k: v for k, v in row.trial.config.items() if k != OPTUNA_KEY}

@@ -2,8 +2,9 @@
 
 The layout (:mod:`trainables.core.layout`): ``<storage>/<name>/`` holds the plan
 (``search.json``), the Optuna study (``optuna.db``), one folder per trial with
-Ray's ``params.json`` and ``result.json``, and ``recheck/`` with the top-K
-re-check's trial folders the same way.
+Ray's ``params.json`` and ``result.json`` (the search's trials and the top-K
+re-check's first round), and ``recheck/`` with the re-check's later rounds the
+same way.
 """
 
 from __future__ import annotations

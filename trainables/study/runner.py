@@ -47,7 +47,7 @@ from trainables.study.records import STATUS_BY_OPTUNA_STATE, TrialRecord, load_o
 from trainables.study.resources import GIB, TrialResources, concurrency, memory_range
 from trainables.study.samplers import make_sampler
 from trainables.study.schedulers import expected_epochs, make_scheduler
-from trainables.study.searchers import RecheckSearcher, StudySearcher, set_budget
+from trainables.study.searchers import FreeSlots, RecheckSearcher, StudySearcher, set_budget
 from trainables.study.tracking import close_search_run, start_search_run
 from trainables.study.trial import train_trial
 
@@ -183,24 +183,28 @@ class Study:
         if restore:
             return tune.Tuner.restore(str(self.folder), trainable=trainable, resume_unfinished=True,
                                       resume_errored=False, restart_errored=False)
-        plan = self.plan
+        plan, new = self.plan, samples is None
+        samples = plan.num_samples if new else samples
+        # The re-check's first round, K runs at most, runs in the search's slots as they free up.
+        free = plan.recheck.top if plan.recheck.seeds else 0
         with warnings.catch_warnings():  # a define-by-run space is what this searcher is built for; Ray warns anyway
             warnings.filterwarnings("ignore", message=".*[Dd]efine-by-run.*")
             searcher = self.searcher = StudySearcher(
                 space=BoundSpace(plan.space, space_context(plan)), metric=OBJECTIVE, mode="max",
-                points_to_evaluate=(points_to_evaluate(plan.space) or None) if samples is None else None,
+                points_to_evaluate=(points_to_evaluate(plan.space) or None) if new else None,
                 sampler=make_sampler(plan.searcher, plan.seed),
                 study_name=plan.name, storage=optuna.storages.RDBStorage(optuna_url(self.folder)),
+                free_slots=FreeSlots(samples, plan.recheck.top, plan.seed) if free else None,
             )
         return tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(metric=OBJECTIVE, mode="max",
                                         search_alg=ConcurrencyLimiter(searcher, max_concurrent=self.concurrency),
-                                        scheduler=make_scheduler(plan.scheduler),
-                                        num_samples=plan.num_samples if samples is None else samples,
+                                        scheduler=make_scheduler(plan.scheduler), num_samples=samples + free,
                                         trial_dirname_creator=trial_dirname, reuse_actors=self.reuse_workers),
             run_config=self.run_config(plan.name, self.storage, self.phase(
-                f"search {plan.space}", plan.num_samples, expected_epochs(plan.scheduler), recheck=True)),
+                f"search {plan.space}", plan.num_samples, expected_epochs(plan.scheduler), recheck=True),
+                group_by=RECHECK_KEY),
         )
 
     def search_done(self, trials: list[TrialRecord]) -> bool:
@@ -226,9 +230,10 @@ class Study:
             if self.search_done(load_trials(self.folder)):
                 return
         self.search_tuner(restore=resume and not (moved or unsaved), samples=samples).fit()
-        counts = status_counts(load_trials(self.folder))
+        trials = load_trials(self.folder)
+        counts = status_counts(trials)
         started = sum(counts.values())
-        if counts["running"]:
+        if counts["running"] or any(RECHECK_KEY in t.config and t.status == "running" for t in trials):
             self.interrupted = True
         elif self.deadline is not None and started < self.plan.num_samples:
             self.cut.append(f"the search started {started} of its {self.plan.num_samples} trials; the other "
@@ -238,7 +243,6 @@ class Study:
         """Race the K best configs over new seeds, one round at a time (:mod:`trainables.study.recheck`), until one
         is left or every config still in has its S seeds; a resumed study continues from the runs on disk."""
         top, seeds = self.plan.recheck.top, self.plan.recheck.seeds
-        rounds = 0
         if top and not self.interrupted:
             drop_interrupted_rechecks(load_trials(self.folder), self.tracking_uri, self.plan.tracking)
         while top and not self.interrupted:
@@ -251,16 +255,16 @@ class Study:
             paces = config_paces(trials, configs)
             round_s = self.round_estimate(paces, configs)
             budget = self.budget
+            # The race's round: the seed its runs get (round 1 may have run in the search's free slots).
+            rounds = max(c["seed"] for c in configs) - self.plan.seed
             if budget is not None and round_s is not None and time.time() + round_s + budget.closing_s > budget.deadline:
-                self.cut.append(f"the re-check stopped after {rounds} round{'s' * (rounds != 1)}: a round of "
+                self.cut.append(f"the re-check stopped after {rounds - 1} round{'s' * (rounds != 2)}: a round of "
                                 f"{len(configs)} runs takes about {minutes(round_s)}, "
                                 f"{minutes(max(self.deadline - time.time(), 0))} were left")
                 return
-            rounds += 1
             origins = {t.trial_id: t.config[OPTUNA_KEY] for t in trials if OPTUNA_KEY in t.config}
-            n_configs = len({c[RECHECK_KEY] for c in configs})
-            log.info("re-check round %d: %d config%s still in the race, one more seed each (to their end, no early "
-                     "stopping)", rounds, n_configs, "s" * (n_configs > 1))
+            log.info("re-check round %d: %d config%s, one more seed each (to their end, no early stopping)", rounds,
+                     len(configs), "s" * (len(configs) > 1))
             searcher = RecheckSearcher(configs, origins, self.plan.name, optuna_url(self.folder), OBJECTIVE)
             fifo = SchedulerPlan("fifo", 1, 2.0, self.plan.scheduler.max_t)
             tune.Tuner(

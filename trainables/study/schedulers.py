@@ -9,6 +9,9 @@
 - ``fifo``: no early stopping: every trial runs to its own end (its epochs, or
   its early stopping on the inner-validation EV). The baseline the others save
   epochs against, and what a table of full learning curves is recorded with.
+
+The search's re-check runs (in slots its last trials leave free) are never judged
+(:mod:`trainables.study.asha`).
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ from trainables.study.plan import SchedulerPlan
 
 
 def _asha(plan: SchedulerPlan, brackets: int = 1):
-    from ray.tune.schedulers import AsyncHyperBandScheduler  # see above: not before Ray's environment is set
+    from trainables.study.asha import SearchASHA  # see above: not before Ray's environment is set
 
-    return AsyncHyperBandScheduler(time_attr="training_iteration", max_t=plan.max_t,
+    return SearchASHA(time_attr="training_iteration", max_t=plan.max_t,
                                    grace_period=min(plan.grace_period, plan.max_t),
                                    reduction_factor=plan.reduction_factor, brackets=brackets)
 

@@ -5,6 +5,11 @@ Known pitfalls of Ray Tune with Optuna handled here:
 - trials that ASHA stops reach Optuna as COMPLETE with a truncated value; they are
   told PRUNED here (a trial is complete only when its own fit finished);
 - trials that raise after reporting reach Optuna as COMPLETE; they are told FAIL.
+
+The re-check's first round runs in the search's own slots (:class:`FreeSlots`): once
+every search trial has started, each slot that frees up takes the first re-check run
+of a completed config that is among the K best whatever the trials still running
+score; once none runs, that is every completed config among the K best.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -20,6 +26,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from trainables.core.config import from_trial
 from trainables.core.layout import OPTUNA_KEY, RECHECK_KEY, SAMPLED_KEY
+from trainables.fitting.families import get_family
 from trainables.study.pace import Budget, Pace, measure
 
 log = logging.getLogger(__name__)
@@ -50,6 +57,40 @@ def set_budget(budget: Budget | None) -> None:
     _budget = budget
 
 
+@dataclass(frozen=True)
+class FreeSlots:
+    """What the search's searcher needs to run the re-check's first round in the slots its trials leave free.
+
+    Attributes
+    ----------
+    samples : int
+        Search trials this searcher starts; past them, a free slot takes a re-check run.
+    top : int
+        K of the re-check.
+    base_seed : int
+        The study's seed: a config's first re-check run has seed ``base_seed + 1``.
+    """
+
+    samples: int
+    top: int
+    base_seed: int
+
+
+def record_recheck(study: optuna.Study, origin: optuna.trial.FrozenTrial, config: dict, result: dict | None,
+                   curve: dict[int, float], metric: str, error: bool) -> None:
+    """Add an ended re-check run to the search's Optuna study: the params and distributions of the trial it repeats
+    (``origin``), its value (None unless its fit finished), its curve, and user attributes ``recheck_of`` (the
+    origin's number), ``seed`` and ``config``."""
+    done = not error and bool((result or {}).get("fit_done"))
+    study.add_trial(optuna.trial.create_trial(
+        params=origin.params, distributions=origin.distributions,
+        value=result[metric] if done else None,
+        state=optuna.trial.TrialState.COMPLETE if done else optuna.trial.TrialState.FAIL,
+        intermediate_values=curve,
+        user_attrs={"config": from_trial(config), "recheck_of": origin.number, "seed": config["seed"]},
+    ))
+
+
 class StudySearcher(OptunaSearch):
     """Optuna search that records ASHA-stopped trials as PRUNED and errored ones as FAIL.
 
@@ -57,12 +98,31 @@ class StudySearcher(OptunaSearch):
     trial runs; nothing is changed after Optuna recorded the sample. The complete
     config is also stored on the Optuna trial (user attribute ``config``), so the
     study alone says what each trial ran.
+
+    ``free_slots`` (:class:`FreeSlots`): once its trials have all started, each slot
+    that frees up runs the re-check's first round for a config sure to be among the
+    K best (see :meth:`_free_slot_run`); None: the search ends with its trials.
     """
 
     cut = False  # the time budget stopped the search from starting more trials
     started = 0
+    free_slots: FreeSlots | None = None
+    restored = False  # from Ray's saved state (a resumed search)
+
+    def __init__(self, *args, free_slots: FreeSlots | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.free_slots = free_slots
+
+    def _own(self, name: str) -> dict:
+        """One of this searcher's records, made on first use (a searcher restored from a study saved by an older
+        version lacks the newer ones): ``params`` (search trial id -> its Ray config), ``rechecks`` (re-check run's
+        trial id -> its config), ``curves`` (re-check run's trial id -> epoch -> metric), ``seen`` (see
+        :meth:`_watch`), ``completed`` (see :meth:`_completed`)."""
+        return self.__dict__.setdefault(f"_{name}_records", {})
 
     def suggest(self, trial_id: str):
+        if self.free_slots is not None and self.started >= self.free_slots.samples:
+            return self._free_slot_run(trial_id) if not self.restored else Searcher.FINISHED
         if self._over_budget():
             self.cut = True
             return Searcher.FINISHED
@@ -79,13 +139,43 @@ class StudySearcher(OptunaSearch):
         ot_trial.set_user_attr("config", from_trial(params))
         params[SAMPLED_KEY] = sorted(ot_trial.params)
         params[OPTUNA_KEY] = ot_trial.number
+        self._own("params")[trial_id] = dict(params)
         return params
+
+    def _free_slot_run(self, trial_id: str):
+        """The re-check's first round in a slot the search's trials leave free: None (ask again) while no config
+        qualifies and a search trial runs; Searcher.FINISHED once none runs and every config that qualifies has its
+        run.
+
+        A config qualifies when it completed its fit, its family depends on the seed, it has no re-check run yet, its
+        run ends within the time budget, and it is among the K best whatever the trials still running score: ranked r
+        among the completed trials with n still running, r + n <= K. Its run is the one the race's first round gives
+        it (seed ``base_seed + 1``); of several, the longest goes first, as a round fills its slots longest first.
+        """
+        running = [t for t in self._ot_trials if t not in self._completed_trials]
+        completed = self._completed()
+        ranked = sorted((t for t in completed if completed[t].get(self.metric) is not None),
+                        key=lambda t: completed[t][self.metric], reverse=True)
+        params, rechecks = self._own("params"), self._own("rechecks")
+        taken = {c[RECHECK_KEY] for c in rechecks.values()}
+        sure = [t for t in ranked[:max(self.free_slots.top - len(running), 0)]
+                if t not in taken and t in params and not get_family(from_trial(params[t])["model"]).deterministic]
+        paces = {t: leader_paces([completed[t]], self.metric) for t in sure}
+        now = time.time()
+        sure = [t for t in sure if paces[t] and (_budget is None or _budget.fits_run(paces[t][0], now))]
+        if not sure:
+            return None if running else Searcher.FINISHED
+        origin = max(sure, key=lambda t: paces[t][0].trial(epoch_of(completed[t])))
+        config = {**{k: v for k, v in params[origin].items() if k != OPTUNA_KEY},
+                  "seed": self.free_slots.base_seed + 1, RECHECK_KEY: origin}
+        rechecks[trial_id] = config
+        log.info("re-check round 1 in a free slot of the search: trial %s's config, seed %d%s", origin, config["seed"],
+                 f" ({len(running)} search trial{'s' * (len(running) > 1)} still running)" if running else "")
+        return config
 
     def _watch(self) -> dict:
         """Trial id -> [suggested at, epochs run, last epoch's seconds, wall seconds]: this run's pace."""
-        if not hasattr(self, "_seen"):
-            self._seen = {}
-        return self._seen
+        return self._own("seen")
 
     def _observe(self, trial_id: str, result: dict | None) -> None:
         seen = self._watch().get(trial_id)
@@ -99,9 +189,7 @@ class StudySearcher(OptunaSearch):
 
     def _completed(self) -> dict:
         """Trial id -> last result of this run's trials that completed their fit."""
-        if not hasattr(self, "_completed_results"):
-            self._completed_results = {}
-        return self._completed_results
+        return self._own("completed")
 
     def _over_budget(self) -> bool:
         if _budget is None:
@@ -109,6 +197,12 @@ class StudySearcher(OptunaSearch):
         pace = measure(self.observed())
         leaders = leader_paces(list(self._completed().values()), self.metric)
         return pace is not None and not _budget.fits_trial(pace, time.time(), leaders)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Ray's saved state of a resumed search. Its free slots stay empty: a trial the kill left half-known (asked
+        of Optuna, missing from Ray's state) would keep the searcher waiting for it."""
+        super().restore(checkpoint_path)
+        self.restored = True
 
     def _finished_in_storage(self, trial_id: str) -> bool:
         """Whether Optuna already holds the trial as ended (it ended before an interruption Ray's state missed)."""
@@ -119,6 +213,10 @@ class StudySearcher(OptunaSearch):
         return state.is_finished()
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self._own("rechecks"):
+            if result.get(self.metric) is not None and result.get("training_iteration"):
+                self._own("curves").setdefault(trial_id, {})[epoch_of(result)] = float(result[self.metric])
+            return
         self._observe(trial_id, result)
         if self._finished_in_storage(trial_id) or trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return  # never reported again: its result is the study's
@@ -137,6 +235,13 @@ class StudySearcher(OptunaSearch):
             pass
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._own("rechecks"):
+            self.on_trial_result(trial_id, result or {})
+            config = self._own("rechecks")[trial_id]
+            origin = self._ot_study._storage.get_trial(self._ot_trials[config[RECHECK_KEY]]._trial_id)
+            record_recheck(self._ot_study, origin, config, result, self._own("curves").pop(trial_id, {}), self.metric,
+                           error)
+            return
         self._observe(trial_id, result)
         if result and result.get("fit_done") and not error:
             self._completed()[trial_id] = result
@@ -198,14 +303,7 @@ class RecheckSearcher(Searcher):
         study = optuna.load_study(study_name=self.study_name, storage=self.storage_url)
         number = self.origins[config[RECHECK_KEY]]
         origin = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
-        done = not error and bool((result or {}).get("fit_done"))
-        study.add_trial(optuna.trial.create_trial(
-            params=origin.params, distributions=origin.distributions,
-            value=result[self.metric] if done else None,
-            state=optuna.trial.TrialState.COMPLETE if done else optuna.trial.TrialState.FAIL,
-            intermediate_values=self._curves.pop(trial_id, {}),
-            user_attrs={"config": from_trial(config), "recheck_of": number, "seed": config["seed"]},
-        ))
+        record_recheck(study, origin, config, result, self._curves.pop(trial_id, {}), self.metric, error)
 
     def save(self, checkpoint_path: str) -> None:
         # A resumed search rebuilds the re-check from the trials on disk; nothing else needs saving.
