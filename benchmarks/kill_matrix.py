@@ -34,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from trainables.core.layout import RECHECK_KEY  # noqa: E402
 from trainables.study.watchdog import processes  # noqa: E402
 
 STUDY = ["--space", "shallow_cnn", "--num-samples", "4", "--max-epochs", "3", "--grace-period", "1",
@@ -53,7 +54,8 @@ def results(folder: Path) -> dict[str, list[dict]]:
 POINTS = {
     "epoch": lambda f: any(rows and not rows[-1].get("fit_done") for rows in results(f).values()),
     "last report": lambda f: any(rows and rows[-1].get("fit_done") for rows in results(f).values()),
-    "re-check": lambda f: any((f / "recheck").glob("trial_*/params.json")),
+    # A re-check run has started: round 1 in the search's own folder, later rounds under recheck/.
+    "re-check": lambda f: any(RECHECK_KEY in p.read_text() for p in f.rglob("trial_*/params.json")),
     "export": lambda f: (f / "trials.csv").exists(),
 }
 

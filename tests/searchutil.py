@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from trainables.core.layout import RECHECK_KEY
+
 TINY = ["--resolution", "32", "--images-per-object", "6", "--profile", "smoke"]
 
 
@@ -84,7 +86,7 @@ def assert_one_truth(storage: Path, name: str) -> list[dict]:
     ran = []
     for params_file in sorted(folder.glob("trial_*/params.json")):
         params = json.loads(params_file.read_text())
-        if "_recheck_of" in params:  # a re-check run in a slot the search left free (the re-check's tests check it)
+        if RECHECK_KEY in params:  # a re-check run in a slot the search left free (the re-check's tests check it)
             continue
         config = from_trial(params)
         trial_id = params_file.parent.name.removeprefix("trial_")

@@ -240,6 +240,7 @@ def test_a_slot_the_search_s_last_trials_leave_free_re_checks_a_config_sure_to_b
     assert searcher.suggest("t5")[RECHECK_KEY] == "t3"  # the search is over: t3 is #2 of the completed
     assert searcher.suggest("t6") is Searcher.FINISHED
     searcher.on_trial_complete("t5", done(0.18))
+    searcher.on_trial_complete("t5", done(0.18))  # replayed by a restored search: recorded once
     trials = searcher._ot_study.get_trials(deepcopy=False)
     assert len(trials) == 5  # 3 search trials, 2 re-check runs
     origin = next(t for t in trials if t.number == first[OPTUNA_KEY])
@@ -302,3 +303,17 @@ def test_the_search_s_display_shows_the_re_check_s_runs_in_its_slots_apart_from_
     # both: 16 + 124 s.
     assert progress.eta(ended + [last, rerun]) == ("about 80 s left for the search, then the re-check: 16 s to "
                                                    "2.3 min (racing: 2 to 4 runs)")
+
+
+def test_the_export_takes_the_re_check_s_table_only_once_every_config_it_races_has_had_a_run():
+    """A time budget can end the first round midway: a's re-check mean against b's selected single-seed score would
+    pick a for having been re-checked; the export then ranks by the search's scores."""
+    from types import SimpleNamespace
+
+    from trainables.study.export import rechecked
+
+    plan = SimpleNamespace(recheck=SimpleNamespace(top=2))
+    trials = [trial("a", "completed", [0.25]), trial("b", "completed", [0.30])] + rechecks("a", [0.26])
+    assert rechecked(plan, trials) == []
+    trials += rechecks("b", [0.24])
+    assert [r.trial.trial_id for r in rechecked(plan, trials)] == ["a", "b"]

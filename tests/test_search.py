@@ -7,6 +7,7 @@ assertions on one ordinary study (ASHA, then the racing re-check) are in test_sh
 import collections
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -99,7 +100,7 @@ def test_the_re_check_s_first_round_runs_in_the_slots_the_search_leaves_free(tmp
     assert stamps(first[0]["trial_id"])[0] <= stamps(long["trial_id"])[-1]
     assert all((folder / "recheck" / f"trial_{t['trial_id']}").is_dir() for (_, seed), t in rechecks.items()
                if seed == "2")
-    assert "re-check round 1: 2 configs" not in done.stderr  # no round 1 after the search
+    assert not re.search(r"re-check round 1: \d+ configs?,", done.stderr)  # the runner ran no round 1
     import optuna
 
     study = optuna.load_study(study_name="free_slot", storage=f"sqlite:///{folder / 'optuna.db'}")

@@ -14,8 +14,8 @@ A storage folder (``--storage``, default ``runs/``)::
     <storage>/<study>/           one study (``trainables.search --name``)
 
 A study folder holds :data:`SEARCH_FILE`, :data:`OPTUNA_FILE`, Ray's trial folders
-(``trial_<id>/params.json``, ``result.json``, ``checkpoint_*``), :data:`RECHECK_DIR`
-with the re-check's trial folders, and at the end :data:`BEST_CONFIG_FILE`,
+(``trial_<id>/params.json``, ``result.json``, ``checkpoint_*``; the search's trials and
+the re-check's first round), :data:`RECHECK_DIR` with the re-check's later rounds, and at the end :data:`BEST_CONFIG_FILE`,
 :data:`TRIALS_FILE` and :data:`BEST_WEIGHTS_FILE`.
 """
 

@@ -34,9 +34,14 @@ def rank(trials: list[TrialRecord], statuses=("completed",)) -> list[TrialRecord
 
 
 def rechecked(plan: SearchPlan, trials: list[TrialRecord]) -> list[RecheckRow]:
-    """The re-check's table when it has a mean for its leader (empty when the study ran none, or not yet)."""
+    """The re-check's table once every config it takes seeds for has had a run (empty when the study ran none, or
+    not yet: a time budget can end the first round with some configs run and others not, and a config's selected
+    single-seed score is no rival for another's re-check mean)."""
     rows = recheck_table(trials, plan.recheck.top)
-    return rows if rows and not math.isnan(rows[0].mean) else []
+    tried = {t.config[RECHECK_KEY] for t in trials if RECHECK_KEY in t.config and t.status != "running"}
+    if not rows or math.isnan(rows[0].mean) or any(not r.deterministic and r.trial.trial_id not in tried for r in rows):
+        return []
+    return rows
 
 
 def best_config(folder: Path, trials: list[TrialRecord] | None = None) -> dict:

@@ -95,7 +95,7 @@ class StudyProgress(ProgressReporter):
         seen = self.observed() if self.observed else []
         if seen:
             return measure(seen)
-        for t in trials:
+        for t in _split(trials)[0]:  # a re-check run runs to its end: the search's pace is its trials'
             r, start = t.last_result or {}, t.run_metadata.start_time
             if r.get("training_iteration") and start and t.run_metadata.last_result_time:
                 seen.append((r["training_iteration"], r.get("time_this_iter_s", 0.0),
@@ -115,22 +115,23 @@ class StudyProgress(ProgressReporter):
         # A re-check run holds its slot to its end, at its own pace once it has timed an epoch past its first, else at
         # the pace of the search trial it repeats.
         origins = {t.trial_id: t for t in search}
+        queued = [pace.trial(p.epochs_per_trial)] * (max(p.total - len(search), 0)
+                                                     + sum(t.status == "PENDING" for t in search))
         for t in early:
             r = t.last_result or {}
-            if t.status != "RUNNING":
-                continue
-            own = leader_paces([(origins[t.config[RECHECK_KEY]].last_result or {})], OBJECTIVE) if (
-                t.config[RECHECK_KEY] in origins) else []
-            epoch_s = r.get("time_this_iter_s", 0.0) if r.get("training_iteration", 0) >= 2 else (
-                own[0].epoch_s if own else pace.epoch_s)
-            running.append(max(p.max_epochs - epoch_of(r), 0) * epoch_s)
-        queued = max(p.total - len(search), 0) + sum(t.status == "PENDING" for t in search)
-        left = makespan(running, [pace.trial(p.epochs_per_trial)] * queued, p.concurrency)
+            origin = origins.get(t.config[RECHECK_KEY])
+            own = (leader_paces([origin.last_result or {}], OBJECTIVE) if origin else []) or [pace]
+            if t.status == "PENDING":
+                queued.insert(0, own[0].trial(p.max_epochs))
+            elif t.status == "RUNNING":
+                epoch_s = r.get("time_this_iter_s", 0.0) if r.get("training_iteration", 0) >= 2 else own[0].epoch_s
+                running.append(max(p.max_epochs - epoch_of(r), 0) * epoch_s)
+        left = makespan(running, queued, p.concurrency)
         text = f"about {minutes(left)} left"
         if p.recheck:
             top, seeds = p.recheck
             # The first round's runs the free slots took are in the search's time already.
-            ahead = {t.config[RECHECK_KEY] for t in early}
+            ahead = {t.config[RECHECK_KEY] for t in early if t.status != "ERROR"}  # a failed run runs again
             done = [t for t in search if t.status == "TERMINATED" and (t.last_result or {}).get("fit_done")]
             least = race_s(pace, max(top - len(ahead), 0), p.max_epochs, p.concurrency,
                            leader_paces([t.last_result for t in done if t.trial_id not in ahead], OBJECTIVE))

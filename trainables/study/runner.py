@@ -185,8 +185,9 @@ class Study:
                                       resume_errored=False, restart_errored=False)
         plan, new = self.plan, samples is None
         samples = plan.num_samples if new else samples
-        # The re-check's first round, K runs at most, runs in the search's slots as they free up.
-        free = plan.recheck.top if plan.recheck.seeds else 0
+        # The re-check's first round, K runs at most, runs in the search's slots as they free up. Not in a search that
+        # goes on without Ray's state: its new searcher knows only the trials that end from now on.
+        free = plan.recheck.top if plan.recheck.seeds and new else 0
         with warnings.catch_warnings():  # a define-by-run space is what this searcher is built for; Ray warns anyway
             warnings.filterwarnings("ignore", message=".*[Dd]efine-by-run.*")
             searcher = self.searcher = StudySearcher(
@@ -226,6 +227,11 @@ class Study:
         elif resume:
             reconcile(self.folder, self.plan.name, self.tracking_uri, self.plan.tracking)
         if resume:
+            # Re-check runs the search's slots took that Tuner.restore will not resume (Ray's state lacks them, or is
+            # set aside) would stay unfinished: they go, and the re-check's rounds run them again.
+            known = {} if moved or unsaved else ray_trials(self.folder)
+            drop_interrupted_rechecks([t for t in load_trials(self.folder) if t.trial_id not in known],
+                                      self.tracking_uri, self.plan.tracking)
             self.finished = finished_trials(self.folder, self.plan.name)
             if self.search_done(load_trials(self.folder)):
                 return

@@ -28,9 +28,8 @@ from trainables.study.plan import SchedulerPlan
 def _asha(plan: SchedulerPlan, brackets: int = 1):
     from trainables.study.asha import SearchASHA  # see above: not before Ray's environment is set
 
-    return SearchASHA(time_attr="training_iteration", max_t=plan.max_t,
-                                   grace_period=min(plan.grace_period, plan.max_t),
-                                   reduction_factor=plan.reduction_factor, brackets=brackets)
+    return SearchASHA(time_attr="training_iteration", max_t=plan.max_t, grace_period=min(plan.grace_period, plan.max_t),
+                      reduction_factor=plan.reduction_factor, brackets=brackets)
 
 
 def _hyperband(plan: SchedulerPlan):

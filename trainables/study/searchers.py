@@ -78,9 +78,30 @@ class FreeSlots:
 
 def record_recheck(study: optuna.Study, origin: optuna.trial.FrozenTrial, config: dict, result: dict | None,
                    curve: dict[int, float], metric: str, error: bool) -> None:
-    """Add an ended re-check run to the search's Optuna study: the params and distributions of the trial it repeats
-    (``origin``), its value (None unless its fit finished), its curve, and user attributes ``recheck_of`` (the
-    origin's number), ``seed`` and ``config``."""
+    """Add an ended re-check run to the search's Optuna study, once.
+
+    Parameters
+    ----------
+    study : optuna.Study
+        The search's study.
+    origin : optuna.trial.FrozenTrial
+        The search trial the run repeats: its params and distributions are the run's.
+    config : dict
+        The run's Ray config (its ``seed`` becomes user attribute ``seed``; the whole config, ``config``).
+    result : dict or None
+        Its last result; its value is ``result[metric]`` when its fit finished (COMPLETE), else none (FAIL).
+    curve : dict
+        Epoch -> ``metric``: its intermediate values.
+    metric : str
+    error : bool
+        Whether the run raised.
+
+    A run Ray reports again (a resumed search replays a run that ended after Ray last saved its state) is not
+    added twice: the study holds one trial per ``recheck_of`` and ``seed``.
+    """
+    if any(t.user_attrs.get("recheck_of") == origin.number and t.user_attrs.get("seed") == config["seed"]
+           for t in study.get_trials(deepcopy=False)):
+        return
     done = not error and bool((result or {}).get("fit_done"))
     study.add_trial(optuna.trial.create_trial(
         params=origin.params, distributions=origin.distributions,
@@ -150,7 +171,8 @@ class StudySearcher(OptunaSearch):
         A config qualifies when it completed its fit, its family depends on the seed, it has no re-check run yet, its
         run ends within the time budget, and it is among the K best whatever the trials still running score: ranked r
         among the completed trials with n still running, r + n <= K. Its run is the one the race's first round gives
-        it (seed ``base_seed + 1``); of several, the longest goes first, as a round fills its slots longest first.
+        it (seed ``base_seed + 1``); of several, the longest goes first (longest first ends a set of runs on a few
+        slots soonest).
         """
         running = [t for t in self._ot_trials if t not in self._completed_trials]
         completed = self._completed()
