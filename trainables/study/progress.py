@@ -112,20 +112,17 @@ class StudyProgress(ProgressReporter):
         search, early = _split(trials)
         running = [max(p.epochs_per_trial - epoch_of(t.last_result or {}), 0.0) * pace.epoch_s
                    for t in search if t.status == "RUNNING"]
-        # A re-check run holds its slot to its end, at its own pace once it has timed an epoch past its first, else at
-        # the pace of the search trial it repeats.
+        # A re-check run holds its slot to its end (_run_left_s); its config's pace is the search trial's it repeats.
         origins = {t.trial_id: t for t in search}
         queued = [pace.trial(p.epochs_per_trial)] * (max(p.total - len(search), 0)
                                                      + sum(t.status == "PENDING" for t in search))
         for t in early:
-            r = t.last_result or {}
             origin = origins.get(t.config[RECHECK_KEY])
-            own = (leader_paces([origin.last_result or {}], OBJECTIVE) if origin else []) or [pace]
-            if t.status == "PENDING":
-                queued.insert(0, own[0].trial(p.max_epochs))
-            elif t.status == "RUNNING":
-                epoch_s = r.get("time_this_iter_s", 0.0) if r.get("training_iteration", 0) >= 2 else own[0].epoch_s
-                running.append(max(p.max_epochs - epoch_of(r), 0) * epoch_s)
+            own = ((leader_paces([origin.last_result or {}], OBJECTIVE) if origin else []) or [pace])[0]
+            if t.status == "RUNNING" and (t.last_result or {}).get("training_iteration"):
+                running.append(_run_left_s(t, own, p.max_epochs))
+            elif t.status in ("RUNNING", "PENDING"):
+                queued.insert(0, own.trial(p.max_epochs))
         left = makespan(running, queued, p.concurrency)
         text = f"about {minutes(left)} left"
         if p.recheck:
@@ -153,8 +150,7 @@ class StudyProgress(ProgressReporter):
             if own is None:
                 return ""
             if t.status == "RUNNING" and r.get("training_iteration"):
-                epoch_s = r.get("time_this_iter_s", own.epoch_s) if r["training_iteration"] >= 2 else own.epoch_s
-                running.append(max(p.max_epochs - epoch_of(r), 0) * epoch_s)
+                running.append(_run_left_s(t, own, p.max_epochs))
             elif t.status in ("RUNNING", "PENDING"):
                 queued.append(own.trial(p.max_epochs))
         queued += [pace.trial(p.max_epochs) for key, pace in p.paces.items() if key not in seen]
@@ -185,6 +181,14 @@ class StudyProgress(ProgressReporter):
         if len(ended) > SHOWN_ENDED:
             rows.append(f"  ... and {len(ended) - SHOWN_ENDED} more ended")
         return [head + (f"; {eta}" if eta else "")] + rows
+
+
+def _run_left_s(trial, own: Pace, max_epochs: int) -> float:
+    """Seconds a running re-check run still holds its slot: its epochs left at its own pace once it has timed an epoch
+    past its first (the first also holds its set-up), else at ``own``, its config's."""
+    r = trial.last_result or {}
+    epoch_s = r.get("time_this_iter_s", own.epoch_s) if r.get("training_iteration", 0) >= 2 else own.epoch_s
+    return max(max_epochs - epoch_of(r), 0) * epoch_s
 
 
 def _split(trials) -> tuple[list, list]:
