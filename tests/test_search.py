@@ -56,6 +56,31 @@ def test_smoke_fallback_is_per_backbone_and_recorded_the_same_everywhere(tmp_pat
     assert (storage / "backbone_screen" / "best_model.pt").is_file()
 
 
+def test_the_full_profile_starts_with_every_checkpoint_cached_and_records_one_truth(tmp_path, monkeypatch,
+                                                                                     checkpoint_mirror):
+    """Every torchvision checkpoint in the torch cache (the mirror's randomly initialised state dicts under the real
+    file names): the full profile starts, no backbone falls back to random weights, every backbone that has ImageNet
+    weights samples them, and what ran is what Optuna, MLflow and the export say."""
+    from trainables.models.weights import IMAGENET_WEIGHTS, TorchvisionWeights
+
+    checkpoint_mirror.add(*(name for name, source in IMAGENET_WEIGHTS.items() if isinstance(source, TorchvisionWeights)))
+    home = tmp_path / "torch"
+    (home / "hub").mkdir(parents=True)
+    (home / "hub" / "checkpoints").symlink_to(checkpoint_mirror.folder)
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    storage = tmp_path / "runs"
+    done = run_search("--space", "backbone_screen", "--profile", "full", "--storage", str(storage),
+                      "--num-samples", "3", "--max-epochs", "1", "--resolution", "32", "--images-per-object", "3")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "3 completed" in done.stdout and "random weights" not in done.stderr
+    ran = assert_one_truth(storage, "backbone_screen")
+    for config in ran:
+        assert config["backbone"] != "shallow_cnn" or config["weights"] == "random"
+        assert ("weights" in config["_sampled"]) == (config["backbone"] != "shallow_cnn")
+    lite0 = [c for c in ran if c["backbone"] == "efficientnet_lite0"]  # the first point: pretrained, fine-tuned
+    assert lite0 and lite0[0]["weights"] == "imagenet"
+
+
 def test_a_readout_study_compares_its_leaders_by_the_bootstrap(tmp_path):
     """Ridge fits do not depend on a seed: the re-check runs no seeds and says tie or ahead from the images alone."""
     storage = tmp_path / "runs"
