@@ -126,9 +126,15 @@ def top_candidates(trials: list[TrialRecord], k: int) -> list[TrialRecord]:
                                          t.best(OBJECTIVE)), reverse=True)[:k]
 
 
-def is_deterministic(trial: TrialRecord) -> bool:
-    """Whether the trial's family gives the same fit for every seed."""
-    return get_family(from_trial(trial.config)["model"]).deterministic
+def is_deterministic(config: dict) -> bool:
+    """Whether the family of a trial's Ray config gives the same fit for every seed."""
+    return get_family(from_trial(config)["model"]).deterministic
+
+
+def recheck_config(config: dict, trial_id: str, seed: int) -> dict:
+    """The Ray config of a re-check run: the search trial ``trial_id``'s ``config`` with ``seed`` and
+    :data:`~trainables.core.layout.RECHECK_KEY` set (and no Optuna trial number: the run is no sample)."""
+    return {**{k: v for k, v in config.items() if k != OPTUNA_KEY}, "seed": seed, RECHECK_KEY: trial_id}
 
 
 def pooled_variance(groups: list[list[float]]) -> float:
@@ -189,7 +195,8 @@ def race_table(trials: list[TrialRecord], top: int) -> list[RecheckRow]:
     for t in trials:
         if t.config.get(RECHECK_KEY) in runs and t.status == "completed" and t.best(OBJECTIVE) is not None:
             runs[t.config[RECHECK_KEY]].append(t)
-    rows = [RecheckRow(t, t.best(OBJECTIVE), [r.best(OBJECTIVE) for r in runs[t.trial_id]], is_deterministic(t))
+    rows = [RecheckRow(t, t.best(OBJECTIVE), [r.best(OBJECTIVE) for r in runs[t.trial_id]],
+                       is_deterministic(t.config))
             for t in candidates]
     # The search run enters the seed variance (not the mean) when it ran to its end like the re-check runs.
     pooled = pooled_variance([row.values + ([row.search_value] if row.trial.status == "completed" else [])
@@ -236,8 +243,7 @@ def next_round(trials: list[TrialRecord], top: int, seeds: int, base_seed: int) 
         if row.n >= min(seeds, level):
             continue
         seed = next(base_seed + s for s in range(1, seeds + 1) if (row.trial.trial_id, base_seed + s) not in done)
-        base = {k: v for k, v in row.trial.config.items() if k != OPTUNA_KEY}
-        configs.append({**base, "seed": seed, RECHECK_KEY: row.trial.trial_id})
+        configs.append(recheck_config(row.trial.config, row.trial.trial_id, seed))
     return configs
 
 

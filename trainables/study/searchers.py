@@ -26,8 +26,8 @@ from ray.tune.search.optuna import OptunaSearch
 
 from trainables.core.config import from_trial
 from trainables.core.layout import OPTUNA_KEY, RECHECK_KEY, SAMPLED_KEY
-from trainables.fitting.families import get_family
 from trainables.study.pace import Budget, Pace, measure
+from trainables.study.recheck import is_deterministic, recheck_config
 
 log = logging.getLogger(__name__)
 
@@ -181,15 +181,14 @@ class StudySearcher(OptunaSearch):
         params, rechecks = self._own("params"), self._own("rechecks")
         taken = {c[RECHECK_KEY] for c in rechecks.values()}
         sure = [t for t in ranked[:max(self.free_slots.top - len(running), 0)]
-                if t not in taken and t in params and not get_family(from_trial(params[t])["model"]).deterministic]
+                if t not in taken and t in params and not is_deterministic(params[t])]
         paces = {t: leader_paces([completed[t]], self.metric) for t in sure}
         now = time.time()
         sure = [t for t in sure if paces[t] and (_budget is None or _budget.fits_run(paces[t][0], now))]
         if not sure:
             return None if running else Searcher.FINISHED
         origin = max(sure, key=lambda t: paces[t][0].trial(epoch_of(completed[t])))
-        config = {**{k: v for k, v in params[origin].items() if k != OPTUNA_KEY},
-                  "seed": self.free_slots.base_seed + 1, RECHECK_KEY: origin}
+        config = recheck_config(params[origin], origin, self.free_slots.base_seed + 1)
         rechecks[trial_id] = config
         log.info("re-check round 1 in a free slot of the search: trial %s's config, seed %d%s", origin, config["seed"],
                  f" ({len(running)} search trial{'s' * (len(running) > 1)} still running)" if running else "")
