@@ -3,7 +3,7 @@
     python -m analysis.export --experiment NAME [--storage DIR] [--out FILE] [--top K]
 
 Redoes from the files alone (no Ray cluster) what a search writes at its end
-(:mod:`trainables.study.export`): ``best_config.json`` (the re-check's best mean
+(:mod:`trainables.study.export.best_config`): ``best_config.json`` (the re-check's best mean
 when the search ran one, else the best completed trial) and ``trials.csv``.
 ``--top K`` prints the K best (the re-check table when there is one) and writes
 them to ``topK.json``.
@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 from trainables.core.usage import Parser, fail
-from trainables.study.export import NothingToExport, export, rechecked, top_lines
-from trainables.study.plan import PlanError, read_plan
-from trainables.study.records import StudyDamaged, StudyNotFound, load_trials, study_folder
+from trainables.study.export.best_config import NothingToExport, export, rechecked, top_lines
+from trainables.study.plan.search_plan import PlanError, read_plan
+from trainables.study.records.trials import StudyDamaged, StudyNotFound, load_trials, study_folder
 
 
 def main(argv=None) -> int:

@@ -20,12 +20,15 @@ from pathlib import Path
 import optuna
 from optuna.distributions import FloatDistribution, IntDistribution
 
-from trainables.core.layout import OBJECTIVE, REPORT_DIR, TRAIN_DIR, METRICS_FILE, sampled_params
+from trainables.core.layout import REPORT_DIR, TRAIN_DIR, METRICS_FILE, sampled_params
+from trainables.study.result import OBJECTIVE
 from trainables.core.usage import Parser, fail, setup_logging
-from trainables.study.plan import PlanError, SearchPlan, read_plan
-from trainables.study.export import rechecked
-from trainables.study.recheck import TIE_SES, is_tie, runs_spent, sampled_text, search_trials
-from trainables.study.records import (StudyDamaged, StudyNotFound, load_optuna_study, load_trials, status_counts,
+from trainables.study.plan.search_plan import PlanError, SearchPlan, read_plan
+from trainables.study.export.best_config import rechecked
+from trainables.study.recheck.stats import TIE_SES, is_tie
+from trainables.study.recheck.table import runs_spent, sampled_text
+from trainables.study.records.trials import search_trials
+from trainables.study.records.trials import (StudyDamaged, StudyNotFound, load_optuna_study, load_trials, status_counts,
                                       study_folder)
 
 log = logging.getLogger(__name__)
@@ -141,7 +144,7 @@ def input_resolution_note(side: int, trials=()) -> str:
     """At what size the study's networks saw the stimuli (a decision, stated in every report).
 
     ``side``: the stored images' side, px; ``trials``: the study's
-    :class:`~trainables.study.records.TrialRecord` list; those whose config sets ``input_size`` saw the images
+    :class:`~trainables.study.records.trials.TrialRecord` list; those whose config sets ``input_size`` saw the images
     resized to it.
     """
     resized = sorted({t.config["input_size"] for t in trials if t.config.get("input_size")})

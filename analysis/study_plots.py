@@ -1,6 +1,6 @@
 """Figures of a search: optimisation history, learning curves, importance, parallel coordinates, isolation.
 
-Each function takes the trials of a search (:class:`trainables.study.records.TrialRecord`)
+Each function takes the trials of a search (:class:`trainables.study.records.trials.TrialRecord`)
 and writes one PNG with matplotlib's Agg backend.
 """
 
@@ -17,8 +17,8 @@ import numpy as np  # noqa: E402
 from optuna.distributions import CategoricalDistribution  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
-from trainables.core.layout import OBJECTIVE as METRIC  # noqa: E402
-from trainables.study.records import TrialRecord  # noqa: E402
+from trainables.study.result import OBJECTIVE as METRIC  # noqa: E402
+from trainables.study.records.trials import TrialRecord  # noqa: E402
 
 STATUS_COLORS = {"completed": "tab:blue", "pruned": "tab:gray", "failed": "tab:red", "running": "tab:orange"}
 

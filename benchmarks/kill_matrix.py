@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from trainables.core.layout import RECHECK_KEY  # noqa: E402
-from trainables.study.watchdog import processes  # noqa: E402
+from trainables.study.run.watchdog import processes  # noqa: E402
 
 STUDY = ["--space", "shallow_cnn", "--num-samples", "4", "--max-epochs", "3", "--grace-period", "1",
          "--recheck-top", "2", "--recheck-seeds", "2", "--resolution", "32", "--images-per-object", "6",
@@ -77,8 +77,8 @@ def check(storage: Path, name: str, before: dict[str, list[dict]]) -> dict:
     import optuna
     from mlflow.tracking import MlflowClient
 
-    from trainables.study.plan import read_plan
-    from trainables.study.records import load_trials, status_counts
+    from trainables.study.plan.search_plan import read_plan
+    from trainables.study.records.trials import load_trials, status_counts
 
     folder = storage / name
     trials = load_trials(folder)

@@ -12,8 +12,8 @@ inner EV, epoch seconds) and ``TABLE.json`` (the space, its Optuna distributions
 each config's sampled values, where the table came from).
 
 ``run`` replays strategies through the real code of a search: Ray Tune, the
-project's Optuna searcher (:class:`trainables.study.trial.StudySearcher`) sampling
-the real space function, and the project's schedulers (:mod:`trainables.study.schedulers`).
+project's Optuna searcher (:class:`trainables.study.run.trial.StudySearcher`) sampling
+the real space function, and the project's schedulers (:mod:`trainables.study.tune.schedulers`).
 Only the trainable differs: it maps the sampled config to the nearest recorded
 config (sampled values scaled to [0, 1] by their distributions, log where
 sampled on a log scale; a different category counts 1) and reports that config's
@@ -162,8 +162,8 @@ def record(storage: Path, name: str, out: Path) -> Path:
     import optuna
 
     from trainables.core.layout import OPTUNA_KEY, RECHECK_KEY
-    from trainables.study.plan import read_plan
-    from trainables.study.records import load_optuna_study, load_trials, study_folder
+    from trainables.study.plan.search_plan import read_plan
+    from trainables.study.records.trials import load_optuna_study, load_trials, study_folder
 
     folder = study_folder(storage, name)
     plan = read_plan(folder)
@@ -232,13 +232,13 @@ def run_strategy(table: Table, strategy: dict, seed: int, budget: int, concurren
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
-    from trainables.core.layout import OBJECTIVE
+    from trainables.study.result import OBJECTIVE
     from search_spaces import points_to_evaluate
     from search_spaces.context import BoundSpace, SpaceContext
-    from trainables.study.samplers import make_sampler
-    from trainables.study.plan import SchedulerPlan
-    from trainables.study.schedulers import make_scheduler
-    from trainables.study.searchers import StudySearcher
+    from trainables.study.tune.samplers import make_sampler
+    from trainables.study.plan.search_plan import SchedulerPlan
+    from trainables.study.tune.schedulers import make_scheduler
+    from trainables.study.tune.searchers import StudySearcher
 
     if __name__ != "__main__":  # imported (tests): workers cannot import benchmarks/, so ship this module by value
         from ray import cloudpickle

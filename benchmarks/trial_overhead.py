@@ -39,7 +39,7 @@ from ray import tune  # noqa: E402
 
 from trainables.core.usage import quiet_libraries  # noqa: E402
 from trainables.search import load_study_data, new_plan, parse_args  # noqa: E402
-from trainables.study.cluster import RayStart, set_ray_environment  # noqa: E402
+from trainables.study.run.cluster import RayStart, set_ray_environment  # noqa: E402
 
 
 class Timing(tune.Callback):
@@ -60,7 +60,7 @@ class Timing(tune.Callback):
 
 def run(space: str, flags: list[str], reuse: bool, storage: Path) -> list[dict]:
     """One study in this process; per trial its start / between / end / fit seconds."""
-    from trainables.study import runner  # imports Ray: after its environment is set
+    from trainables.study.run import runner  # imports Ray: after its environment is set
 
     args = parse_args(["--space", space, "--storage", str(storage), "--name", f"{space}_{reuse}", "--recheck-top",
                        "0", "--profile", "smoke", "--resolution", "32", *flags])

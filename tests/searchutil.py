@@ -75,7 +75,7 @@ def assert_one_truth(storage: Path, name: str) -> list[dict]:
     import optuna
 
     from trainables.core.config import from_trial
-    from trainables.study.tracking import mlflow_value
+    from trainables.study.tracking.store import mlflow_value
 
     folder = storage / name
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{folder / 'optuna.db'}")

@@ -43,7 +43,7 @@ def test_edge_of_range_warning():
 
 def test_report_says_at_what_size_the_networks_saw_the_stimuli():
     from analysis.report import input_resolution_note
-    from trainables.study.records import TrialRecord
+    from trainables.study.records.trials import TrialRecord
 
     stored = input_resolution_note(224, [TrialRecord("a", {"input_size": 0})])
     assert stored.startswith("Networks saw the stimuli at 224 px, the size stored in the data")

@@ -2,9 +2,9 @@
 
 import pytest
 
-from trainables.study.pace import Budget, Pace, makespan, measure, minutes, parse_duration, race_s
-from trainables.study.plan import SchedulerPlan
-from trainables.study.schedulers import expected_epochs
+from trainables.study.plan.pace import Budget, Pace, makespan, measure, minutes, parse_duration, race_s
+from trainables.study.plan.search_plan import SchedulerPlan
+from trainables.study.tune.schedulers import expected_epochs
 
 
 def test_the_pace_reads_epochs_past_the_first_and_the_rest_as_each_trial_s_fixed_cost():

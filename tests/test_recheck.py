@@ -12,11 +12,12 @@ import pytest
 
 from trainables.core.layout import INNER_SUMS_FILE, OPTUNA_KEY, RECHECK_KEY
 from trainables.core.metrics import object_sums
-from trainables.study.pace import Pace
-from trainables.study.progress import Phase, StudyProgress
-from trainables.study.recheck import (TIE_SES, bootstrap, config_paces, format_table, is_tie, next_round,
-                                      pooled_variance, race_table, recheck_table, runs_spent, top_candidates)
-from trainables.study.records import TrialRecord
+from trainables.study.plan.pace import Pace
+from trainables.study.run.progress import Phase, StudyProgress
+from trainables.study.recheck.rounds import config_paces, next_round
+from trainables.study.recheck.stats import (TIE_SES, bootstrap, is_tie, pooled_variance, race_table, recheck_table, top_candidates)
+from trainables.study.recheck.table import format_table, runs_spent
+from trainables.study.records.trials import TrialRecord
 
 OBJECTS = np.repeat([f"o{i:02d}" for i in range(16)], 4)  # 64 inner images of 16 objects
 Y = np.random.default_rng(0).normal(size=(64, 8))
@@ -201,7 +202,7 @@ def free_slot_searcher(tmp_path, space="shallow_cnn", samples=3):
     import optuna
 
     from search_spaces.context import BoundSpace, SpaceContext
-    from trainables.study.searchers import FreeSlots, StudySearcher
+    from trainables.study.tune.searchers import FreeSlots, StudySearcher
 
     return StudySearcher(space=BoundSpace(space, SpaceContext(pretrained=frozenset(), seed=7)), metric="best_inner_ev",
                          mode="max", sampler=optuna.samplers.RandomSampler(seed=0), study_name="s",
@@ -253,8 +254,8 @@ def test_a_slot_the_search_s_last_trials_leave_free_re_checks_a_config_sure_to_b
 def test_a_free_slot_takes_no_run_that_would_end_past_the_budget_nor_one_of_a_deterministic_family(tmp_path):
     import time
 
-    from trainables.study.pace import Budget
-    from trainables.study.searchers import set_budget
+    from trainables.study.plan.pace import Budget
+    from trainables.study.tune.searchers import set_budget
 
     searcher = free_slot_searcher(tmp_path, samples=2)
     searcher.suggest("t1"), searcher.suggest("t2")
@@ -310,7 +311,7 @@ def test_the_export_takes_the_re_check_s_table_only_once_every_config_it_races_h
     pick a for having been re-checked; the export then ranks by the search's scores."""
     from types import SimpleNamespace
 
-    from trainables.study.export import rechecked
+    from trainables.study.export.best_config import rechecked
 
     plan = SimpleNamespace(recheck=SimpleNamespace(top=2))
     trials = [trial("a", "completed", [0.25]), trial("b", "completed", [0.30])] + rechecks("a", [0.26])

@@ -30,7 +30,7 @@ def finished(folder: Path) -> set[str]:
 
 def ray_processes(session: str) -> list[str]:
     """Processes of a Ray session still alive: named after it, or renamed ``ray::...`` by it (workers, agents)."""
-    from trainables.study.watchdog import processes
+    from trainables.study.run.watchdog import processes
 
     table = processes()
     named = {pid for pid, (_, _, cmd) in table.items() if session in cmd}
@@ -159,7 +159,7 @@ def make_study(tmp_path, name="old") -> Path:
     """A study folder as a search leaves it after its start: its plan and its (empty) Optuna study."""
     import optuna
 
-    from trainables.study.plan import (DataPlan, RecheckPlan, ResourcePlan, SchedulerPlan, SearchPlan, write_plan)
+    from trainables.study.plan.search_plan import (DataPlan, RecheckPlan, ResourcePlan, SchedulerPlan, SearchPlan, write_plan)
 
     folder = tmp_path / "runs" / name
     folder.mkdir(parents=True)
@@ -223,9 +223,9 @@ def test_a_trial_that_ended_before_the_kill_keeps_its_status_and_its_epochs_in_m
     import optuna
     from mlflow.tracking import MlflowClient
 
-    from trainables.study.plan import TrackingPlan
-    from trainables.study.records import TrialRecord
-    from trainables.study.runner import close_leftovers
+    from trainables.study.plan.search_plan import TrackingPlan
+    from trainables.study.records.trials import TrialRecord
+    from trainables.study.run.recovery import close_leftovers
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)

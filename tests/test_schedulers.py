@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from trainables.study.plan import SchedulerPlan
-from trainables.study.schedulers import describe, make_scheduler, rungs
+from trainables.study.plan.search_plan import SchedulerPlan
+from trainables.study.tune.schedulers import describe, make_scheduler, rungs
 
 
 @pytest.mark.parametrize("grace, rf, max_t", [(2, 2.0, 60), (1, 3.0, 8), (3, 2.5, 60), (10, 2.0, 8)])
@@ -54,7 +54,7 @@ def test_unknown_scheduler_lists_the_registry():
 
 
 def test_default_grace_period_scales_with_the_longest_recipe():
-    from trainables.study import defaults
+    from trainables.study.plan import defaults
     from trainables.search import parse_args
 
     assert parse_args(["--space", "vgg_depth"]).grace_period is None  # decided from the space's max_t
@@ -69,7 +69,7 @@ def test_default_grace_period_scales_with_the_longest_recipe():
 def test_qmc_searcher_seeds_give_different_points():
     import optuna
 
-    from trainables.study.samplers import make_sampler
+    from trainables.study.tune.samplers import make_sampler
 
     def first_points(seed):
         study = optuna.create_study(sampler=make_sampler("qmc", seed))

@@ -7,7 +7,7 @@ from search_spaces import HELPER_PARAMS, SEARCH_SPACES, get_space, points_to_eva
 from search_spaces.context import BoundSpace, SpaceContext
 from trainables.core.config import FIELDS
 from trainables.fitting.families import get_family
-from trainables.study.probe import probe_space
+from trainables.study.plan.probe import probe_space
 from trainables.models.weights import IMAGENET_WEIGHTS
 
 

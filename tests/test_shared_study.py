@@ -22,7 +22,7 @@ from analysis import compare, export, report
 from searchutil import TINY, assert_one_truth, mlflow_runs, optuna_states, read_trials, run_search
 from trainables import train
 from trainables.core.config import FIELDS
-from trainables.study.trial import EPOCH_METRICS
+from trainables.study.result import EPOCH_METRICS
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,7 +23,7 @@ from trainables.fitting import readout
 from trainables.fitting.families import FAMILIES, config_table, get_family, validate
 from trainables.fitting.ridge import object_folds, ridge_cv
 from trainables.models.backbones import BACKBONES, build_backbone
-from trainables.study.plan import PLAN_VERSION, PlanError, SearchPlan, check_resumable, read_plan
+from trainables.study.plan.search_plan import PLAN_VERSION, PlanError, SearchPlan, check_resumable, read_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = ("trainables", "search_spaces", "analysis")
@@ -45,10 +45,10 @@ def test_lint_imports_keeps_the_layers_and_breaks_when_a_lower_layer_imports_a_h
     kept = subprocess.run([str(lint)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert kept.returncode == 0, kept.stdout[-2000:]
     metrics = tmp_path / "trainables" / "core" / "metrics.py"
-    metrics.write_text(metrics.read_text() + "\nimport trainables.study.runner  # a lower layer importing a higher\n")
+    metrics.write_text(metrics.read_text() + "\nimport trainables.study.run.runner  # a lower layer importing a higher\n")
     broken = subprocess.run([str(lint)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert broken.returncode != 0 and "BROKEN" in broken.stdout
-    assert "trainables.core.metrics -> trainables.study.runner" in broken.stdout
+    assert "trainables.core.metrics -> trainables.study.run.runner" in broken.stdout
 
 
 def test_function_level_imports_say_why():

@@ -5,7 +5,7 @@ import os
 import mlflow
 
 from trainables.core.layout import EMPTY_MLFLOW_DB
-from trainables.study.tracking import tracking_client
+from trainables.study.tracking.store import tracking_client
 
 
 def test_a_new_sqlite_store_is_a_copy_of_the_empty_one_in_the_cache(tmp_path, private_cache):

@@ -14,7 +14,7 @@ from trainables.core.usage import UsageError, check_writable
 from trainables.data.datasets import load_dataset
 from trainables.data.schema import ITData, check_source
 from trainables.models.weights import WeightsPolicy
-from trainables.study.profiles import Profile, epoch_cap_text, resolve_profile
+from trainables.study.plan.profiles import Profile, epoch_cap_text, resolve_profile
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:

@@ -7,8 +7,8 @@ Everything of a study lives in ``<storage>/<name>/`` (:mod:`trainables.core.layo
 Ray's trial folders, the Optuna study (``optuna.db``), the plan (``search.json``),
 and at the end ``best_config.json`` and ``trials.csv``. Trials log to MLflow
 (``sqlite:///<storage>/mlflow.db`` by default), nested under one parent run.
-This module checks the flags and builds the plan (:mod:`trainables.study.plan`)
-before anything is written or Ray starts; :mod:`trainables.study.runner` runs it.
+This module checks the flags and builds the plan (:mod:`trainables.study.plan.search_plan`)
+before anything is written or Ray starts; :mod:`trainables.study.run.runner` runs it.
 """
 
 from __future__ import annotations
@@ -42,19 +42,19 @@ from trainables.data.datasets import load_dataset
 from trainables.data.schema import DataError, ITData
 from trainables.data.synthetic import SyntheticSpec
 from trainables.fitting.families import get_family
-from trainables.study import defaults
-from trainables.study.cluster import RayStart, check_reachable, set_ray_environment
-from trainables.study.lock import StudyLock
-from trainables.study.plan import (DataPlan, PlanError, RecheckPlan, ResourcePlan, SchedulerPlan, SearchPlan,
+from trainables.study.plan import defaults
+from trainables.study.run.cluster import RayStart, check_reachable, set_ray_environment
+from trainables.study.run.lock import StudyLock
+from trainables.study.plan.search_plan import (DataPlan, PlanError, RecheckPlan, ResourcePlan, SchedulerPlan, SearchPlan,
                                    TrackingPlan, check_resumable, read_plan)
-from trainables.study.pace import parse_duration
-from trainables.study.probe import plan_weights, probe_space
-from trainables.study.profiles import Profile
-from trainables.study.recheck import format_table, runs_spent
-from trainables.study.resources import check_this_machine
-from trainables.study.records import StudyDamaged, load_optuna_study
-from trainables.study.samplers import SAMPLERS
-from trainables.study.schedulers import SCHEDULERS, describe
+from trainables.study.plan.pace import parse_duration
+from trainables.study.plan.probe import plan_weights, probe_space
+from trainables.study.plan.profiles import Profile
+from trainables.study.recheck.table import format_table, runs_spent
+from trainables.study.plan.resources import check_this_machine
+from trainables.study.records.trials import StudyDamaged, load_optuna_study
+from trainables.study.tune.samplers import SAMPLERS
+from trainables.study.tune.schedulers import SCHEDULERS, describe
 
 log = logging.getLogger("trainables.search")
 
@@ -396,8 +396,8 @@ def run(args, plan: SearchPlan, folder: Path, data: ITData, ignored: list[str], 
     # Ray starts in a thread of its own while this one imports the libraries, probes the space and opens the stores.
     ray_start = RayStart(args.address)
     try:
-        from trainables.study import runner  # imports Ray: only once its environment is set
-        from trainables.study.tracking import relocate_artifacts  # MLflow: 1.5 s that a refused command does not pay
+        from trainables.study.run import runner  # imports Ray: only once its environment is set
+        from trainables.study.tracking.store import relocate_artifacts  # MLflow: 1.5 s that a refused command does not pay
 
         STOP.check()
         if not args.resume:

@@ -62,7 +62,7 @@ def train_one(config: dict, data: ITData, out: Path, provenance: dict, feature_c
     MLflow."""
     # matplotlib, SciPy and MLflow: about 5 s of imports that a refused command does not pay
     from analysis import figures
-    from trainables.study.tracking import log_final_training
+    from trainables.study.tracking.final import log_final_training
 
     quiet_libraries()  # again: importing MLflow set its loggers up anew
     out.mkdir(parents=True, exist_ok=True)
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds == 1:
         metrics = train_one(config, data, out, provenance, feature_cache, tracking_uri)
     else:
-        from trainables.study.tracking import close_seeds_run, start_seeds_run  # MLflow: see train_one
+        from trainables.study.tracking.final import close_seeds_run, start_seeds_run  # MLflow: see train_one
 
         quiet_libraries()  # again: importing MLflow set its loggers up anew
         parent = start_seeds_run(tracking_uri, out, args.seeds, provenance) if tracking_uri else None

@@ -35,7 +35,7 @@ COMPARE_FILE = "compare.md"
 EMPTY_MLFLOW_DB = "mlflow-{version}-empty.db"  # copied for each new SQLite tracking store
 
 # --- a study folder
-SEARCH_FILE = "search.json"  # the search plan (trainables.study.plan)
+SEARCH_FILE = "search.json"  # the search plan (trainables.study.plan.search_plan)
 OPTUNA_FILE = "optuna.db"
 LOCK_FILE = "search.lock"  # held by the one process that runs the study
 WHERE_FILE = ".where"  # the folder the study last ran in: a resume elsewhere sees that it moved
@@ -59,8 +59,6 @@ SAMPLED_KEY = "_sampled"  # the names Optuna sampled (the rest of the config the
 OPTUNA_KEY = "_optuna_trial"  # the Optuna trial number
 RECHECK_KEY = "_recheck_of"  # re-check trials: the id of the search trial they repeat
 
-# What every search maximises: the best inner-validation EV a trial reached.
-OBJECTIVE = "best_inner_ev"
 
 
 def sampled_params(trial_config: dict) -> dict:

@@ -8,7 +8,7 @@ prepares once before trials start. Adding a family is one module that builds a
 ``Family`` and one registry entry; nothing else in the project names families.
 
 Nothing here knows of Ray: a trial reports through a :class:`TrialSession`, which
-the search implements over Ray Tune (:mod:`trainables.study.trial`) and which a
+the search implements over Ray Tune (:mod:`trainables.study.run.trial`) and which a
 test or a benchmark can implement in a few lines.
 """
 

@@ -1,16 +1,13 @@
-"""Ray Tune callbacks of a search, run in the driver: MLflow runs for trials, and checkpoint clean-up.
+"""The Ray Tune callback that gives each trial of a search its MLflow run, from the driver.
 
 MLflow runs are created by one driver-side callback, nested under the search's
 parent run by the ``mlflow.parentRunId`` tag, reused by trial id after
 ``Tuner.restore``, and only real metrics are logged (no pid, timestamps, config/*).
-When a trial ends, :class:`CheckpointJanitor` removes its checkpoints (an ended
-trial is never resumed), except the best completed trial's weights, kept once.
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
@@ -18,22 +15,15 @@ from ray import tune
 
 from trainables.core.config import from_trial
 from trainables.core.layout import OPTUNA_KEY, RECHECK_KEY, sampled_params
-from trainables.study.checkpoints import remove_checkpoints
-from trainables.study.searchers import epoch_of
-from trainables.study.trial import EPOCH_METRICS
-from trainables.study.tracking import mlflow_value
+from trainables.study.result import EPOCH_METRICS, NODE_ID, ended_status, epoch_of
+from trainables.study.tracking.search_run import finish_run
+from trainables.study.tracking.store import mlflow_value
 
 
 def epoch_metrics(result: dict, stamp: int) -> list[Metric]:
     """The MLflow metrics of one reported epoch, logged at the trial's own epoch as the step."""
     step = epoch_of(result)
     return [Metric(k, float(result[k]), stamp, step) for k in EPOCH_METRICS if result.get(k) is not None]
-
-
-def finish_run(client: MlflowClient, run_id: str, status: str) -> None:
-    """End a trial's run: ``status`` (completed / pruned / failed / interrupted) as its tag and MLflow's own state."""
-    client.set_tag(run_id, "status", status)
-    client.set_terminated(run_id, {"failed": "FAILED", "interrupted": "KILLED"}.get(status, "FINISHED"))
 
 
 class MLflowTrials(tune.Callback):
@@ -110,53 +100,14 @@ class MLflowTrials(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         status = self.finished.get(trial.config.get(OPTUNA_KEY))
-        if status is None:
-            status = "completed" if (trial.last_result or {}).get("fit_done") else "pruned"
-        self._finish(trial, status)
+        self._finish(trial, status or ended_status(trial.last_result, error=False))
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._finish(trial, "failed")
+        self._finish(trial, ended_status(trial.last_result, error=True))
 
     def _finish(self, trial, status: str) -> None:
         run_id = self.run_id(trial)
-        node = (trial.last_result or {}).get("node_id")
+        node = (trial.last_result or {}).get(NODE_ID)
         if node:
             self.client.set_tag(run_id, "node_id", node)
         finish_run(self.client, run_id, status)
-
-
-class CheckpointJanitor(tune.Callback):
-    """Removes an ended trial's checkpoints; keeps the best completed trial's weights, once per group.
-
-    A completed trial's last checkpoint holds its best weights alone; it stays while
-    that trial is the best completed one of its group and goes when a better one
-    completes. Groups are the values of the config key ``group_by`` (the re-check keeps
-    one per re-checked config); none: one group. Pruned and failed trials are never
-    resumed, so nothing of theirs is kept.
-    """
-
-    def __init__(self, metric: str, group_by: str | None = None, finished: dict | None = None):
-        self.metric, self.group_by = metric, group_by
-        self.finished = set(finished or ())  # a resumed study's trials that ended before: left as they are
-        self.best: dict = {}
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        if trial.config.get(OPTUNA_KEY) in self.finished:
-            return
-        result = trial.last_result or {}
-        value = result.get(self.metric)
-        if not result.get("fit_done") or value is None:
-            remove_checkpoints(Path(trial.path))
-            return
-        group = trial.config.get(self.group_by) if self.group_by else None
-        best = self.best.get(group)
-        if best is None or value > best[0]:
-            if best is not None:
-                remove_checkpoints(Path(best[1]))
-            self.best[group] = (value, trial.path)
-            remove_checkpoints(Path(trial.path), keep_last=True)
-        else:
-            remove_checkpoints(Path(trial.path))
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        remove_checkpoints(Path(trial.path))

@@ -17,7 +17,7 @@ from trainables.core.config import from_trial
 from trainables.core.usage import UsageError
 from trainables.fitting.families import get_family
 from trainables.fitting.family import DataShape
-from trainables.study.plan import ResourcePlan
+from trainables.study.plan.search_plan import ResourcePlan
 
 GIB = 1024**3
 # Requests are rounded up to this step: Ray reuses a trial's worker for the next trial only when their requests are

@@ -5,7 +5,7 @@ trains a config again to its end with a new seed. Judging it at the rungs would
 cut it short, and its score at a rung (the config is among the best) would raise
 the bar for the search trials still running; so the scheduler lets it run and
 leaves it out of its rungs. Imported only once Ray's environment is set
-(:mod:`trainables.study.schedulers`).
+(:mod:`trainables.study.tune.schedulers`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Optuna samplers by ``--searcher`` name: TPE to exploit, quasi-random (QMC, the default: see
-:mod:`trainables.study.defaults`) or random to explore."""
+:mod:`trainables.study.plan.defaults`) or random to explore."""
 
 from __future__ import annotations
 

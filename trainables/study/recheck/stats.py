@@ -26,7 +26,7 @@ seeds one round at a time; after each round, a config whose mean lies more than
 race; the race ends when one config is left or every config still in has its S
 seeds. A clear winner thus costs K runs (one round), a tie all K x S. The first
 round runs in the search's own slots as they free up
-(:class:`~trainables.study.searchers.FreeSlots`); a round brings each config still
+(:class:`~trainables.study.tune.searchers.FreeSlots`); a round brings each config still
 in to one run more than the fewest any of them has, so a config those slots could
 not start gets its first run alone.
 Deterministic families (ridge readouts, lookups: a seed changes nothing) run no
@@ -47,11 +47,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from trainables.core.config import from_trial
-from trainables.core.layout import OBJECTIVE, OPTUNA_KEY, RECHECK_KEY, sampled_params
+from trainables.core.layout import RECHECK_KEY
 from trainables.core.metrics import ObjectSums, explained_variance_of_objects
 from trainables.fitting.families import get_family
-from trainables.study.pace import Pace, measure
-from trainables.study.records import TrialRecord
+from trainables.study.result import OBJECTIVE
+from trainables.study.records.trials import TrialRecord, search_trials
 
 # Two configurations tie when their means differ by less than this many standard errors of the difference.
 TIE_SES = 2.0
@@ -112,11 +112,6 @@ class RecheckRow:
                 "deterministic": self.deterministic, "out": self.out}
 
 
-def search_trials(trials: list[TrialRecord]) -> list[TrialRecord]:
-    """The trials the searcher chose (re-check trials left out)."""
-    return [t for t in trials if RECHECK_KEY not in t.config]
-
-
 def top_candidates(trials: list[TrialRecord], k: int) -> list[TrialRecord]:
     """The ``k`` search trials to re-check: the completed ones by their (single-seed) objective, best first; when
     fewer than ``k`` completed (a short search under aggressive early stopping), then those stopped early that went
@@ -129,12 +124,6 @@ def top_candidates(trials: list[TrialRecord], k: int) -> list[TrialRecord]:
 def is_deterministic(config: dict) -> bool:
     """Whether the family of a trial's Ray config gives the same fit for every seed."""
     return get_family(from_trial(config)["model"]).deterministic
-
-
-def recheck_config(config: dict, trial_id: str, seed: int) -> dict:
-    """The Ray config of a re-check run: the search trial ``trial_id``'s ``config`` with ``seed`` and
-    :data:`~trainables.core.layout.RECHECK_KEY` set (and no Optuna trial number: the run is no sample)."""
-    return {**{k: v for k, v in config.items() if k != OPTUNA_KEY}, "seed": seed, RECHECK_KEY: trial_id}
 
 
 def pooled_variance(groups: list[list[float]]) -> float:
@@ -221,52 +210,6 @@ def race_table(trials: list[TrialRecord], top: int) -> list[RecheckRow]:
     return rows
 
 
-def next_round(trials: list[TrialRecord], top: int, seeds: int, base_seed: int) -> list[dict]:
-    """The re-check runs of the race's next round: one more seed for each config still in the race that has fewer
-    than ``seeds`` and no more runs than the fewest in the race (a config a run ahead waits for the others); none
-    once one config is left, for deterministic families, or when ``top`` is 0.
-
-    Returns
-    -------
-    list of dict
-        Ray trial configs: the search trial's config with ``seed`` replaced and ``RECHECK_KEY`` set.
-    """
-    rows = [r for r in race_table(trials, top) if not r.deterministic]
-    racing = [r for r in rows if not r.out]
-    if len(racing) < 2 and all(r.n for r in racing):
-        return []
-    done = {(t.config.get(RECHECK_KEY), t.config.get("seed")) for t in trials
-            if RECHECK_KEY in t.config and t.status == "completed"}
-    level = min(r.n for r in racing) + 1
-    configs = []
-    for row in racing:
-        if row.n >= min(seeds, level):
-            continue
-        seed = next(base_seed + s for s in range(1, seeds + 1) if (row.trial.trial_id, base_seed + s) not in done)
-        configs.append(recheck_config(row.trial.config, row.trial.trial_id, seed))
-    return configs
-
-
-def config_paces(trials: list[TrialRecord], configs: list[dict]) -> dict[str, Pace]:
-    """The pace of each re-check run's config, from that config's own runs so far (its search run, its earlier
-    re-check runs): a re-check run trains the same network on the same images, so it takes as long per epoch. The
-    study's median pace would mislead here: the K best configs are often the largest of the space.
-
-    Returns
-    -------
-    dict
-        Search trial id (the configs' ``RECHECK_KEY``) -> :class:`~trainables.study.pace.Pace`; a config none of
-        whose runs reported is left out.
-    """
-    paces = {}
-    for key in dict.fromkeys(c[RECHECK_KEY] for c in configs):
-        own = [t.pace() for t in trials if t.results and key in (t.trial_id, t.config.get(RECHECK_KEY))]
-        pace = measure(own)
-        if pace is not None:
-            paces[key] = pace
-    return paces
-
-
 def recheck_table(trials: list[TrialRecord], top: int | None = None) -> list[RecheckRow]:
     """The re-check's table of a study, best mean first: empty when it ran none.
 
@@ -283,40 +226,3 @@ def is_tie(first: RecheckRow, second: RecheckRow) -> bool:
     return math.isnan(second.diff_se) or first.mean - second.mean <= TIE_SES * second.diff_se
 
 
-def sampled_text(config: dict) -> str:
-    """``lr=0.0001, vgg_blocks=5``: the values the searcher sampled for a trial."""
-    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sampled_params(config).items())
-
-
-def verdict(rows: list[RecheckRow]) -> str:
-    """``tie: ...`` or ``#1 ahead: ...``: the gap between #1 and #2 against two standard errors of it."""
-    gap, se = rows[0].mean - rows[1].mean, rows[1].diff_se
-    return (f"{'tie' if is_tie(rows[0], rows[1]) else '#1 ahead'}: #1 - #2 = {gap:.4f}, two standard errors of the "
-            f"difference = {TIE_SES * se:.4f}")
-
-
-def format_table(rows: list[RecheckRow]) -> list[str]:
-    """Lines of the re-check table for a terminal: rank, trial, search score, mean +- SE (seeds, images), runs,
-    what was sampled, and the verdict on #1 and #2."""
-    lines = [f"{'rank':<5}{'trial':<12}{'search EV':>10}  {'mean +- SE':<18}{'SE seeds / images':<19}{'runs':>5}  "
-             "sampled"]
-    for i, row in enumerate(rows, 1):
-        notes = [] if row.trial.status == "completed" else [f"stopped at epoch {row.trial.epochs} in the search"]
-        if row.out:
-            notes.append("left the race")
-        runs = "-" if row.deterministic else str(row.n)
-        lines.append(f"{i:<5}{row.trial.trial_id:<12}{row.search_value:>10.4f}  {row.mean:.4f} +- {row.se:.4f}"
-                     f"{'':<2}{_se(row.seed_se)} / {_se(row.image_se)}{'':<2}{runs:>5}  {sampled_text(row.trial.config)}"
-                     + (f" ({'; '.join(notes)})" if notes else ""))
-    if len(rows) >= 2:
-        lines.append(verdict(rows))
-    return lines
-
-
-def _se(x: float) -> str:
-    return "  n/a " if math.isnan(x) else f"{x:.4f}"
-
-
-def runs_spent(rows: list[RecheckRow]) -> int:
-    """Re-check runs the race spent."""
-    return sum(r.n for r in rows)

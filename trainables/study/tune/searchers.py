@@ -26,24 +26,12 @@ from ray.tune.search.optuna import OptunaSearch
 
 from trainables.core.config import from_trial
 from trainables.core.layout import OPTUNA_KEY, RECHECK_KEY, SAMPLED_KEY
-from trainables.study.pace import Budget, Pace, measure
-from trainables.study.recheck import is_deterministic, recheck_config
+from trainables.study.plan.pace import Budget, leader_paces, measure
+from trainables.study.recheck.rounds import recheck_config
+from trainables.study.recheck.stats import is_deterministic
+from trainables.study.result import COMPLETED, OPTUNA_STATE_BY_STATUS, ended_status, epoch_of
 
 log = logging.getLogger(__name__)
-
-
-def epoch_of(result: dict) -> int:
-    """The epoch a result reports: the trial's own count (Ray's ``training_iteration`` goes on counting when a trial
-    resumed from a checkpoint reports an epoch again)."""
-    return int(result.get("epoch") or result.get("training_iteration") or 0)
-
-
-def leader_paces(completed: list[dict], metric: str) -> list[Pace]:
-    """The paces of trials that completed their fit, best ``metric`` first, from their last results: the re-check
-    trains the best configs again to their end, so its first round takes about as long as they did."""
-    ranked = sorted((r for r in completed if r.get(metric) is not None), key=lambda r: r[metric], reverse=True)
-    paces = (measure([(epoch_of(r), r.get("time_this_iter_s", 0.0), r.get("time_total_s", 0.0))]) for r in ranked)
-    return [p for p in paces if p is not None]
 
 
 # The time budget of this process's run (``--time-budget``), set by the runner before a search starts. A budget
@@ -102,7 +90,7 @@ def record_recheck(study: optuna.Study, origin: optuna.trial.FrozenTrial, config
     if any(t.user_attrs.get("recheck_of") == origin.number and t.user_attrs.get("seed") == config["seed"]
            for t in study.get_trials(deepcopy=False)):
         return
-    done = not error and bool((result or {}).get("fit_done"))
+    done = ended_status(result, error) == COMPLETED
     study.add_trial(optuna.trial.create_trial(
         params=origin.params, distributions=origin.distributions,
         value=result[metric] if done else None,
@@ -204,7 +192,7 @@ class StudySearcher(OptunaSearch):
             seen[1:] = [result["training_iteration"], result.get("time_this_iter_s", 0.0), time.time() - seen[0]]
 
     def observed(self) -> list[tuple[int, float, float]]:
-        """What this run saw of its trials, for :func:`trainables.study.pace.measure`: (epochs, last epoch's
+        """What this run saw of its trials, for :func:`trainables.study.plan.pace.measure`: (epochs, last epoch's
         seconds, seconds from being suggested to the last result) per trial that reported."""
         return [tuple(v[1:]) for v in self._watch().values() if v[1]]
 
@@ -264,7 +252,7 @@ class StudySearcher(OptunaSearch):
                            error)
             return
         self._observe(trial_id, result)
-        if result and result.get("fit_done") and not error:
+        if ended_status(result, error) == COMPLETED:
             self._completed()[trial_id] = result
         if self._finished_in_storage(trial_id):
             self._completed_trials.add(trial_id)
@@ -275,21 +263,18 @@ class StudySearcher(OptunaSearch):
         # Ray hands the last result to on_trial_complete, not on_trial_result: record it as the trial's last
         # intermediate value, so that a trial pruned at its first rung still shows where it stood.
         self._report(trial_id, result or {})
-        if error:
-            state, value = optuna.trial.TrialState.FAIL, None
-        elif result and result.get("fit_done"):
-            state, value = optuna.trial.TrialState.COMPLETE, result.get(self.metric)
-        else:  # stopped by the scheduler before its own fit finished
-            state, value = optuna.trial.TrialState.PRUNED, None
+        # Pruned: stopped by the scheduler before its own fit finished (Ray would tell Optuna COMPLETE).
+        status = ended_status(result, error)
+        value = result.get(self.metric) if status == COMPLETED else None
         try:
-            self._ot_study.tell(ot_trial, value, state=state)
+            self._ot_study.tell(ot_trial, value, state=optuna.trial.TrialState[OPTUNA_STATE_BY_STATUS[status]])
         except (ValueError, RuntimeError) as err:  # e.g. already finished in storage after a restore
             log.warning("optuna: could not record trial %s: %s", trial_id, err)
         self._completed_trials.add(trial_id)
 
 
 class RecheckSearcher(Searcher):
-    """Serves the top-K re-check's fixed configs (:func:`trainables.study.recheck.next_round`), one per trial.
+    """Serves the top-K re-check's fixed configs (:func:`trainables.study.recheck.stats.next_round`), one per trial.
 
     Each ended re-check trial is added to the search's Optuna study with the params and
     distributions of the trial it repeats, and user attributes ``recheck_of`` (that

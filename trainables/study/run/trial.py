@@ -10,7 +10,7 @@ Checkpoints: at report scale one save of a ResNet-34 with the 7000-7000 head, Ad
 state and best weights is about 1.2 GB, and an epoch about a second of GPU time. A
 trial therefore saves a resumable checkpoint only when ``checkpoint_interval``
 seconds have passed since its last one, and never so often that saving takes more
-than a tenth of its time (:mod:`trainables.study.checkpoints`); a completed trial
+than a tenth of its time (:mod:`trainables.study.run.checkpoints`); a completed trial
 ends with its best weights alone (no optimiser state).
 """
 
@@ -35,11 +35,8 @@ from trainables.core.metrics import ObjectSums
 from trainables.data.schema import ITData
 from trainables.fitting.family import Family
 from trainables.models import weights
-from trainables.study.checkpoints import CheckpointPolicy
-
-# Per-epoch values that go to MLflow and the trials table.
-EPOCH_METRICS = ("train_loss", "inner_ev", "inner_r", "best_inner_ev", "lr", "epoch_seconds", "images_per_s", "alpha",
-                 "checkpoint_seconds", "peak_rss_gib", "peak_gpu_gib")
+from trainables.study.result import EPOCH, FIT_DONE, NODE_ID, OBJECTIVE
+from trainables.study.run.checkpoints import CheckpointPolicy
 
 
 def peak_rss_gib() -> float:
@@ -87,9 +84,9 @@ class RaySession:
                weights: Callable[[], dict] | None = None, inner_sums: Callable[[], ObjectSums] | None = None) -> None:
         now = time.perf_counter()
         self.best = max(self.best, metrics["inner_ev"])
-        metrics = {"best_inner_ev": self.best, "epoch_seconds": now - self.last, "epoch": 1, **metrics,
-                   "fit_done": int(done),
-                   "node_id": self.node_id, "peak_rss_gib": peak_rss_gib(),
+        metrics = {OBJECTIVE: self.best, "epoch_seconds": now - self.last, EPOCH: 1, **metrics,
+                   FIT_DONE: int(done),
+                   NODE_ID: self.node_id, "peak_rss_gib": peak_rss_gib(),
                    # Seconds spent saving so far and saves, this one included; Ray's copy of a save into the
                    # storage folder happens inside report, so it is counted in the next report.
                    "checkpoint_seconds": self.policy.seconds, "checkpoint_saves": self.policy.saves}

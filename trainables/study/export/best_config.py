@@ -1,7 +1,7 @@
 """The export of a study: its best configuration, in the format ``trainables.train`` reads, and its trials table.
 
 The exported configuration: when the search ran its top-K re-check
-(:mod:`trainables.study.recheck`), the re-checked configuration with the best mean
+(:mod:`trainables.study.recheck.stats`), the re-checked configuration with the best mean
 over its new seeds, with every re-checked configuration's mean +- standard error
 and whether #1 and #2 tie; otherwise the best trial among those that reached full
 fidelity (completed, not pruned). Read from the files alone (no Ray cluster).
@@ -16,11 +16,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 from trainables.core.config import from_trial
-from trainables.core.layout import BEST_CONFIG_FILE, OBJECTIVE as METRIC, RECHECK_KEY, TRIALS_FILE, sampled_params
-from trainables.study.plan import SearchPlan, read_plan
-from trainables.study.recheck import (RecheckRow, format_table, is_tie, recheck_table, runs_spent, sampled_text,
-                                      search_trials)
-from trainables.study.records import TrialRecord, load_trials, study_folder
+from trainables.core.layout import BEST_CONFIG_FILE, RECHECK_KEY, TRIALS_FILE, sampled_params
+from trainables.study.result import OBJECTIVE as METRIC
+from trainables.study.plan.search_plan import SearchPlan, read_plan
+from trainables.study.recheck.stats import RecheckRow, is_tie, recheck_table
+from trainables.study.recheck.table import format_table, runs_spent, sampled_text
+from trainables.study.records.trials import search_trials
+from trainables.study.records.trials import TrialRecord, load_trials, study_folder
 
 
 class NothingToExport(RuntimeError):

@@ -1,8 +1,8 @@
 """Ends a private Ray instance's processes when the driver that started it dies without shutting it down.
 
-    python -m trainables.study.watchdog DRIVER_PID SESSION_NAME
+    python -m trainables.study.run.watchdog DRIVER_PID SESSION_NAME
 
-Started by :func:`trainables.study.cluster.connect` in a session of its own (so that
+Started by :func:`trainables.study.run.cluster.connect` in a session of its own (so that
 a signal to the driver's process group spares it). Every half second it notes the
 driver's descendants (Ray's node processes, agents and workers, which rename
 themselves ``ray::...``); once the driver is gone (a SIGKILL leaves Ray's agents and

@@ -55,7 +55,7 @@ def connect(address: str | None) -> None:
         raise UsageError(f"cannot connect to the Ray cluster at {address}: {str(err).splitlines()[0]}{hint}") from None
     if not address:  # our own instance: nothing of it may outlive this process, even when it is killed
         session = Path(context.address_info["session_dir"]).name
-        subprocess.Popen([sys.executable, "-m", "trainables.study.watchdog", str(os.getpid()), session],
+        subprocess.Popen([sys.executable, "-m", "trainables.study.run.watchdog", str(os.getpid()), session],
                          start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
 

@@ -77,7 +77,7 @@ def keep_best_weights(trials, best_trial_id: str | None, dest: Path) -> Path | N
 
     Parameters
     ----------
-    trials : list of trainables.study.records.TrialRecord
+    trials : list of trainables.study.records.trials.TrialRecord
         The search's trials; unfinished ones (status ``running``) keep their checkpoints for ``--resume``.
     best_trial_id : str or None
         The exported trial.

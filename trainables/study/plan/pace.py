@@ -15,6 +15,8 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
+from trainables.study.result import epoch_of
+
 
 @dataclass(frozen=True)
 class Pace:
@@ -45,6 +47,15 @@ def measure(trials: list[tuple[int, float, float]]) -> Pace | None:
         return Pace(statistics.median(wall / epochs for epochs, _, wall in trials), 0.0)
     epoch_s = statistics.median(later)
     return Pace(epoch_s, statistics.median(max(wall - epochs * epoch_s, 0.0) for epochs, _, wall in trials))
+
+
+def leader_paces(completed: list[dict], metric: str) -> list[Pace]:
+    """The paces of trials that completed their fit, best ``metric`` first, from their last results: the re-check
+    trains the best configs again to their end, so its first round takes about as long as they did."""
+    ranked = sorted((r for r in completed if r.get(metric) is not None), key=lambda r: r[metric], reverse=True)
+    paces = (measure([(epoch_of(r), r.get("time_this_iter_s", 0.0), r.get("time_total_s", 0.0))]) for r in ranked)
+    return [p for p in paces if p is not None]
+
 
 
 def makespan(running_s: list[float], queued_s: list[float], concurrency: int) -> float:

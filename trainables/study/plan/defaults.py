@@ -20,7 +20,7 @@ GRACE_FRACTION = 0.125  # of the longest recipe's epochs (8 of 60)
 MIN_GRACE = 2
 REDUCTION_FACTOR = 3.0
 # Re-check of a resumed study that had none: at most this many new seeds per config (a standard error needs two);
-# a new study takes its profile's (trainables.study.profiles).
+# a new study takes its profile's (trainables.study.plan.profiles).
 RECHECK_SEEDS = 3
 
 

@@ -8,7 +8,7 @@ found, the default tracking store is ``../mlflow.db`` beside it, so a study fold
 (with its storage's ``mlflow.db``) can be moved and resumed where it lands.
 
 ``to_json`` / ``from_json`` carry a version: :data:`PLAN_VERSION` is written;
-plans of version 1 (the settings files of releases before the plan existed) are
+plans of versions 1 (the settings files of releases before the plan existed) and 2 are
 read for export and report, and refused for a resume (:func:`check_resumable`).
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from trainables.core.layout import SEARCH_FILE, default_tracking_uri
 
-PLAN_VERSION = 2
+PLAN_VERSION = 3
 
 
 class PlanError(ValueError):
@@ -39,7 +39,7 @@ class DataPlan:
 
 @dataclass(frozen=True)
 class SchedulerPlan:
-    """When trials are stopped early (:mod:`trainables.study.schedulers`); ``max_t``: the longest recipe's epochs."""
+    """When trials are stopped early (:mod:`trainables.study.tune.schedulers`); ``max_t``: the longest recipe's epochs."""
 
     name: str
     grace_period: int

@@ -9,7 +9,7 @@ own): every ``interval_s`` seconds, and whenever a trial ends, one block is logg
       1bf85659  RUNNING      3/8    0.1441  0.1441  7
       ...
 
-The estimate comes from the pace the trials have shown so far (:mod:`trainables.study.pace`).
+The estimate comes from the pace the trials have shown so far (:mod:`trainables.study.plan.pace`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from typing import Callable
 
 from ray.tune import ProgressReporter
 
-from trainables.core.layout import OBJECTIVE, RECHECK_KEY
-from trainables.study.pace import Pace, makespan, measure, minutes, race_s
-from trainables.study.searchers import epoch_of, leader_paces
+from trainables.core.layout import RECHECK_KEY
+from trainables.study.plan.pace import Pace, leader_paces, makespan, measure, minutes, race_s
+from trainables.study.result import OBJECTIVE, epoch_of, fit_done
 
 log = logging.getLogger("trainables.progress")
 SHOWN_ENDED = 4  # ended trials shown besides the running ones: the best few
@@ -49,8 +49,8 @@ class Phase:
     recheck : tuple of (K, S) or None
         The re-check to come after the search (its time is added to the estimate).
     paces : dict or None
-        A re-check round's: each config's own pace (search trial id -> :class:`~trainables.study.pace.Pace`,
-        :func:`~trainables.study.recheck.config_paces`); its runs' time left is read from them.
+        A re-check round's: each config's own pace (search trial id -> :class:`~trainables.study.plan.pace.Pace`,
+        :func:`~trainables.study.recheck.stats.config_paces`); its runs' time left is read from them.
     """
 
     title: str
@@ -129,7 +129,7 @@ class StudyProgress(ProgressReporter):
             top, seeds = p.recheck
             # The first round's runs the free slots took are in the search's time already.
             ahead = {t.config[RECHECK_KEY] for t in early if t.status != "ERROR"}  # a failed run runs again
-            done = [t for t in search if t.status == "TERMINATED" and (t.last_result or {}).get("fit_done")]
+            done = [t for t in search if t.status == "TERMINATED" and fit_done(t.last_result)]
             least = race_s(pace, max(top - len(ahead), 0), p.max_epochs, p.concurrency,
                            leader_paces([t.last_result for t in done if t.trial_id not in ahead], OBJECTIVE))
             most = least + (seeds - 1) * race_s(pace, top, p.max_epochs, p.concurrency,
@@ -161,7 +161,7 @@ class StudyProgress(ProgressReporter):
         search, early = _split(trials) if p.paces is None else (trials, [])
         ended = [t for t in search if t.status in ("TERMINATED", "ERROR")]
         running = [t for t in search if t.status == "RUNNING"]
-        completed = sum(bool((t.last_result or {}).get("fit_done")) for t in ended if t.status == "TERMINATED")
+        completed = sum(fit_done(t.last_result) for t in ended if t.status == "TERMINATED")
         failed = sum(t.status == "ERROR" for t in ended)
         head = (f"{p.title}: {len(search) - sum(t.status == 'PENDING' for t in search)} of {p.total} trials started, "
                 f"{len(running)} running, {len(ended)} ended ({completed} completed, "
@@ -174,7 +174,7 @@ class StudyProgress(ProgressReporter):
         for t in running + [t for t in early if t.status == "RUNNING"] + best[:SHOWN_ENDED]:
             r = t.last_result or {}
             state = ("RE-CHECK" if t in early else "RUNNING") if t.status == "RUNNING" else "FAILED" if (
-                t.status == "ERROR") else ("COMPLETED" if r.get("fit_done") else "STOPPED")
+                t.status == "ERROR") else ("COMPLETED" if fit_done(r) else "STOPPED")
             epoch = f"{epoch_of(r) if r.get('training_iteration') else 0}/{p.max_epochs}"
             rows.append(f"  {t.trial_id:<10}{state:<10}{epoch:>7}{_f(r.get('inner_ev')):>10}{_f(r.get(OBJECTIVE)):>8}"
                         f"  {_value(t.config.get(p.scientific, ''))}")

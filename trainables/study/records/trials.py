@@ -20,10 +20,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from trainables.core.layout import (INNER_SUMS_FILE, OPTUNA_FILE, OPTUNA_KEY, RECHECK_DIR, RECHECK_KEY, SEARCH_FILE,
                                     TRIAL_PREFIX, optuna_url)
 from trainables.core.metrics import ObjectSums
-from trainables.study.plan import read_plan
-
-STATUS_BY_OPTUNA_STATE = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running",
-                          "WAITING": "waiting"}
+from trainables.study.plan.search_plan import read_plan
+from trainables.study.result import ENDED, RUNNING, STATUS_BY_OPTUNA_STATE, epoch_of, status_on_disk
 
 
 class StudyNotFound(FileNotFoundError):
@@ -49,7 +47,7 @@ class TrialRecord:
     trial_id: str
     config: dict
     results: list = field(default_factory=list)
-    status: str = "running"
+    status: str = RUNNING
     folder: Path | None = None
 
     @property
@@ -62,7 +60,7 @@ class TrialRecord:
 
     def pace(self) -> tuple[int, float, float]:
         """(epochs run, seconds of its last epoch, seconds from its first result's start to its last) for
-        :func:`trainables.study.pace.measure`."""
+        :func:`trainables.study.plan.pace.measure`."""
         last = self.results[-1]
         return (len(self.results), last.get("time_this_iter_s", 0.0), last.get("time_total_s", 0.0))
 
@@ -86,7 +84,7 @@ class TrialRecord:
 def status_counts(trials: list[TrialRecord]) -> dict[str, int]:
     """The searcher's trials per status: completed, pruned, failed, running (unfinished); re-check trials apart."""
     trials = [t for t in trials if RECHECK_KEY not in t.config]
-    return {s: sum(t.status == s for t in trials) for s in ("completed", "pruned", "failed", "running")}
+    return {s: sum(t.status == s for t in trials) for s in (*ENDED, RUNNING)}
 
 
 def list_studies(storage: Path) -> list[str]:
@@ -126,7 +124,7 @@ def _read_results(path: Path) -> list[dict]:
     # epoch repeats); keep the last of each.
     by_epoch = {}
     for row in rows:
-        by_epoch[row.get("epoch") or row.get("training_iteration", len(by_epoch) + 1)] = row
+        by_epoch[epoch_of(row) or len(by_epoch) + 1] = row
     return [by_epoch[k] for k in sorted(by_epoch)]
 
 
@@ -165,11 +163,12 @@ def load_trials(folder: Path) -> list[TrialRecord]:
         state = states.get(config.get(OPTUNA_KEY))
         if state is not None:
             status = STATUS_BY_OPTUNA_STATE.get(state, state.lower())
-        elif (trial_dir / "error.txt").exists():
-            status = "failed"
-        elif results and results[-1].get("fit_done"):
-            status = "completed"
         else:
-            status = "running"
+            status = status_on_disk(results, (trial_dir / "error.txt").exists())
         trials.append(TrialRecord(trial_id, config, results, status, trial_dir))
     return trials
+
+
+def search_trials(trials: list[TrialRecord]) -> list[TrialRecord]:
+    """The trials the searcher chose (re-check trials left out)."""
+    return [t for t in trials if RECHECK_KEY not in t.config]

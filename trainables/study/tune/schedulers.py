@@ -11,7 +11,7 @@
   epochs against, and what a table of full learning curves is recorded with.
 
 The search's re-check runs (in slots its last trials leave free) are never judged
-(:mod:`trainables.study.asha`).
+(:mod:`trainables.study.tune.asha`).
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from trainables.study.plan import SchedulerPlan
+from trainables.study.plan.search_plan import SchedulerPlan
 
 # Ray's schedulers are imported where they are built: the search names its schedulers (--scheduler's choices)
-# before it sets the environment Ray reads when first imported (trainables.study.cluster).
+# before it sets the environment Ray reads when first imported (trainables.study.run.cluster).
 
 
 def _asha(plan: SchedulerPlan, brackets: int = 1):
-    from trainables.study.asha import SearchASHA  # see above: not before Ray's environment is set
+    from trainables.study.tune.asha import SearchASHA  # see above: not before Ray's environment is set
 
     return SearchASHA(time_attr="training_iteration", max_t=plan.max_t, grace_period=min(plan.grace_period, plan.max_t),
                       reduction_factor=plan.reduction_factor, brackets=brackets)

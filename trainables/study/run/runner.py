@@ -1,17 +1,15 @@
 """Running a planned study on Ray: the searcher's phase, the top-K re-check, and the export at the end.
 
-Everything here takes the :class:`~trainables.study.plan.SearchPlan` and the study
+Everything here takes the :class:`~trainables.study.plan.search_plan.SearchPlan` and the study
 folder; the command line (:mod:`trainables.search`) builds the plan and prints the
 summary. Import this module only after
-:func:`trainables.study.cluster.set_ray_environment` (it imports Ray).
+:func:`trainables.study.run.cluster.set_ray_environment` (it imports Ray).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
 import time
 import warnings
 from dataclasses import dataclass, field, replace
@@ -19,14 +17,13 @@ from pathlib import Path
 
 import optuna
 import ray
-from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
 from search_spaces import points_to_evaluate
 from search_spaces.context import BoundSpace, SpaceContext
 from trainables.core.config import validate_config
-from trainables.core.layout import (BEST_WEIGHTS_FILE, FEATURES_DIR, OBJECTIVE, OPTUNA_FILE, OPTUNA_KEY, RECHECK_DIR,
+from trainables.core.layout import (BEST_WEIGHTS_FILE, FEATURES_DIR, OPTUNA_FILE, OPTUNA_KEY, RECHECK_DIR,
                                     RECHECK_KEY, TRIAL_PREFIX, TRIALS_FILE, WHERE_FILE, optuna_url)
 from trainables.core.usage import quiet_libraries
 from trainables.data.schema import ITData
@@ -34,27 +31,28 @@ from trainables.fitting.families import get_family
 from trainables.fitting.family import DataShape
 from trainables.fitting.lookup import ideal_observer_scores
 from trainables.models.weights import load_imagenet_state
-from trainables.study.callbacks import CheckpointJanitor, MLflowTrials, epoch_metrics, finish_run
-from trainables.study.checkpoints import checkpoint_folders, keep_best_weights
-from trainables.study.cluster import RayStart
-from trainables.study.export import NothingToExport, export, rechecked
-from trainables.study.plan import SchedulerPlan, SearchPlan, TrackingPlan, write_plan
-from trainables.study.pace import Budget, makespan, minutes
-from trainables.study.probe import prepare_families, probe_space
-from trainables.study.progress import Phase, StudyProgress
-from trainables.study.recheck import config_paces, next_round
-from trainables.study.records import STATUS_BY_OPTUNA_STATE, TrialRecord, load_optuna_study, load_trials, status_counts
-from trainables.study.resources import GIB, TrialResources, concurrency, memory_range
-from trainables.study.samplers import make_sampler
-from trainables.study.schedulers import expected_epochs, make_scheduler
-from trainables.study.searchers import FreeSlots, RecheckSearcher, StudySearcher, set_budget
-from trainables.study.tracking import close_search_run, start_search_run
-from trainables.study.trial import train_trial
+from trainables.study.run.janitor import CheckpointJanitor
+from trainables.study.run.recovery import (close_leftovers, drop_interrupted_rechecks, finished_trials, ray_trials,
+                                          reconcile, restart_elsewhere)
+from trainables.study.tracking.callbacks import MLflowTrials
+from trainables.study.run.checkpoints import checkpoint_folders, keep_best_weights
+from trainables.study.run.cluster import RayStart
+from trainables.study.export.best_config import NothingToExport, export, rechecked
+from trainables.study.plan.search_plan import SchedulerPlan, SearchPlan, write_plan
+from trainables.study.plan.pace import Budget, makespan, minutes
+from trainables.study.plan.probe import prepare_families, probe_space
+from trainables.study.run.progress import Phase, StudyProgress
+from trainables.study.recheck.rounds import config_paces, next_round
+from trainables.study.records.trials import TrialRecord, load_trials, status_counts
+from trainables.study.result import OBJECTIVE
+from trainables.study.plan.resources import GIB, TrialResources, concurrency, memory_range
+from trainables.study.tune.samplers import make_sampler
+from trainables.study.tune.schedulers import expected_epochs, make_scheduler
+from trainables.study.tune.searchers import FreeSlots, RecheckSearcher, StudySearcher, set_budget
+from trainables.study.tracking.search_run import close_search_run, start_search_run
+from trainables.study.run.trial import train_trial
 
 log = logging.getLogger(__name__)
-# Ray Tune's saved state of a search (the files Tuner.restore reads).
-RAY_STATE = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl", "basic-variant-state-*.json",
-             "tuner.pkl")
 
 
 @dataclass
@@ -246,7 +244,7 @@ class Study:
                             f"{self.plan.num_samples - started} would not have ended in time")
 
     def run_recheck(self) -> None:
-        """Race the K best configs over new seeds, one round at a time (:mod:`trainables.study.recheck`), until one
+        """Race the K best configs over new seeds, one round at a time (:mod:`trainables.study.recheck.stats`), until one
         is left or every config still in has its S seeds; a resumed study continues from the runs on disk."""
         top, seeds = self.plan.recheck.top, self.plan.recheck.seeds
         if top and not self.interrupted:
@@ -289,7 +287,7 @@ class Study:
 
     def round_estimate(self, paces: dict, configs: list[dict]) -> float | None:
         """Seconds a re-check round takes: each run as long as its config's own runs took (``paces``, from
-        :func:`~trainables.study.recheck.config_paces`), started in order as slots free up; None when a config has
+        :func:`~trainables.study.recheck.stats.config_paces`), started in order as slots free up; None when a config has
         no pace (none of its runs reported)."""
         if any(c[RECHECK_KEY] not in paces for c in configs):
             return None
@@ -353,118 +351,3 @@ def first_point(space: str, trials: list[TrialRecord]) -> dict | None:
             "of": len(ranked)}
 
 
-def ray_trials(folder: Path) -> dict[str, dict]:
-    """Ray's view of a study's trials, from its latest saved experiment state: trial id -> config and status."""
-    states = sorted(Path(folder).glob("experiment_state-*.json"))
-    if not states:
-        return {}
-    known = {}
-    for entry in json.loads(states[-1].read_text()).get("trial_data", []):
-        trial = json.loads(entry[0])
-        known[trial["trial_id"]] = {"config": trial.get("config", {}), "status": trial.get("status")}
-    return known
-
-
-def finished_trials(folder: Path, name: str) -> dict[int, str]:
-    """Optuna trial number -> records' status of every search trial that ended (COMPLETE, PRUNED, FAIL)."""
-    if not (folder / OPTUNA_FILE).is_file():  # stopped before the searcher made its database
-        return {}
-    return {t.number: STATUS_BY_OPTUNA_STATE[t.state.name] for t in load_optuna_study(folder, name).trials
-            if t.state.is_finished()}
-
-
-def reconcile(folder: Path, name: str, tracking_uri: str, tracking: TrackingPlan) -> None:
-    """Before a resume, settle what a kill left behind, so that no trial is lost or left RUNNING.
-
-    An Optuna trial that is RUNNING but unknown to Ray's saved state was asked for just before the kill: Ray will
-    never run it. It is marked FAIL, its sampled point is queued again with user attribute ``requeued_from`` (so the
-    search does not silently drop it), its trial folder (if Ray made one) is removed and its MLflow run ended.
-    """
-    known = ray_trials(folder)
-    numbers = {info["config"].get(OPTUNA_KEY) for info in known.values()}
-    study = load_optuna_study(folder, name)
-    for trial in study.trials:
-        if trial.state == optuna.trial.TrialState.RUNNING and trial.number not in numbers:
-            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-            study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number}, skip_if_exists=False)
-            log.info("trial %d was asked for just before the study stopped and never ran: its point is queued again",
-                     trial.number)
-            for params in folder.glob(f"{TRIAL_PREFIX}*/params.json"):
-                if json.loads(params.read_text()).get(OPTUNA_KEY) == trial.number:
-                    end_runs(tracking_uri, tracking, {params.parent.name.removeprefix(TRIAL_PREFIX)})
-                    shutil.rmtree(params.parent)
-
-
-def restart_elsewhere(folder: Path, plan: SearchPlan, tracking_uri: str) -> int:
-    """A moved study (Ray's saved state names the old folder), or one stopped before Ray Tune saved its state: that
-    state is set aside and the search goes on with a new Tuner over the same Optuna study. Interrupted trials start
-    again (their points queued again, their folders removed, their MLflow runs ended); returns how many trials the
-    searcher still runs."""
-    study = load_optuna_study(folder, plan.name)
-    interrupted = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
-    numbers = {t.number for t in interrupted}
-    for trial in interrupted:
-        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number}, skip_if_exists=False)
-    for params in folder.glob(f"{TRIAL_PREFIX}*/params.json"):
-        if json.loads(params.read_text()).get(OPTUNA_KEY) in numbers:
-            end_runs(tracking_uri, plan.tracking, {params.parent.name.removeprefix(TRIAL_PREFIX)})
-            shutil.rmtree(params.parent)
-    for pattern in RAY_STATE:
-        for path in folder.glob(pattern):
-            path.unlink()
-    done = sum(1 for t in study.trials if t.state.is_finished() and t.number not in numbers
-               and "recheck_of" not in t.user_attrs)
-    if interrupted:
-        log.info("going on without Ray Tune's saved state: %d interrupted trial%s start again", len(interrupted),
-                 "s" * (len(interrupted) > 1))
-    return max(plan.num_samples - done, 0)
-
-
-def drop_interrupted_rechecks(trials: list[TrialRecord], tracking_uri: str, tracking: TrackingPlan) -> None:
-    """Re-check runs a kill interrupted are run again from their start: their folders go, their MLflow runs end."""
-    stale = [t for t in trials if RECHECK_KEY in t.config and t.status == "running" and t.folder is not None]
-    if stale:
-        end_runs(tracking_uri, tracking, {t.trial_id for t in stale})
-        for t in stale:
-            shutil.rmtree(t.folder, ignore_errors=True)
-
-
-def running_trial_runs(client: MlflowClient, tracking: TrackingPlan) -> list:
-    """The study's MLflow trial runs still RUNNING."""
-    return [run for run in client.search_runs([tracking.experiment_id], max_results=10000,
-                                              filter_string="attributes.status = 'RUNNING' and "
-                                                            f"tags.`mlflow.parentRunId` = '{tracking.parent_run_id}'")
-            if "trial_id" in run.data.tags]
-
-
-def end_runs(tracking_uri: str, tracking: TrackingPlan, trial_ids: set[str] | None = None) -> None:
-    """End the study's RUNNING MLflow trial runs of ``trial_ids`` (all when None) as KILLED, status ``interrupted``."""
-    client = MlflowClient(tracking_uri)
-    for run in running_trial_runs(client, tracking):
-        if trial_ids is None or run.data.tags["trial_id"] in trial_ids:
-            finish_run(client, run.info.run_id, "interrupted")
-
-
-def close_leftovers(folder: Path, name: str, tracking_uri: str, tracking: TrackingPlan,
-                    trials: list[TrialRecord]) -> None:
-    """A finished study's Optuna trials still RUNNING become FAIL. Its MLflow trial runs still RUNNING end: those of
-    trials that ended before a kill stopped the callbacks (a moved study's, whose Ray state was set aside) with their
-    status and any epoch not logged yet; the others KILLED, status ``interrupted``."""
-    study = load_optuna_study(folder, name)
-    for trial in study.trials:
-        if trial.state == optuna.trial.TrialState.RUNNING:
-            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-    ended = {t.trial_id: t for t in trials if t.status != "running"}
-    client = MlflowClient(tracking_uri)
-    for run in running_trial_runs(client, tracking):
-        record = ended.get(run.data.tags["trial_id"])
-        if record is None:
-            continue
-        stamp = int(time.time() * 1000)
-        reported = [m for row in record.results for m in epoch_metrics(row, stamp)]
-        logged = {(key, m.step) for key in {m.key for m in reported}
-                  for m in client.get_metric_history(run.info.run_id, key)}
-        client.log_batch(run.info.run_id, metrics=[m for m in reported if (m.key, m.step) not in logged])
-        finish_run(client, run.info.run_id, record.status)
-    end_runs(tracking_uri, tracking)
