@@ -20,16 +20,15 @@ from pathlib import Path
 import optuna
 from optuna.distributions import FloatDistribution, IntDistribution
 
-from trainables.core.layout import REPORT_DIR, TRAIN_DIR, METRICS_FILE, sampled_params
-from trainables.study.result import OBJECTIVE
+from trainables.core.layout import METRICS_FILE, REPORT_DIR, TRAIN_DIR, sampled_params
 from trainables.core.usage import Parser, fail, setup_logging
-from trainables.study.plan.search_plan import PlanError, SearchPlan, read_plan
 from trainables.study.export.best_config import rechecked
+from trainables.study.plan.search_plan import PlanError, SearchPlan, read_plan
 from trainables.study.recheck.stats import TIE_SES, is_tie
 from trainables.study.recheck.table import runs_spent, sampled_text
-from trainables.study.records.trials import search_trials
-from trainables.study.records.trials import (StudyDamaged, StudyNotFound, load_optuna_study, load_trials, status_counts,
-                                      study_folder)
+from trainables.study.records.trials import (StudyDamaged, StudyNotFound, load_optuna_study, load_trials, search_trials,
+                                             status_counts, study_folder)
+from trainables.study.result import OBJECTIVE
 
 log = logging.getLogger(__name__)
 EDGE_FRACTION = 0.05

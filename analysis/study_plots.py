@@ -17,8 +17,8 @@ import numpy as np  # noqa: E402
 from optuna.distributions import CategoricalDistribution  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
-from trainables.study.result import OBJECTIVE as METRIC  # noqa: E402
 from trainables.study.records.trials import TrialRecord  # noqa: E402
+from trainables.study.result import OBJECTIVE as METRIC  # noqa: E402
 
 STATUS_COLORS = {"completed": "tab:blue", "pruned": "tab:gray", "failed": "tab:red", "running": "tab:orange"}
 

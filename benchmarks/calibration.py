@@ -44,13 +44,13 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.results_md import write_section  # noqa: E402
 from search_spaces.layer_sweep import SWEPT_LAYERS  # noqa: E402
-from trainables.core.config import validate_config  # noqa: E402
 from trainables.data.datasets import load_synthetic  # noqa: E402
-from trainables.fitting.features import FeatureCache, layer_features  # noqa: E402
-from trainables.fitting.loop import fit, predict  # noqa: E402
-from trainables.fitting.lookup import fit_lookup_final  # noqa: E402
-from trainables.fitting.readout import features_for, fit_ridge  # noqa: E402
 from trainables.data.synthetic import SyntheticSpec  # noqa: E402
+from trainables.fitting.families import complete  # noqa: E402
+from trainables.fitting.features import FeatureCache, layer_features  # noqa: E402
+from trainables.fitting.lookup import fit_lookup_final  # noqa: E402
+from trainables.fitting.loop import fit, predict  # noqa: E402
+from trainables.fitting.readout import features_for, fit_ridge  # noqa: E402
 from trainables.train import evaluate  # noqa: E402
 
 BACKBONE = "efficientnet_lite0"
@@ -78,7 +78,7 @@ log = logging.getLogger("calibration")
 def rescaled_readout_row(data, storage: Path, pool: int) -> dict:
     """Validation EV of ridge on the fine-tuned recipe's layer, ImageNet weights, at its ``input_size``."""
     layer, size = FINE_TUNED["trunk_layer"], FINE_TUNED.get("input_size", 0)
-    config = validate_config({"model": "ridge", "backbone": BACKBONE, "weights": "imagenet", "layer": layer,
+    config = complete({"model": "ridge", "backbone": BACKBONE, "weights": "imagenet", "layer": layer,
                               "feature_pool": pool, "input_size": size})
     name = "Lite0 ImageNet, fine-tuned net's layer and input size"
     ev = _ridge_val_ev(config, features_for(config, data, storage / "features"), data)
@@ -96,14 +96,14 @@ def readout_rows(data, storage: Path, pool: int) -> tuple[dict, dict]:
     """
     rows, per_layer = {}, {}
     cache = FeatureCache(storage / "features")
-    pixels = validate_config({"model": "ridge", "layer": "pixels"})
+    pixels = complete({"model": "ridge", "layer": "pixels"})
     rows["ridge on pixels"] = _ridge_val_ev(pixels, features_for(pixels, data, None), data)
     layers = SWEPT_LAYERS[BACKBONE]
     for weights in ("random", "imagenet"):
         feats = layer_features(data, BACKBONE, weights, layers, pool, cache)
         per_layer[weights] = {}
         for layer in layers:
-            config = validate_config({"model": "ridge", "backbone": BACKBONE, "weights": weights, "layer": layer,
+            config = complete({"model": "ridge", "backbone": BACKBONE, "weights": weights, "layer": layer,
                                       "feature_pool": pool})
             per_layer[weights][layer] = _ridge_val_ev(config, feats[layer], data)
             log.info("%s %s: validation EV %.4f", weights, layer, per_layer[weights][layer])
@@ -124,7 +124,7 @@ def trained_rows(seed: int, resolution: int, train_resolution: int, epochs: int 
     """Validation EV of the shallow CNN and of the fine-tuned Lite0 (see the module docstring for the sizes)."""
     rows, loaded = {}, {}
     for name, recipe in (("shallow CNN, from scratch", SHALLOW), ("Lite0 fine-tuned, 2-layer head", FINE_TUNED)):
-        config = validate_config({**recipe, "seed": 0})
+        config = complete({**recipe, "seed": 0})
         config["epochs"] = min(config["epochs"], epochs or config["epochs"])
         size = resolution if config["input_size"] else train_resolution
         if size not in loaded:  # on a GPU both networks train on the same images: read them once
@@ -201,7 +201,7 @@ def main(argv=None) -> int:
                                         images_per_object=args.images_per_object))
     rows = {"noise ceiling": float(data.noise_ceiling_val.mean())}
     for by in ("category", "object"):
-        predictions = fit_lookup_final(validate_config({"model": "lookup", "lookup_by": by}), data)
+        predictions = fit_lookup_final(complete({"model": "lookup", "lookup_by": by}), data)
         rows[f"{by} ideal observer"] = evaluate(predictions["val"], data)["ev"]
     readouts, per_layer = readout_rows(data, args.storage, args.pool)
     rows.update(readouts)

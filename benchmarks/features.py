@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 from trainables.data.datasets import load_synthetic
+from trainables.data.synthetic import SyntheticSpec
 from trainables.fitting.features import FeatureCache, layer_features
 from trainables.models.backbones import layer_names
-from trainables.data.synthetic import SyntheticSpec
 
 
 def main() -> None:

@@ -159,13 +159,13 @@ def setup_cost() -> str:
     """
     import gc
 
-    from trainables.core.config import validate_config
     from trainables.data.datasets import load_synthetic
-    from trainables.fitting.loop import Trainer
     from trainables.data.synthetic import SyntheticSpec
+    from trainables.fitting.families import complete
+    from trainables.fitting.loop import Trainer
 
     data = load_synthetic(SyntheticSpec(seed=0, resolution=224, images_per_object=50))
-    config = validate_config({"backbone": "resnet34", "head_hidden": [7000, 7000], "head_dropout": 0.52,
+    config = complete({"backbone": "resnet34", "head_hidden": [7000, 7000], "head_dropout": 0.52,
                               "optimizer": "adam", "lr": 1e-4, "batch_size": 128})
     gc.collect()
     before = smaps(os.getpid())

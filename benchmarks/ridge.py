@@ -18,8 +18,8 @@ from sklearn.linear_model import Ridge
 from sklearn.model_selection import GridSearchCV
 
 from trainables.data.datasets import load_synthetic
-from trainables.fitting.ridge import object_folds, ridge_cv
 from trainables.data.synthetic import SyntheticSpec
+from trainables.fitting.ridge import object_folds, ridge_cv
 
 ALPHAS = np.logspace(-3, 6, 100)
 

@@ -43,9 +43,8 @@ import math
 import os
 import sys
 import tempfile
-from dataclasses import asdict
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -60,13 +59,13 @@ DEFAULT_TABLE = ROOT / "benchmarks" / "replay" / "vgg_depth_smoke"
 TARGET_REGRET = 0.01
 # Strategies compared: searcher and scheduler settings as ``trainables.search`` takes them.
 STRATEGIES: dict[str, dict] = {
-    "random + fifo": {"searcher": "random", "scheduler": "fifo"},
-    "tpe + fifo": {"searcher": "tpe", "scheduler": "fifo"},
-    **{f"tpe + asha g{g} rf{rf}": {"searcher": "tpe", "scheduler": "asha", "grace_period": g, "reduction_factor": rf}
+    "random + fifo": {"sampler": "random", "scheduler": "fifo"},
+    "tpe + fifo": {"sampler": "tpe", "scheduler": "fifo"},
+    **{f"tpe + asha g{g} rf{rf}": {"sampler": "tpe", "scheduler": "asha", "grace_period": g, "reduction_factor": rf}
        for g in (1, 2, 4) for rf in (2, 3)},
-    **{f"qmc + asha g2 rf{rf}": {"searcher": "qmc", "scheduler": "asha", "grace_period": 2, "reduction_factor": rf}
+    **{f"qmc + asha g2 rf{rf}": {"sampler": "qmc", "scheduler": "asha", "grace_period": 2, "reduction_factor": rf}
        for rf in (2, 3)},
-    "tpe + hyperband g1 rf3": {"searcher": "tpe", "scheduler": "hyperband", "grace_period": 1, "reduction_factor": 3},
+    "tpe + hyperband g1 rf3": {"sampler": "tpe", "scheduler": "hyperband", "grace_period": 1, "reduction_factor": 3},
 }
 BASELINE = "random + fifo"
 
@@ -195,7 +194,7 @@ def record(storage: Path, name: str, out: Path) -> Path:
                                              "seed": plan.seed},
             "max_t": plan.scheduler.max_t, "profile": {"name": plan.profile}, "data": asdict(plan.data),
             "data_fingerprint": plan.data_fingerprint, "git_commit": plan.git_commit,
-            "recorded_from": f"{plan.name} ({plan.searcher} searcher, fifo, seed {plan.seed})",
+            "recorded_from": f"{plan.name} ({plan.sampler} sampler, fifo, seed {plan.seed})",
             "distributions": distributions, "params": params}
     out.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
     return out
@@ -232,12 +231,12 @@ def run_strategy(table: Table, strategy: dict, seed: int, budget: int, concurren
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
-    from trainables.study.result import OBJECTIVE
     from search_spaces import points_to_evaluate
     from search_spaces.context import BoundSpace, SpaceContext
-    from trainables.study.tune.samplers import make_sampler
     from trainables.study.plan.search_plan import SchedulerPlan
-    from trainables.study.tune.schedulers import make_scheduler
+    from trainables.study.result import OBJECTIVE
+    from trainables.study.tune.samplers import make_sampler
+    from trainables.study.tune.schedulers import make_trial_scheduler
     from trainables.study.tune.searchers import StudySearcher
 
     if __name__ != "__main__":  # imported (tests): workers cannot import benchmarks/, so ship this module by value
@@ -249,7 +248,7 @@ def run_strategy(table: Table, strategy: dict, seed: int, budget: int, concurren
                                                          max_epochs=ctx["max_epochs"], seed=0))
     searcher = ConcurrencyLimiter(StudySearcher(space=space, metric="best_inner_ev", mode="max",
                                                 points_to_evaluate=points_to_evaluate(table.meta["space"]) or None,
-                                                sampler=make_sampler(strategy["searcher"], seed)), concurrency)
+                                                sampler=make_sampler(strategy["sampler"], seed)), concurrency)
     scheduler = SchedulerPlan(strategy["scheduler"], strategy.get("grace_period", 2),
                               strategy.get("reduction_factor", 2.0), table.meta["max_t"])
     trace = Trace(budget)
@@ -258,7 +257,7 @@ def run_strategy(table: Table, strategy: dict, seed: int, budget: int, concurren
             tune.with_resources(tune.with_parameters(replay_trial, table=table, replay_seed=seed, time_scale=time_scale),
                                 {"cpu": 1}),
             tune_config=tune.TuneConfig(metric=OBJECTIVE, mode="max", search_alg=searcher,
-                                        scheduler=make_scheduler(scheduler), num_samples=-1, reuse_actors=True),
+                                        scheduler=make_trial_scheduler(scheduler), num_samples=-1, reuse_actors=True),
             run_config=tune.RunConfig(storage_path=folder, name="replay", stop=trace, callbacks=[trace], verbose=0,
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
         ).fit()

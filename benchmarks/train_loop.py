@@ -21,11 +21,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from trainables.core.config import validate_config
-from trainables.data.schema import from_arrays
 from trainables.core.devices import default_device
-from trainables.fitting.loop import Trainer
+from trainables.data.schema import from_arrays
 from trainables.data.synthetic import SyntheticSpec, generate
+from trainables.fitting.families import complete
+from trainables.fitting.loop import Trainer
 
 SCALES = {
     # name: (resolution, images per object, backbone, head, batch)
@@ -74,7 +74,7 @@ def main() -> None:
     resolution, ipo, backbone, head, batch = SCALES[args.scale]
     device = default_device()
     data = from_arrays(generate(SyntheticSpec(resolution=resolution, images_per_object=ipo)), "benchmark")
-    config = validate_config({"backbone": backbone, "head_hidden": head, "head_dropout": 0.5, "optimizer": "adam",
+    config = complete({"backbone": backbone, "head_hidden": head, "head_dropout": 0.5, "optimizer": "adam",
                               "lr": 1e-4, "batch_size": batch, "epochs": 100, "patience": None})
     trainer = Trainer(config, data, device)
     init = {k: v.clone() for k, v in trainer.model.state_dict().items()}

@@ -29,7 +29,6 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 from ray import tune  # noqa: E402
 
 from trainables.core.usage import quiet_libraries  # noqa: E402
-from trainables.search import load_study_data, new_plan, parse_args  # noqa: E402
+from trainables.search import new_study, parse_args  # noqa: E402
+from trainables.study.plan.run_options import RunOptions  # noqa: E402
 from trainables.study.run.cluster import RayStart, set_ray_environment  # noqa: E402
 
 
@@ -64,25 +64,26 @@ def run(space: str, flags: list[str], reuse: bool, storage: Path) -> list[dict]:
 
     args = parse_args(["--space", space, "--storage", str(storage), "--name", f"{space}_{reuse}", "--recheck-top",
                        "0", "--profile", "smoke", "--resolution", "32", *flags])
-    plan = new_plan(args)
-    data = load_study_data(plan)
-    plan = replace(plan, data_fingerprint=data.fingerprint, image_size=data.resolution)
+    plan, data, probed = new_study(args)
     timing = Timing()
 
+    searchers = []
+
     class TimedStudy(runner.Study):
-        def run_config(self, *a, **kw):
-            config = super().run_config(*a, **kw)
+        def run_config(self, name, storage_path, phase, observed=None):
+            config = super().run_config(name, storage_path, phase, observed)
             config.callbacks.append(timing)
+            if observed is not None:  # the searcher's own method: its records say when it suggested each trial
+                searchers.append(observed.__self__)
             return config
 
-    study = TimedStudy(plan, storage / plan.name, data)
-    study.reuse_workers = reuse
+    study = TimedStudy(plan, storage / plan.name, data, probed, RunOptions(reuse_workers=reuse))
     ray_start = RayStart(None)
     try:
         study.start(new=True, ray_start=ray_start)
         study.run_search(resume=False)
         study.finish()
-        suggested = {tid: seen[0] for tid, seen in study.searcher._watch().items()}
+        suggested = {tid: seen[0] for tid, seen in searchers[0].records["seen"].items()}
     finally:
         ray_start.close()
     rows = []

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from search_spaces import get_space
-from trainables.core.config import FIELDS
+from trainables.core.config import COMMON_FIELDS
 from trainables.models.weights import IMAGENET_WEIGHTS
 
 
@@ -76,7 +76,7 @@ class BoundSpace:
         if clash:
             raise ValueError(f"space '{self.name}' both samples and fixes {clash[0]!r}")
         if "epochs" not in trial.params and self.ctx.max_epochs is not None:
-            fixed["epochs"] = min(fixed.get("epochs", FIELDS["epochs"].default), self.ctx.max_epochs)
+            fixed["epochs"] = min(fixed.get("epochs", COMMON_FIELDS["epochs"].default), self.ctx.max_epochs)
         fixed.setdefault("seed", self.ctx.seed)
         return fixed
 

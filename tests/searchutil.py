@@ -74,7 +74,7 @@ def assert_one_truth(storage: Path, name: str) -> list[dict]:
     """
     import optuna
 
-    from trainables.core.config import from_trial
+    from trainables.fitting.families import config_of
     from trainables.study.tracking.store import mlflow_value
 
     folder = storage / name
@@ -88,7 +88,7 @@ def assert_one_truth(storage: Path, name: str) -> list[dict]:
         params = json.loads(params_file.read_text())
         if RECHECK_KEY in params:  # a re-check run in a slot the search left free (the re-check's tests check it)
             continue
-        config = from_trial(params)
+        config = config_of(params)
         trial_id = params_file.parent.name.removeprefix("trial_")
         optuna_trial = by_number[params["_optuna_trial"]]
         assert optuna_trial.params == {k: params[k] for k in params["_sampled"]}

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from trainables.fitting.families import complete
 from trainables.models.backbones import BACKBONES, build_backbone, check_backbone
-from trainables.core.config import validate_config
 from trainables.models.heads import HEADS, DecoderHead, FactorizedHead, build_model
 from trainables.models.weights import WeightsNotFound
 
@@ -12,7 +12,7 @@ from trainables.models.weights import WeightsNotFound
 @pytest.mark.parametrize("name", list(BACKBONES))
 def test_every_backbone_forward_backward_on_tiny_images(name):
     torch.manual_seed(0)
-    model = build_model(validate_config({"backbone": name, "head_hidden": [16], "head_pool": 2}), n_sites=7)
+    model = build_model(complete({"backbone": name, "head_hidden": [16], "head_pool": 2}), n_sites=7)
     x = torch.randn(2, 3, 32, 32)
     out = model(x)
     assert out.shape == (2, 7) and torch.isfinite(out).all()
@@ -23,7 +23,7 @@ def test_every_backbone_forward_backward_on_tiny_images(name):
 
 @pytest.mark.parametrize("k", range(1, 9))
 def test_vgg_depth_is_first_k_conv_blocks(k):
-    trunk = build_backbone(validate_config({"backbone": "vgg11_bn", "vgg_blocks": k}))
+    trunk = build_backbone(complete({"backbone": "vgg11_bn", "vgg_blocks": k}))
     assert len(trunk.blocks) == k
     assert sum(isinstance(m, torch.nn.Conv2d) for m in trunk.modules()) == k
     assert trunk(torch.randn(1, 3, 32, 32)).shape[1] == trunk.out_channels
@@ -37,7 +37,7 @@ def test_trunk_layer_cuts_the_network_where_the_readout_reads(backbone, layer, c
     from trainables.fitting.features import RANDOM_WEIGHTS_SEED, compute_layers
 
     torch.manual_seed(RANDOM_WEIGHTS_SEED)  # the readout's random weights
-    cut = build_backbone(validate_config({"backbone": backbone, "trunk_layer": layer})).eval()
+    cut = build_backbone(complete({"backbone": backbone, "trunk_layer": layer})).eval()
     assert cut.out_channels == channels
     images = np.random.default_rng(0).normal(size=(2, 3, 64, 64)).astype(np.float32)
     with torch.no_grad():
@@ -45,16 +45,16 @@ def test_trunk_layer_cuts_the_network_where_the_readout_reads(backbone, layer, c
     read = compute_layers(backbone, "random", [layer], 0, images, torch.device("cpu"))[layer]
     np.testing.assert_allclose(maps.flatten(1).numpy(), read, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match=r"has no layer 'block99' \(valid: .*avgpool\)"):
-        build_backbone(validate_config({"backbone": backbone, "trunk_layer": "block99"}))
+        build_backbone(complete({"backbone": backbone, "trunk_layer": "block99"}))
 
 
 def test_trainable_blocks_freezes_the_early_blocks():
-    trunk = build_backbone(validate_config({"backbone": "resnet18", "trainable_blocks": 2}))
+    trunk = build_backbone(complete({"backbone": "resnet18", "trainable_blocks": 2}))
     flags = [all(p.requires_grad for p in b.parameters()) for b in trunk.blocks]
     assert flags == [False, False, False, True, True]
     trunk.train()
     assert not trunk.blocks[0].training and trunk.blocks[4].training
-    frozen = build_backbone(validate_config({"backbone": "resnet18", "trainable_blocks": 0}))
+    frozen = build_backbone(complete({"backbone": "resnet18", "trainable_blocks": 0}))
     assert not any(p.requires_grad for p in frozen.parameters())
 
 
@@ -83,7 +83,7 @@ def test_factorized_head_starts_as_the_global_average_readout():
 def test_memory_budget_counts_the_parameters_each_head_has(head):
     from trainables.fitting.network import parameter_count
 
-    config = validate_config({"backbone": "efficientnet_lite0", "trunk_layer": "block12", "head": head, "head_pool": 4,
+    config = complete({"backbone": "efficientnet_lite0", "trunk_layer": "block12", "head": head, "head_pool": 4,
                               "head_hidden": [32]})
     model = build_model(config, n_sites=9)
     assert parameter_count(config, 9) == sum(p.numel() for p in model.parameters())
@@ -103,7 +103,7 @@ def test_input_size_resizes_before_the_trunk_in_networks_and_readouts():
     np.testing.assert_allclose(read, direct, rtol=1e-5, atol=1e-6)
     assert read.shape == (2, 128 * 8 * 8)  # layer2 is 8-fold downsampled: 64 px, not 32
     torch.manual_seed(RANDOM_WEIGHTS_SEED)
-    net = build_backbone(validate_config({"backbone": "resnet18", "trunk_layer": "layer2", "input_size": 64})).eval()
+    net = build_backbone(complete({"backbone": "resnet18", "trunk_layer": "layer2", "input_size": 64})).eval()
     with torch.no_grad():
         np.testing.assert_allclose(net(torch.from_numpy(images)).flatten(1).numpy(), read, rtol=1e-4, atol=1e-5)
     # Cached features of another input size are another entry; keys made before the option existed are unchanged.
@@ -120,7 +120,7 @@ def test_unknown_backbone_lists_the_registry():
 def test_missing_imagenet_weights_say_how_to_get_them(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(WeightsNotFound) as err:
-        build_backbone(validate_config({"backbone": "resnet34", "weights": "imagenet"}))
+        build_backbone(complete({"backbone": "resnet34", "weights": "imagenet"}))
     message = str(err.value)
     assert "resnet34-b627a593.pth" in message and "weights='IMAGENET1K_V1'" in message and str(tmp_path) in message
     assert "\n" not in message
@@ -134,7 +134,7 @@ def test_cached_torchvision_weights_are_loaded(tmp_path, monkeypatch):
     reference = torchvision.models.resnet18(weights=None)
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
     torch.save(reference.state_dict(), tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
-    trunk = build_backbone(validate_config({"backbone": "resnet18", "weights": "imagenet"}))
+    trunk = build_backbone(complete({"backbone": "resnet18", "weights": "imagenet"}))
     assert torch.equal(trunk.blocks[0][0].weight, reference.conv1.weight)
 
 
@@ -146,7 +146,7 @@ def test_efficientnet_lite0_imagenet_weights_and_normalisation():
     from trainables.models.backbones import IMAGENET_NORM
     from trainables.models.weights import imagenet_checkpoint
 
-    trunk = build_backbone(validate_config({"backbone": "efficientnet_lite0", "weights": "imagenet"})).eval()
+    trunk = build_backbone(complete({"backbone": "efficientnet_lite0", "weights": "imagenet"})).eval()
     classifier = EfficientNet.from_name("efficientnet-lite0")
     classifier.load_state_dict(torch.load(imagenet_checkpoint("efficientnet_lite0"), weights_only=True))
     image = torch.tensor(load_sample_image("china.jpg")).permute(2, 0, 1).float()[None] / 255
@@ -169,7 +169,7 @@ def test_shipped_examples_are_valid_and_build(path):
     """Every example config validates and its model predicts (ImageNet weights where shipped, random otherwise)."""
     import json
 
-    config = validate_config(json.loads(path.read_text()))
+    config = complete(json.loads(path.read_text()))
     if config["weights"] == "imagenet" and config["backbone"] != "efficientnet_lite0":
         config["weights"] = "random"  # no torchvision checkpoints here; the architecture is what is checked
     model = build_model(config, n_sites=5).eval()

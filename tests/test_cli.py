@@ -12,9 +12,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from searchutil import TINY, refused
 
 from analysis import compare, export, report
-from searchutil import TINY, refused
 from trainables import search, train
 from trainables.data import __main__ as data_cli
 from trainables.data.synthetic import SyntheticSpec, generate
@@ -79,7 +79,7 @@ def test_a_bad_data_file_is_one_line_exit_2_and_writes_nothing(tmp_path, arrays,
 
 @pytest.mark.parametrize("args, message", [
     (["--space", "nope"], "argument --space: invalid choice: 'nope'"),
-    (["--space", "shallow_cnn", "--searcher", "grid"], "argument --searcher: invalid choice"),
+    (["--space", "shallow_cnn", "--searcher", "grid"], "argument --sampler/--searcher: invalid choice"),
     (["--space", "shallow_cnn", "--data", "/nonexistent/IT_data.h5"], "data file not found"),
     (["--space", "shallow_cnn", "--tracking-uri", "http://127.0.0.1:9"], "cannot be reached"),
     (["--space", "shallow_cnn", "--tracking-uri", "mysql://x"], "is not supported"),

@@ -17,7 +17,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
 from searchutil import TINY, run_search, wait_for
 
 pytestmark = [pytest.mark.cluster]

@@ -4,9 +4,9 @@ training response), defined in the tests alone, runs through a search, its expor
 
 import json
 
+import mean_family
 import pytest
 
-import mean_family
 import search_spaces
 from analysis import compare
 from trainables import search, train

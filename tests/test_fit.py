@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.core.config import validate_config
+from trainables.fitting.families import complete
 from trainables.fitting.loop import DeviceImages, DivergedError, Trainer, fit, predict
 
 pytestmark = pytest.mark.slow  # every test here trains
@@ -13,7 +13,7 @@ BASE = {"backbone": "shallow_cnn", "head_hidden": [], "optimizer": "adam", "lr":
 
 
 def test_fit_lowers_the_loss_and_reaches_positive_inner_ev(tiny_data):
-    history = fit(validate_config(BASE), tiny_data)
+    history = fit(complete(BASE), tiny_data)
     losses = [r["train_loss"] for r in history.epochs]
     assert len(history.epochs) == 20
     assert losses[-1] < losses[0] - 0.05
@@ -24,7 +24,7 @@ def test_fit_lowers_the_loss_and_reaches_positive_inner_ev(tiny_data):
 
 
 def test_fit_is_deterministic_on_cpu(tiny_data):
-    config = validate_config({**BASE, "epochs": 2})
+    config = complete({**BASE, "epochs": 2})
     a, b = fit(config, tiny_data), fit(config, tiny_data)
     assert [r["train_loss"] for r in a.epochs] == [r["train_loss"] for r in b.epochs]
     c = fit({**config, "seed": 1}, tiny_data)
@@ -32,28 +32,28 @@ def test_fit_is_deterministic_on_cpu(tiny_data):
 
 
 def test_early_stopping_restores_the_best_weights(tiny_data):
-    config = validate_config({**BASE, "epochs": 40, "patience": 2, "lr": 0.05})
+    config = complete({**BASE, "epochs": 40, "patience": 2, "lr": 0.05})
     history = fit(config, tiny_data)
     assert len(history.epochs) == history.best_epoch + 2 < 40
     expected = history.best["inner_ev"]
     trainer = Trainer(config, tiny_data)
     trainer.model.load_state_dict(history.model.state_dict())
-    from trainables.fitting.loop import predict_standardized
     from trainables.core.metrics import explained_variance
+    from trainables.fitting.loop import predict_standardized
 
     z = predict_standardized(trainer.model, trainer.images, trainer.inner_idx).numpy()
     assert explained_variance(trainer.z_inner, z) == pytest.approx(expected, abs=1e-6)
 
 
 def test_divergence_raises(tiny_data):
-    config = validate_config({**BASE, "optimizer": "sgd", "lr": 1e6, "momentum": 0.9, "epochs": 5})
+    config = complete({**BASE, "optimizer": "sgd", "lr": 1e6, "momentum": 0.9, "epochs": 5})
     with pytest.raises(DivergedError, match="diverged at epoch"):
         fit(config, tiny_data)
 
 
 @pytest.mark.parametrize("scheduler", ["step", "cosine"])
 def test_schedulers_and_optimizers_run(tiny_data, scheduler):
-    config = validate_config({**BASE, "epochs": 3, "scheduler": scheduler, "step_size": 1, "optimizer": "sgd"})
+    config = complete({**BASE, "epochs": 3, "scheduler": scheduler, "step_size": 1, "optimizer": "sgd"})
     history = fit(config, tiny_data)
     lrs = [r["lr"] for r in history.epochs]
     if scheduler == "step":  # step_size 1, gamma 0.5
@@ -65,7 +65,7 @@ def test_schedulers_and_optimizers_run(tiny_data, scheduler):
 def test_plateau_decays_after_its_patience_without_improvement(tiny_data):
     """A learning rate too small to move the weights: inner EV never improves after epoch 1, so the
     plateau scheduler (patience 3) halves the rate after epoch 5, and only then."""
-    config = validate_config({**BASE, "epochs": 6, "scheduler": "plateau", "gamma": 0.5, "optimizer": "sgd",
+    config = complete({**BASE, "epochs": 6, "scheduler": "plateau", "gamma": 0.5, "optimizer": "sgd",
                               "lr": 1e-12, "momentum": 0.0})
     lrs = [r["lr"] for r in fit(config, tiny_data).epochs]
     assert lrs[:5] == [lrs[0]] * 5
@@ -75,7 +75,7 @@ def test_plateau_decays_after_its_patience_without_improvement(tiny_data):
 @pytest.mark.parametrize("head", [{}, {"head_hidden": [64], "head_dropout": 0.5}], ids=["linear", "dropout"])
 def test_resume_from_state_continues_identically(tiny_data, head):
     """Stopping after 2 epochs and resuming gives the same 4-epoch run as no stop, dropout masks included."""
-    config = validate_config({**BASE, **head, "epochs": 4})
+    config = complete({**BASE, **head, "epochs": 4})
     full = fit(config, tiny_data)
     saved = {}
 

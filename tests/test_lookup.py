@@ -6,9 +6,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from trainables.core.config import validate_config
-from trainables.fitting.lookup import LabelError, fit_lookup_final, fit_lookup_inner, ideal_observer_scores, labels, lookup_predict
 from trainables.data.synthetic import CATEGORIES, OBJECTS_PER_CATEGORY, WEIGHTS, SyntheticSpec, render_images
+from trainables.fitting.families import complete
+from trainables.fitting.lookup import (LabelError, fit_lookup_final, fit_lookup_inner, ideal_observer_scores, labels,
+                                       lookup_predict)
 
 
 def test_lookup_predicts_each_label_by_its_mean_and_unknown_labels_by_the_grand_mean():
@@ -25,7 +26,7 @@ def test_category_labels_come_from_the_object_names():
 
 
 def test_ideal_observers_score_the_split_a_trial_scores(tiny_data):
-    config = validate_config({"model": "lookup", "lookup_by": "object"})
+    config = complete({"model": "lookup", "lookup_by": "object"})
     inner = fit_lookup_inner(config, tiny_data)
     assert set(inner) == {"inner_ev", "inner_r"} and -1 < inner["inner_ev"] < 1
     final = fit_lookup_final(config, tiny_data)
@@ -35,7 +36,7 @@ def test_ideal_observers_score_the_split_a_trial_scores(tiny_data):
     same = np.flatnonzero(tiny_data.object_val == names[np.argmax(counts)])
     assert len(same) > 1
     np.testing.assert_array_equal(final["val"][same[0]], final["val"][same[1]])
-    scores = ideal_observer_scores(tiny_data, validate_config({}), final=False)
+    scores = ideal_observer_scores(tiny_data, complete({}), final=False)
     assert scores["object ideal observer"] == pytest.approx(inner["inner_ev"])
     assert set(scores) == {"object ideal observer", "category ideal observer"}
 

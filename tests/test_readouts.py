@@ -2,14 +2,14 @@ import json
 
 import numpy as np
 import pytest
+from searchutil import refused
 
-from trainables.core.config import validate_config
+from trainables import train
+from trainables.fitting.families import complete
 from trainables.fitting.features import FeatureCache, layer_features
-from trainables.models.backbones import layer_names
 from trainables.fitting.readout import fit_readout_inner
 from trainables.fitting.ridge import DEFAULT_ALPHAS
-from searchutil import refused
-from trainables import train
+from trainables.models.backbones import layer_names
 
 
 def test_layer_names_per_backbone():
@@ -40,11 +40,11 @@ def test_feature_cache_reuses_and_detects_corruption(tiny_data, tmp_path):
 
 
 def test_pixel_ridge_readout_scores_the_inner_split(tiny_data):
-    scores = fit_readout_inner(validate_config({"model": "ridge", "layer": "pixels"}), tiny_data)
+    scores = fit_readout_inner(complete({"model": "ridge", "layer": "pixels"}), tiny_data)
     # Cross-validation settles inside the grid: neither (almost) least squares nor all shrinkage.
     assert scores["n_features"] == 3 * 32 * 32 and DEFAULT_ALPHAS[0] < scores["alpha"] < DEFAULT_ALPHAS[-1]
     assert -1 < scores["inner_ev"] < 0.5
-    linear = fit_readout_inner(validate_config({"model": "ridge", "layer": "pixels", "alpha": 0}), tiny_data)
+    linear = fit_readout_inner(complete({"model": "ridge", "layer": "pixels", "alpha": 0}), tiny_data)
     assert linear["inner_ev"] < scores["inner_ev"]
 
 

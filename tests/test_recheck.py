@@ -13,11 +13,12 @@ import pytest
 from trainables.core.layout import INNER_SUMS_FILE, OPTUNA_KEY, RECHECK_KEY
 from trainables.core.metrics import object_sums
 from trainables.study.plan.pace import Pace
-from trainables.study.run.progress import Phase, StudyProgress
 from trainables.study.recheck.rounds import config_paces, next_round
-from trainables.study.recheck.stats import (TIE_SES, bootstrap, is_tie, pooled_variance, race_table, recheck_table, top_candidates)
+from trainables.study.recheck.stats import (TIE_SES, bootstrap, is_tie, pooled_variance, race_table, recheck_table,
+                                            top_candidates)
 from trainables.study.recheck.table import format_table, runs_spent
 from trainables.study.records.trials import TrialRecord
+from trainables.study.run.progress import Phase, StudyProgress
 
 OBJECTS = np.repeat([f"o{i:02d}" for i in range(16)], 4)  # 64 inner images of 16 objects
 Y = np.random.default_rng(0).normal(size=(64, 8))
@@ -255,18 +256,15 @@ def test_a_free_slot_takes_no_run_that_would_end_past_the_budget_nor_one_of_a_de
     import time
 
     from trainables.study.plan.pace import Budget
-    from trainables.study.tune.searchers import set_budget
 
     searcher = free_slot_searcher(tmp_path, samples=2)
     searcher.suggest("t1"), searcher.suggest("t2")
     searcher.on_trial_complete("t1", done(0.3, epochs=4, epoch_s=20.0))  # a run to its end: 3 + 6 x 20 = 123 s
-    set_budget(Budget(time.time() + 100, 3.0, 6, 2, 2, closing_s=15))
-    try:
-        assert searcher.suggest("t3") is None
-        set_budget(Budget(time.time() + 200, 3.0, 6, 2, 2, closing_s=15))
-        assert searcher.suggest("t3")[RECHECK_KEY] == "t1"
-    finally:
-        set_budget(None)
+    searcher.budget = Budget(time.time() + 100, 3.0, 6, 2, 2, closing_s=15)
+    assert searcher.suggest("t3") is None
+    searcher.budget = Budget(time.time() + 200, 3.0, 6, 2, 2, closing_s=15)
+    assert searcher.suggest("t3")[RECHECK_KEY] == "t1"
+    searcher.budget = None
     (tmp_path / "ridge").mkdir()
     ridge = free_slot_searcher(tmp_path / "ridge", space="ridge_pixels", samples=2)
     ridge.suggest("r1"), ridge.suggest("r2")

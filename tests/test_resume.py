@@ -15,8 +15,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
 from searchutil import TINY, mlflow_runs, read_trials, refused, run_search, wait_for
+
 from trainables import search
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,11 +159,12 @@ def make_study(tmp_path, name="old") -> Path:
     """A study folder as a search leaves it after its start: its plan and its (empty) Optuna study."""
     import optuna
 
-    from trainables.study.plan.search_plan import (DataPlan, RecheckPlan, ResourcePlan, SchedulerPlan, SearchPlan, write_plan)
+    from trainables.study.plan.search_plan import (DataPlan, RecheckPlan, ResourcePlan, SchedulerPlan, SearchPlan,
+                                                   write_plan)
 
     folder = tmp_path / "runs" / name
     folder.mkdir(parents=True)
-    plan = SearchPlan(name=name, space="shallow_cnn", scientific="width_mult", searcher="qmc", seed=0, num_samples=4,
+    plan = SearchPlan(name=name, space="shallow_cnn", scientific="width_mult", sampler="qmc", seed=0, num_samples=4,
                       scheduler=SchedulerPlan("asha", 2, 3.0, 6), recheck=RecheckPlan(2, 2),
                       resources=ResourcePlan(1.0, 0.0), data=DataPlan("synthetic", 0, 32, 6), profile="smoke",
                       max_epochs=6)
@@ -225,6 +226,7 @@ def test_a_trial_that_ended_before_the_kill_keeps_its_status_and_its_epochs_in_m
 
     from trainables.study.plan.search_plan import TrackingPlan
     from trainables.study.records.trials import TrialRecord
+    from trainables.study.result import EPOCH_METRICS
     from trainables.study.run.recovery import close_leftovers
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -238,7 +240,7 @@ def test_a_trial_that_ended_before_the_kill_keeps_its_status_and_its_epochs_in_m
     trials = [TrialRecord("ended", {}, [{"epoch": 1, "inner_ev": 0.1}, {"epoch": 2, "inner_ev": 0.2, "fit_done": 1}],
                           "completed"),
               TrialRecord("cut", {}, [{"epoch": 1, "inner_ev": 0.05}], "running")]
-    close_leftovers(tmp_path, "study", uri, TrackingPlan(None, experiment, parent), trials)
+    close_leftovers(tmp_path, "study", uri, TrackingPlan(None, experiment, parent), trials, EPOCH_METRICS)
 
     ended, cut = client.get_run(runs["ended"]), client.get_run(runs["cut"])
     assert (ended.info.status, ended.data.tags["status"]) == ("FINISHED", "completed")

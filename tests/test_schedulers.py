@@ -7,13 +7,13 @@ import math
 import pytest
 
 from trainables.study.plan.search_plan import SchedulerPlan
-from trainables.study.tune.schedulers import describe, make_scheduler, rungs
+from trainables.study.tune.schedulers import describe, make_trial_scheduler, rungs
 
 
 @pytest.mark.parametrize("grace, rf, max_t", [(2, 2.0, 60), (1, 3.0, 8), (3, 2.5, 60), (10, 2.0, 8)])
 def test_printed_rungs_are_where_ray_judges_trials(grace, rf, max_t):
     plan = SchedulerPlan("hyperband", grace, rf, max_t)
-    scheduler = make_scheduler(plan)
+    scheduler = make_trial_scheduler(plan)
     for b, bracket in enumerate(scheduler._brackets):
         ray_rungs = sorted(math.ceil(m - 1e-9) for m, _ in bracket._rungs if m < max_t)
         assert rungs(min(grace, max_t) * rf**b, rf, max_t) == ray_rungs
@@ -29,7 +29,7 @@ def test_asha_never_judges_a_re_check_run_nor_counts_it_at_its_rungs():
 
     from trainables.core.layout import RECHECK_KEY
 
-    scheduler = make_scheduler(SchedulerPlan("asha", 1, 2.0, 4))
+    scheduler = make_trial_scheduler(SchedulerPlan("asha", 1, 2.0, 4))
     scheduler.set_search_properties("best_inner_ev", "max")
     search = [Trial("fn", config={"lr": lr}, stub=True) for lr in (0.1, 0.2)]
     rerun = Trial("fn", config={"lr": 0.3, RECHECK_KEY: "x"}, stub=True)
@@ -49,13 +49,13 @@ def test_asha_never_judges_a_re_check_run_nor_counts_it_at_its_rungs():
 
 def test_unknown_scheduler_lists_the_registry():
     with pytest.raises(ValueError, match="valid: asha, hyperband, fifo"):
-        make_scheduler(SchedulerPlan("median", 1, 2.0, 4))
+        make_trial_scheduler(SchedulerPlan("median", 1, 2.0, 4))
     assert describe(SchedulerPlan("fifo", 1, 2.0, 60)).startswith("scheduler fifo: no early stopping")
 
 
 def test_default_grace_period_scales_with_the_longest_recipe():
-    from trainables.study.plan import defaults
     from trainables.search import parse_args
+    from trainables.study.plan import defaults
 
     assert parse_args(["--space", "vgg_depth"]).grace_period is None  # decided from the space's max_t
     for max_t in (1, 8, 16, 60):

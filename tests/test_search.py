@@ -11,7 +11,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from searchutil import TINY, assert_one_truth, mlflow_runs, optuna_states, read_trials, run_search
 
 pytestmark = pytest.mark.slow

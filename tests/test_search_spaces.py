@@ -5,10 +5,9 @@ import pytest
 
 from search_spaces import HELPER_PARAMS, SEARCH_SPACES, get_space, points_to_evaluate, scientific_parameter
 from search_spaces.context import BoundSpace, SpaceContext
-from trainables.core.config import FIELDS
-from trainables.fitting.families import get_family
-from trainables.study.plan.probe import probe_space
+from trainables.fitting.families import config_fields, get_family
 from trainables.models.weights import IMAGENET_WEIGHTS
+from trainables.study.plan.probe import ProbedSpace, probe_space
 
 
 @pytest.mark.parametrize("name", list(SEARCH_SPACES))
@@ -24,7 +23,7 @@ def test_space_samples_valid_configs_and_documents_itself(name):
     for _ in range(40):
         trial = study.ask()
         space(trial, SpaceContext())
-        assert set(trial.params) <= set(FIELDS) | HELPER_PARAMS, set(trial.params) - set(FIELDS) - HELPER_PARAMS
+        assert set(trial.params) <= set(config_fields()) | HELPER_PARAMS, set(trial.params) - set(config_fields()) - HELPER_PARAMS
         # Conditional hyperparameters are sampled only where they apply.
         if "momentum" in trial.params:
             assert trial.params["optimizer"] == "sgd"
@@ -32,7 +31,7 @@ def test_space_samples_valid_configs_and_documents_itself(name):
             assert trial.params["scheduler"] == "step"
         study.tell(trial, 0.0)
     for point in points_to_evaluate(name):
-        assert set(point) <= set(FIELDS) | HELPER_PARAMS
+        assert set(point) <= set(config_fields()) | HELPER_PARAMS
 
 
 def test_report_points_are_in_their_spaces():
@@ -85,6 +84,21 @@ def test_no_space_asks_for_weights_that_cannot_be_loaded(name):
         if "weights" in trial.params:
             assert {**trial.params, **fixed}["backbone"] == "efficientnet_lite0"
         study.tell(trial, 0.0)
+
+
+@pytest.mark.parametrize("name", list(SEARCH_SPACES))
+def test_a_space_without_some_imagenet_weights_is_its_configs_with_those_weights_random(name):
+    """What a search whose ImageNet weights are missing runs (:meth:`ProbedSpace.without`, no new probe) is what the
+    space produces in the narrower context: the same models, backbones, weights and readout layers (what the
+    families prepare and the resources are sized by) as a probe in that context gives (the continuous values of two
+    random samples differ)."""
+    full = ProbedSpace.of(name, SpaceContext(), image_size=None)
+    missing = frozenset(IMAGENET_WEIGHTS) - {"efficientnet_lite0"}
+    derived = full.without(missing)
+    again = ProbedSpace.of(name, SpaceContext(pretrained=frozenset({"efficientnet_lite0"})), image_size=None)
+    kinds = ("model", "backbone", "weights", "layer", "feature_pool", "input_size", "trunk_layer")
+    assert derived.ctx == again.ctx
+    assert {tuple(c[k] for k in kinds) for c in derived.configs} == {tuple(c[k] for k in kinds) for c in again.configs}
 
 
 def test_backbone_screen_never_pairs_a_backbone_with_weights_it_has_none_of():

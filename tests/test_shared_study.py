@@ -17,11 +17,11 @@ from types import SimpleNamespace
 
 import pytest
 from PIL import Image
+from searchutil import TINY, assert_one_truth, mlflow_runs, optuna_states, read_trials, run_search
 
 from analysis import compare, export, report
-from searchutil import TINY, assert_one_truth, mlflow_runs, optuna_states, read_trials, run_search
 from trainables import train
-from trainables.core.config import FIELDS
+from trainables.fitting.families import config_fields
 from trainables.study.result import EPOCH_METRICS
 
 pytestmark = pytest.mark.slow
@@ -197,7 +197,7 @@ def test_search_end_to_end(shallow_study):
     assert parent.data.metrics["best_inner_ev"] == pytest.approx(exported["value"])
     assert {k: parent.data.tags[f"best.{k}"] for k in exported["sampled"]} == {
         k: str(v) for k, v in exported["sampled"].items()}
-    assert {"space", "searcher", "scheduler", "profile", "seed", "data_fingerprint"} <= set(parent.data.params)
+    assert {"space", "sampler", "scheduler", "profile", "seed", "data_fingerprint"} <= set(parent.data.params)
     assert {"git_commit", "ray_version", "optuna_version", "torch_version"} <= set(parent.data.tags)
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"best_config.json", "trials.csv"} <= artifacts
@@ -207,7 +207,7 @@ def test_search_end_to_end(shallow_study):
         assert run.info.status == "FINISHED"
         trial = by_trial[run.data.tags["trial_id"]]
         assert run.data.tags["status"] == trial["status"]
-        assert set(run.data.params) == set(FIELDS)  # the whole config it trained
+        assert set(run.data.params) == set(config_fields())  # the whole config it trained
         assert run.data.tags["sampled"] == "batch_size,lr,weight_decay,width_mult"
         assert set(run.data.metrics) <= set(EPOCH_METRICS)
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "inner_ev")]

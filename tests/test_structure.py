@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.core.config import FIELDS, ConfigError, validate_config
+from trainables.core.config import ConfigError
 from trainables.core.layout import SEARCH_FILE
 from trainables.data.splits import inner_split
 from trainables.fitting import readout
-from trainables.fitting.families import FAMILIES, config_table, get_family, validate
+from trainables.fitting.families import FAMILIES, complete, config_fields, config_table, get_family, validate
 from trainables.fitting.ridge import object_folds, ridge_cv
 from trainables.models.backbones import BACKBONES, build_backbone
 from trainables.study.plan.search_plan import PLAN_VERSION, PlanError, SearchPlan, check_resumable, read_plan
@@ -35,7 +35,7 @@ def test_readme_config_table_is_the_one_generated_from_the_fields():
     block = re.search(r"<!-- config-keys -->\n(.*?)\n<!-- /config-keys -->", readme, re.S)
     assert block, "README has no <!-- config-keys --> block"
     assert block.group(1).strip() == config_table().strip(), "regenerate it with trainables.fitting.families.config_table"
-    assert all(f"`{name}`" in block.group(1) for name in FIELDS)
+    assert all(f"`{name}`" in block.group(1) for name in config_fields())
 
 
 def test_lint_imports_keeps_the_layers_and_breaks_when_a_lower_layer_imports_a_higher_one(tmp_path):
@@ -73,7 +73,7 @@ def test_function_level_imports_say_why():
 @pytest.mark.parametrize("name", list(BACKBONES))
 def test_each_backbone_names_one_readout_layer_per_block(name):
     with torch.device("meta"):
-        trunk = build_backbone(validate_config({"backbone": name, "vgg_blocks": 8}))
+        trunk = build_backbone(complete({"backbone": name, "vgg_blocks": 8}))
     assert len(trunk.blocks) == len(BACKBONES[name].layers)
 
 
@@ -107,14 +107,15 @@ def test_an_unknown_family_lists_the_registry_and_each_family_checks_its_own_key
 ])
 def test_every_numeric_key_has_its_range(config, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
-        validate_config(config)
-    numeric = [n for n, f in FIELDS.items() if int in f.types or float in f.types or list in f.types]
-    assert all(FIELDS[n].range_text() for n in numeric), [n for n in numeric if not FIELDS[n].range_text()]
+        complete(config)
+    numeric = [n for n, f in config_fields().items() if int in f.types or float in f.types or list in f.types]
+    fields = config_fields()
+    assert all(fields[n].range_text() for n in numeric), [n for n in numeric if not fields[n].range_text()]
 
 
 def test_the_inner_split_keys_decide_the_selection_split(tiny_data):
     """``inner_val_fraction`` and ``split_seed`` are user settings: they change which images every family fits on."""
-    base = validate_config({})
+    base = complete({})
     fit_a, inner_a = inner_split(tiny_data.object_train, base["inner_val_fraction"], base["split_seed"])
     _, inner_b = inner_split(tiny_data.object_train, 0.3, 0)
     _, inner_c = inner_split(tiny_data.object_train, 0.1, 1)
@@ -125,7 +126,7 @@ def test_the_inner_split_keys_decide_the_selection_split(tiny_data):
     scores = []
     for split in ({}, {"inner_val_fraction": 0.3}, {"split_seed": 1}):
         reports = []
-        lookup.search_fit(validate_config({"model": "lookup", **split}), tiny_data, Recorder(reports))
+        lookup.search_fit(complete({"model": "lookup", **split}), tiny_data, Recorder(reports))
         scores.append(reports[0][0]["inner_ev"])
     assert len(set(scores)) == 3
 
@@ -137,13 +138,13 @@ def test_the_readout_keys_cv_folds_and_alpha_per_site_choose_alpha(tiny_data):
     x = tiny_data.stimulus_train.reshape(len(tiny_data.stimulus_train), -1)[fit_idx].astype(np.float64)
     y, objects = tiny_data.spikes_train[fit_idx], tiny_data.object_train[fit_idx]
     for folds in (2, 7):
-        config = validate_config({"model": "ridge", "cv_folds": folds, "pca_components": 20})
+        config = complete({"model": "ridge", "cv_folds": folds, "pca_components": 20})
         got = readout.fit_readout_inner(config, tiny_data)["alpha"]
         x_scaled = x / np.sqrt(np.mean(np.var(x, axis=0)))
         expected = ridge_cv(None, y, object_folds(objects, folds, 0), readout.DEFAULT_ALPHAS, False, 20,
                             gram=torch.from_numpy(x_scaled @ x_scaled.T)).alpha
         assert got == pytest.approx(float(expected))
-    per_site = readout.fit_readout_final(validate_config({"model": "ridge", "alpha_per_site": True}), tiny_data)
+    per_site = readout.fit_readout_final(complete({"model": "ridge", "alpha_per_site": True}), tiny_data)
     assert np.asarray(per_site.alpha).shape == (tiny_data.n_sites,) and len(set(np.asarray(per_site.alpha))) > 1
 
 

@@ -9,14 +9,7 @@ import shutil
 import pytest
 import torch
 
-from trainables.models.weights import (
-    IMAGENET_WEIGHTS,
-    MANIFEST,
-    WeightsNotFound,
-    WeightsPolicy,
-    fetch_imagenet,
-)
-
+from trainables.models.weights import IMAGENET_WEIGHTS, MANIFEST, WeightsNotFound, WeightsPolicy, fetch_imagenet
 
 
 def cached(home, name):

@@ -7,8 +7,9 @@ Everything of a study lives in ``<storage>/<name>/`` (:mod:`trainables.core.layo
 Ray's trial folders, the Optuna study (``optuna.db``), the plan (``search.json``),
 and at the end ``best_config.json`` and ``trials.csv``. Trials log to MLflow
 (``sqlite:///<storage>/mlflow.db`` by default), nested under one parent run.
-This module checks the flags and builds the plan (:mod:`trainables.study.plan.search_plan`)
-before anything is written or Ray starts; :mod:`trainables.study.run.runner` runs it.
+This module checks the flags, loads the data, probes the space once and builds the plan
+(:mod:`trainables.study.plan.search_plan`) before anything is written or Ray starts;
+:mod:`trainables.study.run.runner` runs it.
 """
 
 from __future__ import annotations
@@ -27,32 +28,27 @@ import torch
 
 from search_spaces import SEARCH_SPACES, profile_hints, scientific_parameter
 from search_spaces.context import SpaceContext
-from trainables.cli import (
-    add_data_arguments,
-    add_weights_arguments,
-    check_tracking_uri,
-    profile_message,
-    resolve_data_arguments,
-    weights_policy,
-)
+from trainables.cli import (add_data_arguments, add_weights_arguments, check_tracking_uri, profile_message,
+                            resolve_data_arguments, weights_policy)
 from trainables.core.config import ConfigError
 from trainables.core.layout import OPTUNA_FILE, SEARCH_FILE, TRIALS_FILE
 from trainables.core.usage import Parser, UsageError, check_writable, fail, setup_logging
 from trainables.data.datasets import load_dataset
 from trainables.data.schema import DataError, ITData
 from trainables.data.synthetic import SyntheticSpec
-from trainables.fitting.families import get_family
+from trainables.fitting.families import complete, get_family, reference_scores
 from trainables.study.plan import defaults
+from trainables.study.plan.pace import parse_duration
+from trainables.study.plan.probe import ProbedSpace
+from trainables.study.plan.profiles import Profile
+from trainables.study.plan.resources import check_this_machine
+from trainables.study.plan.run_options import RunOptions
+from trainables.study.plan.search_plan import (DataPlan, PlanError, RecheckPlan, ResourcePlan, SchedulerPlan,
+                                               SearchPlan, TrackingPlan, check_resumable, read_plan)
+from trainables.study.recheck.table import format_table, runs_spent
+from trainables.study.records.trials import StudyDamaged, load_optuna_study
 from trainables.study.run.cluster import RayStart, check_reachable, set_ray_environment
 from trainables.study.run.lock import StudyLock
-from trainables.study.plan.search_plan import (DataPlan, PlanError, RecheckPlan, ResourcePlan, SchedulerPlan, SearchPlan,
-                                   TrackingPlan, check_resumable, read_plan)
-from trainables.study.plan.pace import parse_duration
-from trainables.study.plan.probe import plan_weights, probe_space
-from trainables.study.plan.profiles import Profile
-from trainables.study.recheck.table import format_table, runs_spent
-from trainables.study.plan.resources import check_this_machine
-from trainables.study.records.trials import StudyDamaged, load_optuna_study
 from trainables.study.tune.samplers import SAMPLERS
 from trainables.study.tune.schedulers import SCHEDULERS, describe
 
@@ -60,15 +56,17 @@ log = logging.getLogger("trainables.search")
 
 
 def parse_args(argv):
-    # Every flag defaults to None, so that a resume can tell the flags it was given from those it was not.
+    # The study's flags default to None, so that a resume can tell the flags it was given from those it was not
+    # (RESUME_FLAGS are this run's: --storage, --resume and the like).
     p = Parser(prog="python -m trainables.search", description=__doc__.split("\n")[0])
     p.add_argument("--space", choices=list(SEARCH_SPACES), help="the study to run")
     add_data_arguments(p)
     add_weights_arguments(p)
     p.add_argument("--num-samples", type=int, help="trials (default: the profile's)")
-    p.add_argument("--searcher", choices=list(SAMPLERS),
-                   help=f"qmc: quasi-random, to explore (default {defaults.SEARCHER})")
-    p.add_argument("--seed", type=int, help="seed of the searcher and of every trial (default 0)")
+    p.add_argument("--sampler", "--searcher", dest="sampler", choices=list(SAMPLERS),
+                   help=f"Optuna's sampler; qmc: quasi-random, to explore (default {defaults.SAMPLER}; --searcher is "
+                        "its old name)")
+    p.add_argument("--seed", type=int, help="seed of the sampler and of every trial (default 0)")
     p.add_argument("--scheduler", choices=list(SCHEDULERS),
                    help="early stopping: asha, hyperband (asynchronous, several brackets) or fifo (none); "
                         f"default {defaults.SCHEDULER}")
@@ -145,8 +143,12 @@ def git_commit() -> str:
         return "unknown"
 
 
-def new_plan(args) -> SearchPlan:
-    """Every check and decision of a new search, before anything is written or started."""
+def new_study(args) -> tuple[SearchPlan, ITData, ProbedSpace]:
+    """Every check and decision of a new search, before anything is written or Ray starts: the flags, the data
+    (loaded and validated once), the space (probed once, at the data's image size) and the ImageNet weights it wants.
+
+    Returns the plan, the data and the probed space.
+    """
     check_numbers(args)
     profile = resolve_data_arguments(args, profile_hints(args.space))
     name = args.name or args.space
@@ -155,42 +157,48 @@ def new_plan(args) -> SearchPlan:
     if args.tracking_uri:
         check_tracking_uri(args.tracking_uri)
     check_writable(args.storage / name, "--storage")
+    gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (1.0 if torch.cuda.is_available() else 0.0)
+    resources = ResourcePlan(args.cpus_per_trial or 1.0, gpus, args.max_concurrent, args.memory_per_trial,
+                             300.0 if args.checkpoint_interval is None else args.checkpoint_interval)
+    if not args.address:  # a private Ray instance: this machine's CPUs and GPUs are all it will have
+        check_this_machine(resources)
+    source = args.data if args.data == "synthetic" else str(Path(args.data).resolve())
+    data_plan = DataPlan(source, args.data_seed, profile.resolution, profile.images_per_object)
+    data = load_study_data(data_plan)
     seed = args.seed or 0
     try:
-        weights = plan_weights(args.space, SpaceContext(max_epochs=profile.max_epochs, seed=seed),
-                               weights_policy(args, profile), fallback=profile.name != "full")
-        configs = probe_space(args.space, weights.ctx, image_size=profile.resolution if args.data == "synthetic"
-                              else None)
+        probed = ProbedSpace.plan(args.space, SpaceContext(max_epochs=profile.max_epochs, seed=seed),
+                                  weights_policy(args, profile), fallback=profile.name != "full",
+                                  image_size=data.resolution)
     except (ConfigError, ValueError) as err:
         raise UsageError(f"space '{args.space}' produces an invalid config: {err}") from None
-    if weights.missing and profile.name == "full":
-        raise UsageError(f"--profile full needs ImageNet weights missing for {', '.join(weights.missing)}: "
-                         + " | ".join(weights.missing.values()))
+    if probed.missing and profile.name == "full":
+        raise UsageError(f"--profile full needs ImageNet weights missing for {', '.join(probed.missing)}: "
+                         + " | ".join(probed.missing.values()))
     notes = []
-    if weights.missing:
-        loaded = sorted(set(weights.wanted) - set(weights.missing))
-        notes.append(f"ImageNet weights not in the torch cache for {', '.join(weights.missing)}: those backbones run "
+    if probed.missing:
+        loaded = sorted(set(probed.wanted) - set(probed.missing))
+        notes.append(f"ImageNet weights not in the torch cache for {', '.join(probed.missing)}: those backbones run "
                      f"with random weights" + (f"; ImageNet weights used for {', '.join(loaded)}" if loaded else ""))
-    max_t = max(c["epochs"] for c in configs)
-    source = args.data if args.data == "synthetic" else str(Path(args.data).resolve())
-    gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (1.0 if torch.cuda.is_available() else 0.0)
-    return SearchPlan(
+    max_t = probed.max_epochs
+    plan = SearchPlan(
         name=name, space=args.space, scientific=scientific_parameter(args.space),
-        searcher=args.searcher or defaults.SEARCHER, seed=seed,
+        sampler=args.sampler or defaults.SAMPLER, seed=seed,
         num_samples=args.num_samples or profile.num_samples,
         scheduler=SchedulerPlan(args.scheduler or defaults.SCHEDULER, args.grace_period or defaults.grace_period(max_t),
                                 args.reduction_factor or defaults.REDUCTION_FACTOR, max_t),
         recheck=RecheckPlan(profile.recheck_top if args.recheck_top is None else args.recheck_top,
                             args.recheck_seeds or profile.recheck_seeds),
-        resources=ResourcePlan(args.cpus_per_trial or 1.0, gpus, args.max_concurrent, args.memory_per_trial,
-                               300.0 if args.checkpoint_interval is None else args.checkpoint_interval),
-        data=DataPlan(source, args.data_seed, profile.resolution, profile.images_per_object),
-        profile=profile.name, max_epochs=weights.ctx.max_epochs,
-        pretrained=tuple(sorted(weights.ctx.pretrained)),
+        resources=resources, data=data_plan, profile=profile.name, max_epochs=probed.ctx.max_epochs,
+        pretrained=tuple(sorted(probed.ctx.pretrained)),
         # ImageNet checkpoints the driver resolved; trials get them through Ray's object store.
-        imagenet=tuple(sorted(set(weights.found) & weights.ctx.pretrained)),
+        imagenet=tuple(sorted(set(probed.found) & probed.ctx.pretrained)),
         tracking=TrackingPlan(uri=args.tracking_uri), notes=tuple(notes), git_commit=git_commit(),
+        data_fingerprint=data.fingerprint, image_size=data.resolution,
+        # What a model must beat to be more than object recognition, on the inner split trials score on.
+        references=reference_scores(data, complete({}), final=False),
     )
+    return plan, data, probed
 
 
 # Flags a resume takes from the user (the rest are the study's: given again, they must agree with it).
@@ -201,7 +209,7 @@ RESUME_FLAGS = ("recheck_top", "recheck_seeds", "address", "storage", "name", "r
 def study_values(plan: SearchPlan, folder: Path) -> dict:
     """What each flag of ``trainables.search`` was for the study: flag -> value."""
     r, s, d = plan.resources, plan.scheduler, plan.data
-    return {"space": plan.space, "num_samples": plan.num_samples, "searcher": plan.searcher, "seed": plan.seed,
+    return {"space": plan.space, "num_samples": plan.num_samples, "sampler": plan.sampler, "seed": plan.seed,
             "scheduler": s.name, "grace_period": s.grace_period, "reduction_factor": s.reduction_factor,
             "gpus_per_trial": r.gpus_per_trial, "cpus_per_trial": r.cpus_per_trial,
             "max_concurrent": r.max_concurrent, "memory_per_trial": r.memory_per_trial_gib,
@@ -246,17 +254,33 @@ def resume_plan(args) -> tuple[SearchPlan, Path, list[str]]:
     return replace(plan, recheck=recheck), folder, sorted(given)
 
 
-def load_study_data(plan: SearchPlan) -> ITData:
-    """The data set of a study, loaded once by the driver (trials get it through the object store)."""
-    d = plan.data
+def load_study_data(d: DataPlan) -> ITData:
+    """The data set of a study, loaded once by the driver and validated (trials get it through the object store)."""
     return load_dataset(d.source, SyntheticSpec(d.data_seed, d.resolution, d.images_per_object))
+
+
+def resumed_study(args) -> tuple[SearchPlan, Path, list[str], ITData, ProbedSpace]:
+    """A resumed study's plan, folder and ignored flags (:func:`resume_plan`), its data (the same as before, or
+    refused) and its space, probed once in its saved context."""
+    plan, folder, ignored = resume_plan(args)
+    if not args.address:  # a private Ray instance: this machine's CPUs and GPUs are all it will have
+        check_this_machine(plan.resources)
+    data = load_study_data(plan.data)
+    if plan.data_fingerprint and data.fingerprint != plan.data_fingerprint:
+        raise UsageError(f"the data of search '{plan.name}' changed since it started (fingerprint "
+                         f"{data.fingerprint}, was {plan.data_fingerprint}): start a new search")
+    try:
+        probed = ProbedSpace.of(plan.space, plan.context(), data.resolution)
+    except (ConfigError, ValueError) as err:
+        raise UsageError(f"space '{plan.space}' produces an invalid config: {err}") from None
+    return plan, folder, ignored, data, probed
 
 
 def announce(plan: SearchPlan) -> None:
     d = plan.data
     log.info("%s", profile_message(d.source, Profile(plan.profile, d.resolution, d.images_per_object, plan.max_epochs,
                                                      plan.num_samples, plan.recheck.top, plan.recheck.seeds)))
-    log.info("study %s: %d trials, searcher %s", plan.space, plan.num_samples, plan.searcher)
+    log.info("study %s: %d trials, sampler %s", plan.space, plan.num_samples, plan.sampler)
     log.info("%s", describe(plan.scheduler))
     rc = plan.recheck
     log.info("%s", f"then a re-check: the {rc.top} best completed configs trained again with {rc.seeds} new seeds "
@@ -359,17 +383,12 @@ def launch(args, begun: float) -> int:
         if args.address:  # Ray would retry an unreachable cluster for minutes
             check_reachable(args.address)
         StudyLock.check_free(args.storage / (args.name or args.space or ""))  # a second launcher says who runs it
+        # The data are loaded (and validated) and the space probed before Ray starts or anything is written: a bad
+        # file or space costs nothing.
         if args.resume:
-            plan, folder, ignored = resume_plan(args)
+            plan, folder, ignored, data, probed = resumed_study(args)
         else:
-            plan, folder, ignored = new_plan(args), args.storage / (args.name or args.space), []
-        if not args.address:  # a private Ray instance: this machine's CPUs and GPUs are all it will have
-            check_this_machine(plan.resources)
-        # Loaded (and validated) before Ray starts or anything is written: a bad file costs nothing.
-        data = load_study_data(plan)
-        if args.resume and plan.data_fingerprint and data.fingerprint != plan.data_fingerprint:
-            raise UsageError(f"the data of search '{plan.name}' changed since it started (fingerprint "
-                             f"{data.fingerprint}, was {plan.data_fingerprint}): start a new search")
+            (plan, data, probed), folder, ignored = new_study(args), args.storage / (args.name or args.space), []
         # One launcher per study, taken before anything is written (a second one stops here, naming the first).
         lock = StudyLock(folder)
         if not args.resume and (folder / SEARCH_FILE).exists():
@@ -378,12 +397,13 @@ def launch(args, begun: float) -> int:
     except (UsageError, DataError, PlanError, StudyDamaged) as err:
         fail(str(err))
     try:
-        return run(args, plan, folder, data, ignored, begun, lock)
+        return run(args, plan, folder, data, probed, ignored, begun, lock)
     finally:
         lock.release(remove_folder=not (folder / SEARCH_FILE).exists())
 
 
-def run(args, plan: SearchPlan, folder: Path, data: ITData, ignored: list[str], begun: float, lock) -> int:
+def run(args, plan: SearchPlan, folder: Path, data: ITData, probed: ProbedSpace, ignored: list[str], begun: float,
+        lock) -> int:
     """The study, once its plan and data are checked and its lock is held."""
     if args.resume:
         log.info("resuming search '%s' from %s", plan.name, folder.resolve())
@@ -393,18 +413,16 @@ def run(args, plan: SearchPlan, folder: Path, data: ITData, ignored: list[str], 
         announce(plan)
     log.info("data %s", data.describe())
     set_ray_environment(args.address)
-    # Ray starts in a thread of its own while this one imports the libraries, probes the space and opens the stores.
+    # Ray starts in a thread of its own while this one imports the libraries and opens the stores.
     ray_start = RayStart(args.address)
     try:
         from trainables.study.run import runner  # imports Ray: only once its environment is set
-        from trainables.study.tracking.store import relocate_artifacts  # MLflow: 1.5 s that a refused command does not pay
+        from trainables.study.tracking.store import (relocate_artifacts)  # MLflow: 1.5 s that a refused command does not pay
 
         STOP.check()
-        if not args.resume:
-            plan = replace(plan, data_fingerprint=data.fingerprint, image_size=data.resolution,
-                           references=runner.references(data))
-        deadline = begun + parse_duration(args.time_budget) if args.time_budget else None
-        study = runner.Study(plan, folder, data, deadline)
+        options = RunOptions(deadline=begun + parse_duration(args.time_budget) if args.time_budget else None,
+                             address=args.address)
+        study = runner.Study(plan, folder, data, probed, options)
         if args.resume and plan.tracking.uri is None:
             moved = relocate_artifacts(study.tracking_uri, plan.tracking.experiment_id)
             if moved:

@@ -20,24 +20,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainables.cli import (
-    add_data_arguments,
-    add_weights_arguments,
-    check_tracking_uri,
-    load_data,
-    profile_message,
-    resolve_data_arguments,
-    weights_policy,
-)
-from trainables.core.config import ConfigError, hyperparameters, load_config
+from trainables.cli import (add_data_arguments, add_weights_arguments, check_tracking_uri, load_data, profile_message,
+                            resolve_data_arguments, weights_policy)
+from trainables.core.config import ConfigError, read_config_file
 from trainables.core.devices import default_device
 from trainables.core.layout import CONFIG_FILE, FEATURES_DIR, METRICS_FILE, MODEL_FILE, TRAIN_DIR, default_tracking_uri
 from trainables.core.metrics import summarize
 from trainables.core.usage import Parser, UsageError, check_writable, fail, quiet_libraries, setup_logging
 from trainables.data.schema import DataError, ITData
-from trainables.fitting.families import get_family, validate
+from trainables.fitting.families import config_of, get_family, reference_scores, validate
 from trainables.fitting.family import FinalContext
-from trainables.fitting.lookup import ideal_observer_scores
 from trainables.models.weights import WeightsNotFound, fetch_imagenet
 
 log = logging.getLogger("trainables.train")
@@ -72,12 +64,12 @@ def train_one(config: dict, data: ITData, out: Path, provenance: dict, feature_c
     scores = evaluate(pred_val, data)
     if model is not None:
         torch.save(model.state_dict(), out / MODEL_FILE)
-    if "history" in info:
-        figures.plot_learning_curve(info["history"], info["best_epoch"], out / "learning_curve.png")
+    if result.curve:
+        figures.plot_learning_curve(result.curve, result.best_epoch, out / "learning_curve.png")
     metrics = {
         **scores,
         # Printed beside every model by analysis.compare, so that no one mistakes object recognition for IT.
-        "references": ideal_observer_scores(data, config, final=True),
+        "references": reference_scores(data, config, final=True),
         "seed": config["seed"],
         **info,
         "data": data.name,
@@ -161,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.seeds < 1:
             raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
-        config = load_config(args.config)
+        config = read_config_file(args.config)
         provenance = config.pop("provenance", None) or {}
         from_export = data_from_provenance(args, provenance)
         profile = resolve_data_arguments(args)
@@ -185,12 +177,15 @@ def main(argv: list[str] | None = None) -> int:
     if from_export:
         log.info("data settings from the export's provenance: %s", ", ".join(from_export))
     log.info("data %s", data.describe())
-    config = profile.cap_epochs(hyperparameters(config))
+    config = profile.cap_epochs(config_of(config))
     feature_cache = args.feature_cache or args.storage / FEATURES_DIR
     if args.seeds == 1:
         metrics = train_one(config, data, out, provenance, feature_cache, tracking_uri)
     else:
-        from trainables.study.tracking.final import close_seeds_run, start_seeds_run  # MLflow: see train_one
+        from trainables.study.tracking.final import (  # MLflow: see train_one
+            close_seeds_run,
+            start_seeds_run,
+        )
 
         quiet_libraries()  # again: importing MLflow set its loggers up anew
         parent = start_seeds_run(tracking_uri, out, args.seeds, provenance) if tracking_uri else None

@@ -1,6 +1,8 @@
 """The training configuration: one flat JSON object, shared by search, export and train.
 
-A config is a plain ``dict`` validated against :data:`FIELDS`. Keeping it flat
+A config is a plain ``dict`` validated against a schema of :class:`Field` values: the
+keys every config has (:data:`COMMON_FIELDS`) and those each model family declares
+beside its code, assembled by the families' registry. Keeping it flat
 makes every hyperparameter a single Optuna parameter, a single MLflow param and
 a single column of the trials table. The search exports exactly this format and
 ``python -m trainables.train`` reads it back unchanged.
@@ -16,6 +18,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
 
 class ConfigError(ValueError):
     """A configuration that cannot be trained; the message names the key."""
@@ -94,47 +97,16 @@ class Field:
 
 
 _SEED = {"ge": 0, "le": 2**32 - 1}
-FIELDS: dict[str, Field] = {
-    # What is fitted: a family of trainables.fitting.families (a network trained end to end, a ridge readout of
-    # fixed features, an ideal observer); the family checks the rest of the config.
+SEED_RANGE = _SEED
+# The keys every config has, whatever its family: the family, the training budget the study's scheduler and the
+# profiles cap, the seed, and the inner split a search scores on. A family declares its own keys beside its code
+# (:attr:`trainables.fitting.family.Family.fields`); the registry of families assembles the whole schema
+# (:func:`trainables.fitting.families.config_fields`).
+COMMON_FIELDS: dict[str, Field] = {
     "model": Field((str,), "network", help="the model family"),
-    "lookup_by": Field((str,), "object", ("object", "category"), help="lookup: the label images are looked up by"),
-    # ridge readouts
-    "layer": Field((str,), "pixels", help="ridge: 'pixels' or a layer of the backbone"),
-    "feature_pool": Field((int,), 1, ge=0, le=64, help="ridge: pool side of the layer's map; 0: flatten"),
-    "pca_components": Field((int,), 0, ge=0, le=100_000, help="ridge: PCA components; 0: none"),
-    "alpha": Field((int, float, type(None)), None, ge=0, help="ridge: null: by CV; 0: least squares"),
-    "alpha_per_site": Field((bool,), False, help="ridge: one cross-validated alpha per site"),
-    "cv_folds": Field((int,), 5, ge=2, le=64, help="ridge: object-stratified folds for alpha"),
-    # network
-    "backbone": Field((str,), "shallow_cnn", help="a name in BACKBONES"),
-    "weights": Field((str,), "random", ("random", "imagenet"), help="the backbone's initial weights"),
-    "trainable_blocks": Field((int, type(None)), None, ge=0,
-                              help="null: fine-tune all; 0: frozen; n: only the last n blocks"),
-    "vgg_blocks": Field((int,), 5, ge=1, le=8, help="vgg11_bn: keep the first k conv blocks"),
-    "trunk_layer": Field((str,), "avgpool", help="network: cut the trunk after this readout layer; avgpool: whole"),
-    "input_size": Field((int,), 0, ge=32, le=1024, off=0,
-                        help="resize the images to this side before the trunk (the scale a network sees)"),
-    "width_mult": Field(_NUM, 1.0, gt=0, le=16, help="shallow_cnn: channel multiplier of 16-32-64-128"),
-    "head": Field((str,), "mlp", ("mlp", "factorized"), help="decoder head"),
-    "head_pool": Field((int,), 1, ge=1, le=32, help="pool side before the head"),
-    "head_hidden": Field((list,), [], ge=1, le=65_536,
-                         help="hidden widths (mlp) or 1 x 1 convolutions' widths (factorized)"),
-    "head_dropout": Field(_NUM, 0.0, ge=0, lt=1, help="dropout after each hidden layer of the head"),
-    "head_activation": Field((str,), "relu", ("relu", "gelu", "elu", "silu"), help="activation of the head's hidden layers"),
-    # optimisation
-    "optimizer": Field((str,), "adamw", ("adam", "adamw", "sgd"), help="Adam and AdamW are fused on a GPU"),
-    "lr": Field(_NUM, 1e-3, gt=0, help="a rate that diverges fails its trial"),
-    "weight_decay": Field(_NUM, 0.0, ge=0, le=10, help="L2 penalty (decoupled for AdamW)"),
-    "momentum": Field(_NUM, 0.9, ge=0, lt=1, help="sgd only"),
-    "scheduler": Field((str,), "none", ("none", "step", "cosine", "plateau"), help="learning-rate schedule"),
-    "step_size": Field((int,), 15, ge=1, help="step: epochs between decays"),
-    "gamma": Field(_NUM, 0.5, gt=0, lt=1, help="step / plateau: decay factor of the learning rate"),
-    "epochs": Field((int,), 30, ge=1, le=100_000, help="at most this many (a profile may cap it)"),
-    "batch_size": Field((int,), 64, ge=2, le=65_536, help="at least 2 (batch norm)"),
-    "patience": Field((int, type(None)), 10, ge=1, help="epochs without a better inner EV before stopping; null: off"),
+    "epochs": Field((int,), 30, ge=1, le=100_000, help="at most this many (a profile may cap it; a one-step fit "
+                                                        "takes one)"),
     "seed": Field((int,), 0, **_SEED, help="weights, batch order, dropout; CV folds"),
-    # selection split
     "inner_val_fraction": Field(_NUM, 0.1, gt=0, lt=0.5,
                                 help="share of each object's training images in the inner split"),
     "split_seed": Field((int,), 0, **_SEED, help="seed of the inner validation split"),
@@ -143,32 +115,37 @@ FIELDS: dict[str, Field] = {
 EXTRA_KEYS = ("provenance",)
 
 
-def fields_table(choices: dict[str, list] | None = None) -> str:
-    """The config keys as a Markdown table: key, type, default, allowed values, meaning (the README's table).
+def fields_table(fields: dict[str, Field], owners: dict[str, list[str]], choices: dict[str, list] | None = None) -> str:
+    """The config keys as a Markdown table: key, families, type, default, allowed values, meaning (the README's).
 
-    ``choices``: allowed values of keys whose registry lives above this module (``model``: the families).
+    ``owners``: key -> the families that declare it (empty: every family). ``choices``: allowed values of keys
+    whose registry lives above this module (``model``: the families).
     """
-    rows = ["| key | type | default | allowed | meaning |", "| --- | --- | --- | --- | --- |"]
-    for name, f in FIELDS.items():
+    rows = ["| key | family | type | default | allowed | meaning |", "| --- | --- | --- | --- | --- | --- |"]
+    for name, f in fields.items():
         allowed = ("one of " + ", ".join(choices[name])) if choices and name in choices else f.range_text()
-        rows.append(f"| `{name}` | {f.type_text()} | `{json.dumps(f.default)}` | {allowed} | {f.help} |")
+        rows.append(f"| `{name}` | {', '.join(owners.get(name) or ['all'])} | {f.type_text()} | "
+                    f"`{json.dumps(f.default)}` | {allowed} | {f.help} |")
     return "\n".join(rows)
 
 
-def default_config() -> dict:
-    """A complete config with every field at its default."""
-    return {name: (list(f.default) if isinstance(f.default, list) else f.default) for name, f in FIELDS.items()}
+def default_config(fields: dict[str, Field]) -> dict:
+    """A complete config with every field of ``fields`` at its default."""
+    return {name: (list(f.default) if isinstance(f.default, list) else f.default) for name, f in fields.items()}
 
 
-def validate_config(config: dict) -> dict:
-    """Check a config's keys, types and ranges, and fill in defaults.
+def validate_config(config: dict, fields: dict[str, Field]) -> dict:
+    """Check a config's keys, types and ranges against ``fields``, and fill in defaults.
 
-    The model family checks what depends on the family (:func:`trainables.fitting.families.validate`).
+    The model family checks what depends on the family (:func:`trainables.fitting.families.validate`, which also
+    passes the whole schema).
 
     Parameters
     ----------
     config : dict
         Partial or complete config.
+    fields : dict
+        The schema: key -> :class:`Field`.
 
     Returns
     -------
@@ -182,41 +159,48 @@ def validate_config(config: dict) -> dict:
     """
     if not isinstance(config, dict):
         raise ConfigError(f"config must be a JSON object, got {type(config).__name__}")
-    unknown = sorted(set(config) - set(FIELDS) - set(EXTRA_KEYS))
+    unknown = sorted(set(config) - set(fields) - set(EXTRA_KEYS))
     if unknown:
-        raise ConfigError(f"unknown config key '{unknown[0]}' (valid keys: {', '.join(FIELDS)})")
-    full = default_config()
+        raise ConfigError(f"unknown config key '{unknown[0]}' (valid keys: {', '.join(fields)})")
+    full = default_config(fields)
     full.update(config)
-    for name, field in FIELDS.items():
+    for name, field in fields.items():
         field.check(name, full[name])
     return full
 
 
-def hyperparameters(config: dict) -> dict:
-    """The config without the non-hyperparameter keys (``provenance``, a trial's sampling helpers)."""
-    return {k: v for k, v in config.items() if k in FIELDS}
+def hyperparameters(config: dict, fields: dict[str, Field]) -> dict:
+    """The config's keys that are ``fields`` (not ``provenance``, a trial's sampling helpers or bookkeeping keys)."""
+    return {k: v for k, v in config.items() if k in fields}
 
 
-def from_trial(trial_config: dict) -> dict:
-    """The validated training config inside a search trial's config (sampling helpers and bookkeeping dropped)."""
-    return validate_config(hyperparameters(trial_config))
-
-
-def load_config(path: str | Path) -> dict:
-    """Read and validate a JSON config file.
+def read_config_file(path: str | Path) -> dict:
+    """The JSON object in a config file, unvalidated (the caller validates it against the schema); the one place a
+    config file is read.
 
     Raises
     ------
     ConfigError
-        Unreadable file, invalid JSON, or an invalid config.
+        One line naming the file and what is wrong: it cannot be read, its bytes are not UTF-8 text, it is not
+        JSON, it is not a JSON object, or its ``provenance`` is not an object.
     """
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except OSError as err:
         raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {path} is not text (byte {err.start} is not UTF-8): give the JSON file "
+                          "the search exported") from None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as err:
         raise ConfigError(f"config file {path} is not valid JSON: {err.msg} (line {err.lineno})") from None
-    return validate_config(raw)
+    except RecursionError:
+        raise ConfigError(f"config file {path} is not a config: its JSON nests too deep") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a JSON object, got {type(raw).__name__}")
+    if not isinstance(raw.get("provenance", {}), dict):
+        raise ConfigError(f"config file {path}: 'provenance' must be a JSON object, got "
+                          f"{type(raw['provenance']).__name__}")
+    return raw

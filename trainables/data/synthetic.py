@@ -80,8 +80,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from trainables.core.config import validate_config
-from trainables.models.backbones import build_backbone
+from trainables.models.backbones import backbone_config, build_backbone
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +324,7 @@ def reference_features(images: np.ndarray, batch: int = 64) -> tuple[np.ndarray,
         The stem's maps (3x3 convolution, stride 2, BN, ReLU6) averaged over a coarse grid: the full maps of the
         reference set would take 1.7 GB.
     """
-    trunk = build_backbone(validate_config({"backbone": "efficientnet_lite0", "weights": "imagenet"})).eval()
+    trunk = build_backbone(backbone_config(backbone="efficientnet_lite0", weights="imagenet")).eval()
     blocks = list(trunk.blocks)[:FEATURE_BLOCK]
     features, stem = [], []
     with torch.no_grad():

@@ -1,11 +1,15 @@
 """What a model family is: everything the search, final training and budgets decide per family.
 
 A family (config key ``model``) is one :class:`Family` value in
-:data:`trainables.fitting.families.FAMILIES`: how a config of it is checked, fitted
-inside a search trial (on the inner split), fitted for good (scored once on the
-official validation set), how much host memory a trial needs, and what the driver
-prepares once before trials start. Adding a family is one module that builds a
-``Family`` and one registry entry; nothing else in the project names families.
+:data:`trainables.fitting.families.FAMILIES`: the config keys it reads (declared
+beside its code, as :class:`~trainables.core.config.Field` values), how a config of
+it is checked, fitted inside a search trial (on the inner split), fitted for good
+(scored once on the official validation set), how much host memory a trial needs,
+what the driver prepares once before trials start, what it reports per epoch, and
+the reference scores it gives (the ideal observers). Adding a family is one module
+that builds a ``Family`` and one registry entry; nothing else in the project names
+families or their keys: the config schema, the README's key table and the study's
+metrics are assembled from the registry.
 
 Nothing here knows of Ray: a trial reports through a :class:`TrialSession`, which
 the search implements over Ray Tune (:mod:`trainables.study.run.trial`) and which a
@@ -14,7 +18,7 @@ test or a benchmark can implement in a few lines.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -72,12 +76,19 @@ class FinalFit:
         Added to ``metrics.json`` (a network's ``history`` and ``best_epoch``, a readout's ``alpha``...).
     model : torch.nn.Module or None
         The fitted network, logged to MLflow; None for families without one.
+    curve : list of dict or None
+        A fit over epochs: per epoch ``epoch``, ``train_loss`` and ``inner_ev`` (drawn as its learning curve);
+        None for a one-step fit.
+    best_epoch : int or None
+        The epoch of ``curve`` whose weights were kept.
     """
 
     pred_val: np.ndarray
     pred_test: np.ndarray
     info: dict
     model: torch.nn.Module | None = None
+    curve: list | None = None
+    best_epoch: int | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +139,16 @@ class Family:
     deterministic : bool
         Whether a fit gives the same result for every seed (a readout, a lookup): the re-check then
         compares configs by resampling images, not seeds.
+    fields : dict
+        The config keys this family reads besides every config's
+        (:data:`~trainables.core.config.COMMON_FIELDS`): key -> :class:`~trainables.core.config.Field`.
+        A key two families read (a backbone's) is the same ``Field`` in both.
+    epoch_metrics : tuple of str
+        What its search fit reports per epoch besides every trial's (the study logs them to MLflow).
+    references : callable or None
+        ``(data, config, final) -> {name: EV}``: scores of predictors that read no pixels (the ideal
+        observers), which any model must beat; fitted as ``config``'s search scores (the inner split) or,
+        with ``final``, on all training images and scored on the official validation set.
     """
 
     name: str
@@ -138,6 +159,9 @@ class Family:
     uses_backbone: Callable[[dict], bool] = _never
     prepare: Callable[[list, ITData, Path], None] | None = None
     deterministic: bool = False
+    fields: dict = field(default_factory=dict)
+    epoch_metrics: tuple = ()
+    references: Callable[[ITData, dict, bool], dict] | None = None
 
 
 # Every trial runs in a Python process with torch, Ray and its libraries loaded.

@@ -21,9 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainables.models.backbones import block_count, build_backbone
-from trainables.core.config import FIELDS, validate_config
 from trainables.core.devices import default_device
+from trainables.models.backbones import BACKBONE_FIELDS, backbone_config, block_count, build_backbone
 
 log = logging.getLogger(__name__)
 PARTS = ("train", "val", "test")
@@ -61,8 +60,8 @@ def compute_layers(backbone: str, weights: str, layers: list[str], pool: int, im
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_WEIGHTS_SEED)
         # The whole trunk (VGG's eight blocks, not a config's first k): a readout may read any of its layers.
-        trunk = build_backbone(validate_config({"backbone": backbone, "weights": weights, "input_size": input_size,
-                                                "vgg_blocks": FIELDS["vgg_blocks"].le}))
+        trunk = build_backbone(backbone_config(backbone=backbone, weights=weights, input_size=input_size,
+                                               vgg_blocks=BACKBONE_FIELDS["vgg_blocks"].le))
     trunk = trunk.to(device).eval()
     n_blocks = len(trunk.blocks)
     depth = {layer: block_count(backbone, layer, n_blocks) for layer in layers}

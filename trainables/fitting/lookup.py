@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from trainables.core.config import Field
 from trainables.core.metrics import ObjectSums, explained_variance, object_sums, pearson_per_site
-from trainables.fitting.family import PROCESS_BYTES, DataShape, Family, FinalContext, FinalFit, TrialSession
 from trainables.data.schema import ITData
 from trainables.data.splits import inner_split
+from trainables.fitting.family import PROCESS_BYTES, DataShape, Family, FinalContext, FinalFit, TrialSession
 
 
 class LabelError(ValueError):
@@ -144,4 +145,6 @@ FAMILY = Family(
     final_fit=final_fit,
     memory_bytes=memory_bytes,
     deterministic=True,
+    fields={"lookup_by": Field((str,), "object", ("object", "category"), help="the label images are looked up by")},
+    references=ideal_observer_scores,
 )

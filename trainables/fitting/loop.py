@@ -25,15 +25,30 @@ import numpy as np
 import torch
 from torch import nn
 
+from trainables.core.config import Field
+from trainables.core.devices import default_device
 from trainables.core.metrics import ObjectSums, explained_variance, object_sums, pearson_per_site
 from trainables.data.schema import ITData
 from trainables.data.splits import inner_split
-from trainables.core.devices import default_device
 from trainables.models.heads import EncodingModel, build_model
 
 log = logging.getLogger(__name__)
 
 EVAL_BATCH = 256
+_NUM = (int, float)
+# The config keys of the training loop (the network family declares them; ``epochs`` and ``seed`` are every
+# config's).
+TRAINING_FIELDS: dict[str, Field] = {
+    "optimizer": Field((str,), "adamw", ("adam", "adamw", "sgd"), help="Adam and AdamW are fused on a GPU"),
+    "lr": Field(_NUM, 1e-3, gt=0, help="a rate that diverges fails its trial"),
+    "weight_decay": Field(_NUM, 0.0, ge=0, le=10, help="L2 penalty (decoupled for AdamW)"),
+    "momentum": Field(_NUM, 0.9, ge=0, lt=1, help="sgd only"),
+    "scheduler": Field((str,), "none", ("none", "step", "cosine", "plateau"), help="learning-rate schedule"),
+    "step_size": Field((int,), 15, ge=1, help="step: epochs between decays"),
+    "gamma": Field(_NUM, 0.5, gt=0, lt=1, help="step / plateau: decay factor of the learning rate"),
+    "batch_size": Field((int,), 64, ge=2, le=65_536, help="at least 2 (batch norm)"),
+    "patience": Field((int, type(None)), 10, ge=1, help="epochs without a better inner EV before stopping; null: off"),
+}
 
 
 class DivergedError(RuntimeError):
@@ -73,7 +88,7 @@ def make_optimizer(config: dict, params, device: torch.device) -> torch.optim.Op
     return cls(params, lr=config["lr"], weight_decay=config["weight_decay"], fused=device.type == "cuda")
 
 
-def make_scheduler(config: dict, optimizer: torch.optim.Optimizer):
+def make_lr_scheduler(config: dict, optimizer: torch.optim.Optimizer):
     name = config["scheduler"]
     if name == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config["step_size"], gamma=config["gamma"])
@@ -186,7 +201,7 @@ class Trainer:
         self.z_fit = torch.from_numpy((y[fit_idx] - mean) / std).to(self.device)
         self.z_inner = ((y[inner_idx] - mean) / std).astype(np.float64)
         self.optimizer = make_optimizer(config, self.model.parameters(), self.device)
-        self.scheduler = make_scheduler(config, self.optimizer)
+        self.scheduler = make_lr_scheduler(config, self.optimizer)
         self.generator = torch.Generator(device=self.device).manual_seed(config["seed"])
         self.epoch = 0
         self.best_ev = -math.inf

@@ -21,12 +21,12 @@ from functools import lru_cache
 
 import torch
 
-from trainables.core.config import ConfigError, validate_config
+from trainables.core.config import ConfigError
 from trainables.data.schema import ITData
 from trainables.fitting.family import PROCESS_BYTES, DataShape, Family, FinalContext, FinalFit, TrialSession
-from trainables.fitting.loop import Trainer, fit, predict
-from trainables.models.backbones import block_count, build_backbone, check_backbone
-from trainables.models.heads import build_head
+from trainables.fitting.loop import TRAINING_FIELDS, Trainer, fit, predict
+from trainables.models.backbones import BACKBONE_FIELDS, backbone_config, block_count, build_backbone, check_backbone
+from trainables.models.heads import HEAD_FIELDS, build_head
 from trainables.models.weights import IMAGENET_WEIGHTS
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def final_fit(config: dict, data: ITData, ctx: FinalContext) -> FinalFit:
     info = {"best_epoch": history.best_epoch, "epochs_run": len(history.epochs),
             "inner_ev": history.best["inner_ev"], "history": history.epochs}
     return FinalFit(predict(history.model, data.stimulus_val), predict(history.model, data.stimulus_test), info,
-                    history.model)
+                    history.model, curve=history.epochs, best_epoch=history.best_epoch)
 
 
 def _log_epoch(record: dict, trainer: Trainer) -> None:
@@ -77,8 +77,8 @@ def _trunk(backbone: str, vgg_blocks: int, width_mult: float, trunk_layer: str, 
 
     Built on the meta device: no memory, no weights read, shapes only.
     """
-    config = validate_config({"backbone": backbone, "vgg_blocks": vgg_blocks, "width_mult": width_mult,
-                              "trunk_layer": trunk_layer, "input_size": input_size})
+    config = backbone_config(backbone=backbone, vgg_blocks=vgg_blocks, width_mult=width_mult, trunk_layer=trunk_layer,
+                             input_size=input_size)
     with torch.device("meta"):
         trunk = build_backbone(config).eval()
         side = None
@@ -159,4 +159,6 @@ FAMILY = Family(
     memory_bytes=memory_bytes,
     check=check,
     uses_backbone=uses_backbone,
+    fields={**BACKBONE_FIELDS, **HEAD_FIELDS, **TRAINING_FIELDS},
+    epoch_metrics=("train_loss", "lr", "images_per_s", "peak_gpu_gib"),
 )

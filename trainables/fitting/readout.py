@@ -19,18 +19,30 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainables.core.config import ConfigError
+from trainables.core.config import ConfigError, Field
 from trainables.core.layout import FEATURES_DIR
 from trainables.core.metrics import ObjectSums, explained_variance, object_sums, pearson_per_site
 from trainables.data.schema import ITData
 from trainables.data.splits import inner_split
 from trainables.fitting.family import PROCESS_BYTES, DataShape, Family, FinalContext, FinalFit, TrialSession
 from trainables.fitting.features import FeatureCache, layer_features, pixel_features
-from trainables.fitting.ridge import DEFAULT_ALPHAS, gram_matrix, object_folds, ridge_cv, ridge_predict, ridge_predict_gram
-from trainables.models.backbones import check_backbone, layer_names
+from trainables.fitting.ridge import (DEFAULT_ALPHAS, gram_matrix, object_folds, ridge_cv, ridge_predict,
+                                      ridge_predict_gram)
+from trainables.models.backbones import BACKBONE_FIELDS, check_backbone, layer_names
 from trainables.models.weights import IMAGENET_WEIGHTS
 
 log = logging.getLogger(__name__)
+
+
+# The config keys of a readout, beside the backbone's.
+READOUT_FIELDS: dict[str, Field] = {
+    "layer": Field((str,), "pixels", help="'pixels' or a layer of the backbone"),
+    "feature_pool": Field((int,), 1, ge=0, le=64, help="pool side of the layer's map; 0: flatten"),
+    "pca_components": Field((int,), 0, ge=0, le=100_000, help="PCA components; 0: none"),
+    "alpha": Field((int, float, type(None)), None, ge=0, help="null: by CV; 0: least squares"),
+    "alpha_per_site": Field((bool,), False, help="one cross-validated alpha per site"),
+    "cv_folds": Field((int,), 5, ge=2, le=64, help="object-stratified folds for alpha"),
+}
 
 
 def features_for(config: dict, data: ITData, cache_folder: Path | None) -> dict[str, np.ndarray]:
@@ -226,4 +238,7 @@ FAMILY = Family(
     uses_backbone=uses_backbone,
     prepare=prepare,
     deterministic=True,
+    # A readout reads a layer of the whole trunk: of the backbone's keys, which one, with which weights, at what size.
+    fields={**{k: BACKBONE_FIELDS[k] for k in ("backbone", "weights", "input_size")}, **READOUT_FIELDS},
+    epoch_metrics=("alpha",),
 )

@@ -24,6 +24,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from trainables.core.config import Field, validate_config
 from trainables.models.weights import load_imagenet_state
 
 # A builder takes the validated config; for ImageNet weights it asks trainables.models.weights (which looks at what
@@ -118,7 +119,10 @@ def build_shallow_cnn(config: dict) -> Backbone:
 
 def build_vgg11_bn(config: dict) -> Backbone:
     """VGG11_BN truncated after its first ``vgg_blocks`` conv blocks (conv-BN-ReLU, with the pools before it)."""
-    from torchvision.models.vgg import cfgs, make_layers  # lazy registry: only the chosen builder pays for imports
+    from torchvision.models.vgg import (  # lazy registry: only the chosen builder pays for imports
+        cfgs,
+        make_layers,
+    )
 
     # The conv layers alone: torchvision's whole VGG would also draw its 120M-parameter classifier (about 2 s on a
     # CPU core) only to drop it. Initialised as torchvision initialises them.
@@ -264,6 +268,31 @@ def block_count(backbone: str, layer: str, n_blocks: int | None = None) -> int:
     if layer not in names:
         raise ValueError(f"{backbone} has no layer '{layer}' (valid: {', '.join(names)}, avgpool)")
     return names.index(layer) + 1
+
+
+# The config keys of a backbone: every family that runs one (a network, a readout of a layer) declares these.
+BACKBONE_FIELDS: dict[str, Field] = {
+    "backbone": Field((str,), "shallow_cnn", help="a name in BACKBONES"),
+    "weights": Field((str,), "random", ("random", "imagenet"), help="the backbone's initial weights"),
+    "vgg_blocks": Field((int,), 5, ge=1, le=8, help="vgg11_bn: keep the first k conv blocks"),
+    "width_mult": Field((int, float), 1.0, gt=0, le=16, help="shallow_cnn: channel multiplier of 16-32-64-128"),
+    "trunk_layer": Field((str,), "avgpool", help="cut the trunk after this readout layer; avgpool: whole"),
+    "trainable_blocks": Field((int, type(None)), None, ge=0,
+                              help="null: fine-tune all; 0: frozen; n: only the last n blocks"),
+    "input_size": Field((int,), 0, ge=32, le=1024, off=0,
+                        help="resize the images to this side before the trunk (the scale a network sees)"),
+}
+
+
+def backbone_config(**keys) -> dict:
+    """A complete backbone config: ``keys`` checked against :data:`BACKBONE_FIELDS`, the rest at their defaults.
+
+    Raises
+    ------
+    ConfigError
+        A key that is not a backbone's, or a value out of its range.
+    """
+    return validate_config(keys, BACKBONE_FIELDS)
 
 
 def build_backbone(config: dict) -> Backbone:

@@ -10,9 +10,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from trainables.core.config import Field
 from trainables.models.backbones import build_backbone
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "elu": nn.ELU, "silu": nn.SiLU}
+
+# The config keys of a decoder head (the network family declares them).
+HEAD_FIELDS: dict[str, Field] = {
+    "head": Field((str,), "mlp", ("mlp", "factorized"), help="decoder head"),
+    "head_pool": Field((int,), 1, ge=1, le=32, help="pool side before the head"),
+    "head_hidden": Field((list,), [], ge=1, le=65_536,
+                         help="hidden widths (mlp) or 1 x 1 convolutions' widths (factorized)"),
+    "head_dropout": Field((int, float), 0.0, ge=0, lt=1, help="dropout after each hidden layer of the head"),
+    "head_activation": Field((str,), "relu", tuple(ACTIVATIONS), help="activation of the head's hidden layers"),
+}
 
 
 def hidden_stack(width: int, hidden, dropout: float, activation: str, layer) -> tuple[list[nn.Module], int]:

@@ -28,9 +28,9 @@ FIT_DONE = "fit_done"
 EPOCH = "epoch"
 # The Ray node a trial ran on.
 NODE_ID = "node_id"
-# Per-epoch values that go to MLflow and the trials table, where a family reports them.
-EPOCH_METRICS = ("train_loss", "inner_ev", "inner_r", OBJECTIVE, "lr", "epoch_seconds", "images_per_s", "alpha",
-                 "checkpoint_seconds", "peak_rss_gib", "peak_gpu_gib")
+# Per-epoch values every trial reports (its family's own come from the family: Family.epoch_metrics); they go to
+# MLflow at each epoch.
+EPOCH_METRICS = ("inner_ev", "inner_r", OBJECTIVE, "epoch_seconds", "checkpoint_seconds", "peak_rss_gib")
 
 COMPLETED, PRUNED, FAILED, RUNNING = "completed", "pruned", "failed", "running"
 ENDED = (COMPLETED, PRUNED, FAILED)

@@ -15,14 +15,13 @@ import math
 from dataclasses import asdict
 from pathlib import Path
 
-from trainables.core.config import from_trial
 from trainables.core.layout import BEST_CONFIG_FILE, RECHECK_KEY, TRIALS_FILE, sampled_params
-from trainables.study.result import OBJECTIVE as METRIC
+from trainables.fitting.families import config_of
 from trainables.study.plan.search_plan import SearchPlan, read_plan
 from trainables.study.recheck.stats import RecheckRow, is_tie, recheck_table
 from trainables.study.recheck.table import format_table, runs_spent, sampled_text
-from trainables.study.records.trials import search_trials
-from trainables.study.records.trials import TrialRecord, load_trials, study_folder
+from trainables.study.records.trials import TrialRecord, load_trials, search_trials, study_folder
+from trainables.study.result import OBJECTIVE as METRIC
 
 
 class NothingToExport(RuntimeError):
@@ -60,7 +59,7 @@ def best_config(folder: Path, trials: list[TrialRecord] | None = None) -> dict:
     if not ranked and not rows:
         raise NothingToExport(f"search '{plan.name}' has no completed trial yet")
     best = rows[0].trial if rows else ranked[0]
-    config = from_trial(best.config)
+    config = config_of(best.config)
     config["provenance"] = {
         "experiment": plan.name,
         "space": plan.space,
@@ -123,14 +122,14 @@ def top_table(rows: list[RecheckRow], trials: list[TrialRecord], top: int) -> li
     score."""
     table = [{"rank": i + 1, "trial_id": r.trial.trial_id, METRIC: r.search_value, "recheck_mean": r.mean,
               "recheck_se": r.se, "recheck_values": r.values, "epochs": r.trial.epochs,
-              "config": from_trial(r.trial.config)} for i, r in enumerate(rows[:top])]
+              "config": config_of(r.trial.config)} for i, r in enumerate(rows[:top])]
     rechecked = {r.trial.trial_id for r in rows}
     for t in rank(trials):
         if len(table) >= top:
             break
         if t.trial_id not in rechecked:
             table.append({"rank": len(table) + 1, "trial_id": t.trial_id, METRIC: t.best(METRIC), "epochs": t.epochs,
-                          "config": from_trial(t.config)})
+                          "config": config_of(t.config)})
     return table
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 # Quasi-random search with ASHA (grace 1/8 of the longest recipe, reduction 3): on the replay table it brings the
 # export's median regret within 0.01 EV of the table's best in 0.44 of the epochs random search without early
 # stopping needs, samples the best config in every replay and never stops its first sample early.
-SEARCHER = "qmc"
+SAMPLER = "qmc"
 SCHEDULER = "asha"
 GRACE_FRACTION = 0.125  # of the longest recipe's epochs (8 of 60)
 # ...but never before epoch 2: after one epoch the inner EV is mostly noise, and slow starters (a low learning rate,

@@ -1,12 +1,17 @@
-"""Sampling a study's space before Ray starts: validation, the weights it needs, and its families' preparation.
+"""A study's space sampled once, in the driver, before Ray starts: its configs, their families, the weights they need.
 
 A broken space, a config it would produce that cannot be trained, or missing
-ImageNet weights are found here, in the driver, before any trial is launched.
+ImageNet weights are found here, before any trial is launched. The command
+probes once (:meth:`ProbedSpace.plan` for a new search, :meth:`ProbedSpace.of`
+for a resumed one) and hands the :class:`ProbedSpace` to the runner: the configs
+it holds size the trials' resources and let each family prepare (the ridge family
+fills the feature cache).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import logging
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import optuna
@@ -15,16 +20,18 @@ from search_spaces import points_to_evaluate
 from search_spaces.context import BoundSpace, SpaceContext
 from trainables.core.config import hyperparameters
 from trainables.data.schema import ITData
-from trainables.fitting.families import get_family, validate
+from trainables.fitting.families import config_fields, get_family, validate
+from trainables.fitting.family import Family
 from trainables.models.weights import WeightsPolicy, resolve_imagenet
 
+log = logging.getLogger(__name__)
 # Enough random samples that every categorical choice of the spaces is seen (10 backbones x 2 weights: a
 # given pair is missed with probability 0.95^256, about 2e-6).
 PROBE_SAMPLES = 256
 
 
-def probe_space(space_name: str, ctx: SpaceContext | None = None, n: int = PROBE_SAMPLES,
-                image_size: int | None = None) -> list[dict]:
+def probe_space(space_name: str, ctx: SpaceContext | None = None, image_size: int | None = None,
+                n: int = PROBE_SAMPLES) -> list[dict]:
     """Sample the space ``n`` times in memory (its first points, then at random): a broken space fails here.
 
     Each config is checked as its family checks it (at ``image_size`` px when given).
@@ -35,6 +42,7 @@ def probe_space(space_name: str, ctx: SpaceContext | None = None, n: int = PROBE
         The ``n`` validated configs, exactly as trials would run them.
     """
     space = BoundSpace(space_name, ctx or SpaceContext())
+    fields = config_fields()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for point in points_to_evaluate(space_name):
@@ -43,56 +51,95 @@ def probe_space(space_name: str, ctx: SpaceContext | None = None, n: int = PROBE
     for _ in range(n):
         trial = study.ask()
         fixed = space(trial)
-        configs.append(validate(hyperparameters({**trial.params, **fixed}), image_size))
+        configs.append(validate(hyperparameters({**trial.params, **fixed}, fields), image_size))
         study.tell(trial, 0.0)
+    log.debug("probed space %s: %d configs at %s px", space_name, n, image_size)
     return configs
 
 
 @dataclass(frozen=True)
-class WeightsPlan:
-    """Which ImageNet weights a search wants, and what it does about missing ones.
+class ProbedSpace:
+    """A study's space, sampled once: what it can run here, and the weights it wants.
 
     Attributes
     ----------
+    name : str
+        The space.
     ctx : SpaceContext
-        The context the search's trials are sampled in.
+        The context its trials are sampled in (backbones whose ImageNet weights are missing in a smoke run are
+        left out of ``ctx.pretrained``: they run with random weights, and say so).
+    configs : tuple of dict
+        Validated configs it produces (its first points first), at ``image_size``.
+    image_size : int or None
+        Side of the images the configs were checked at.
     wanted : tuple of str
         Backbones the space would run with ImageNet weights.
     missing : dict
         Backbone -> why its weights are missing (file and how to get it).
     found : dict
-        Backbone -> its checkpoint in the torch cache (fetched there where the policy allowed).
+        Backbone -> its checkpoint in the torch cache.
     """
 
+    name: str
     ctx: SpaceContext
-    wanted: tuple
-    missing: dict
-    found: dict
+    configs: tuple
+    image_size: int | None = None
+    wanted: tuple = ()
+    missing: dict = field(default_factory=dict)
+    found: dict = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, name: str, ctx: SpaceContext, image_size: int | None) -> "ProbedSpace":
+        """The space as a resumed study runs it: in its saved context, weights already planned."""
+        return cls(name, ctx, tuple(probe_space(name, ctx, image_size)), image_size)
 
-def plan_weights(space_name: str, ctx: SpaceContext, policy: WeightsPolicy, fallback: bool) -> WeightsPlan:
-    """The search's context once the ImageNet weights it wants are looked up (and fetched, as ``policy`` allows).
+    @classmethod
+    def plan(cls, name: str, ctx: SpaceContext, policy: WeightsPolicy, fallback: bool,
+             image_size: int | None) -> "ProbedSpace":
+        """A new search's space once the ImageNet weights it wants are looked up (and fetched, as ``policy``
+        allows).
 
-    With ``fallback`` (smoke profile) a backbone whose weights are missing runs with
-    random weights, and only that one: the space is then sampled in a context without
-    it, so Optuna, MLflow and the export all say ``random`` for it. Without, the
-    caller refuses to start and names every missing file.
-    """
-    configs = probe_space(space_name, ctx)
-    wanted = tuple(sorted({c["backbone"] for c in configs
-                           if c["weights"] == "imagenet" and get_family(c["model"]).uses_backbone(c)}))
-    found, missing = resolve_imagenet(wanted, policy)
-    if missing and fallback:
-        ctx = replace(ctx, pretrained=ctx.pretrained - frozenset(missing))
-    return WeightsPlan(ctx, wanted, missing, found)
+        With ``fallback`` (smoke profile) a backbone whose weights are missing runs with
+        random weights, and only that one: its trials are sampled in a context without it,
+        so Optuna, MLflow and the export all say ``random`` for it (:meth:`without`).
+        Without, the caller refuses to start and names every missing file.
+        """
+        probed = cls.of(name, ctx, image_size)
+        wanted = tuple(sorted({c["backbone"] for c in probed.configs
+                               if c["weights"] == "imagenet" and get_family(c["model"]).uses_backbone(c)}))
+        found, missing = resolve_imagenet(wanted, policy)
+        probed = replace(probed, wanted=wanted, found=found, missing=missing)
+        return probed.without(frozenset(missing)) if missing and fallback else probed
 
+    def without(self, backbones: frozenset) -> "ProbedSpace":
+        """The space in a context where ``backbones`` have no ImageNet weights, without sampling it again.
 
-def prepare_families(configs: list[dict], data: ITData, storage: Path) -> None:
-    """Each family's one-time work in the driver (e.g. the feature cache) for the configs a space can produce."""
-    by_family: dict[str, list[dict]] = {}
-    for config in configs:
-        by_family.setdefault(config["model"], []).append(config)
-    for name, group in sorted(by_family.items()):
-        family = get_family(name)
-        if family.prepare is not None:
-            family.prepare(group, data, storage)
+        A space asks its context about weights in two ways only
+        (:meth:`~search_spaces.context.SpaceContext.suggest_weights` samples them or fixes ``random``,
+        :meth:`~search_spaces.context.SpaceContext.imagenet_or_random` fixes one): under the narrower
+        context, the configs it produces are these configs with those backbones' weights set to ``random``
+        (``tests/test_search_spaces.py`` checks this against a new probe for every space).
+        """
+        configs = tuple({**c, "weights": "random"} if c["backbone"] in backbones and c["weights"] == "imagenet"
+                        else c for c in self.configs)
+        return replace(self, ctx=replace(self.ctx, pretrained=self.ctx.pretrained - backbones), configs=configs)
+
+    @property
+    def families(self) -> dict[str, Family]:
+        """The families its configs use, by name."""
+        return {c["model"]: get_family(c["model"]) for c in self.configs}
+
+    @property
+    def max_epochs(self) -> int:
+        """The longest recipe's epochs."""
+        return max(c["epochs"] for c in self.configs)
+
+    def prepare(self, data: ITData, storage: Path) -> None:
+        """Each family's one-time work in the driver (e.g. the feature cache) for the configs the space produces."""
+        by_family: dict[str, list[dict]] = {}
+        for config in self.configs:
+            by_family.setdefault(config["model"], []).append(config)
+        for name, group in sorted(by_family.items()):
+            family = get_family(name)
+            if family.prepare is not None:
+                family.prepare(group, data, storage)

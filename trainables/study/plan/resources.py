@@ -13,9 +13,8 @@ import os
 
 import torch
 
-from trainables.core.config import from_trial
 from trainables.core.usage import UsageError
-from trainables.fitting.families import get_family
+from trainables.fitting.families import config_of, get_family
 from trainables.fitting.family import DataShape
 from trainables.study.plan.search_plan import ResourcePlan
 
@@ -44,7 +43,7 @@ class TrialResources:
         :data:`MEMORY_STEP`)."""
         if self.plan.memory_per_trial_gib:
             return int(self.plan.memory_per_trial_gib * GIB)
-        config = from_trial(config)
+        config = config_of(config)
         need = get_family(config["model"]).memory_bytes(config, self.shape, self.plan.gpus_per_trial > 0)
         return -(-need // MEMORY_STEP) * MEMORY_STEP
 

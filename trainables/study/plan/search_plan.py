@@ -1,8 +1,12 @@
-"""A search plan: everything a study decided before it started, written once to ``<study>/search.json``.
+"""A search plan: everything a study decided, saved in ``<study>/search.json`` whenever it changes.
 
 The plan is a frozen value: the search builds it before anything is written (a new
 search from its flags, a resume from the saved plan and the few flags a resume may
-change), and every part of the study takes what it needs from it. Nothing in it is
+change), and every part of the study takes what it needs from it. It changes three
+times at most, and is written each time: when the study starts (its MLflow run's
+ids, a resume's new re-check flags), and when it ends (``finished``). What one run
+of the study is given besides (its time budget, the cluster) is not the plan's:
+:mod:`trainables.study.plan.run_options`. Nothing in it is
 an absolute path into the study: the study folder is wherever ``search.json`` is
 found, the default tracking store is ``../mlflow.db`` beside it, so a study folder
 (with its storage's ``mlflow.db``) can be moved and resumed where it lands.
@@ -18,6 +22,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from search_spaces.context import SpaceContext
 from trainables.core.layout import SEARCH_FILE, default_tracking_uri
 
 PLAN_VERSION = 3
@@ -83,12 +88,12 @@ class SearchPlan:
     ----------
     name, space, scientific : str
         The study's name, its search space and the hyperparameter it asks about.
-    searcher : str
-        ``qmc``, ``tpe`` or ``random``.
+    sampler : str
+        Optuna's sampler, by ``--sampler`` name: ``qmc``, ``tpe`` or ``random``.
     seed : int
-        Seed of the searcher and of every trial.
+        Seed of the sampler and of every trial.
     num_samples : int
-        Trials the searcher runs.
+        Trials the search runs.
     scheduler, recheck, resources, tracking, data :
         See their classes.
     profile : str
@@ -115,7 +120,7 @@ class SearchPlan:
     name: str
     space: str
     scientific: str
-    searcher: str
+    sampler: str
     seed: int
     num_samples: int
     scheduler: SchedulerPlan
@@ -134,6 +139,10 @@ class SearchPlan:
     references: dict = field(default_factory=dict)
     finished: bool = False
     version: int = PLAN_VERSION
+
+    def context(self) -> SpaceContext:
+        """The context the study's space is sampled in."""
+        return SpaceContext(pretrained=frozenset(self.pretrained), max_epochs=self.max_epochs, seed=self.seed)
 
     def tracking_uri(self, folder: Path) -> str:
         """The MLflow tracking URI of the study in ``folder``."""
@@ -159,6 +168,8 @@ class SearchPlan:
                                 f"({PLAN_VERSION}): upgrade it-search")
             if version == 1:
                 raw = _from_version_1(raw)
+            if "searcher" in raw:  # version 2 named Optuna's sampler so
+                raw["sampler"] = raw.pop("searcher")
             return cls(**{**raw,
                           "scheduler": SchedulerPlan(**raw["scheduler"]), "recheck": RecheckPlan(**raw["recheck"]),
                           "resources": ResourcePlan(**raw["resources"]), "data": DataPlan(**raw["data"]),

@@ -46,12 +46,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from trainables.core.config import from_trial
 from trainables.core.layout import RECHECK_KEY
 from trainables.core.metrics import ObjectSums, explained_variance_of_objects
 from trainables.fitting.families import get_family
-from trainables.study.result import OBJECTIVE
 from trainables.study.records.trials import TrialRecord, search_trials
+from trainables.study.result import OBJECTIVE
 
 # Two configurations tie when their means differ by less than this many standard errors of the difference.
 TIE_SES = 2.0
@@ -123,7 +122,7 @@ def top_candidates(trials: list[TrialRecord], k: int) -> list[TrialRecord]:
 
 def is_deterministic(config: dict) -> bool:
     """Whether the family of a trial's Ray config gives the same fit for every seed."""
-    return get_family(from_trial(config)["model"]).deterministic
+    return get_family(config["model"]).deterministic
 
 
 def pooled_variance(groups: list[list[float]]) -> float:

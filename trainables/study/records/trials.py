@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from trainables.core.layout import (INNER_SUMS_FILE, OPTUNA_FILE, OPTUNA_KEY, RECHECK_DIR, RECHECK_KEY, SEARCH_FILE,
                                     TRIAL_PREFIX, optuna_url)
 from trainables.core.metrics import ObjectSums
+from trainables.fitting.families import complete, config_of
 from trainables.study.plan.search_plan import read_plan
 from trainables.study.result import ENDED, RUNNING, STATUS_BY_OPTUNA_STATE, epoch_of, status_on_disk
 
@@ -145,6 +146,19 @@ def optuna_states(folder: Path, study_name: str) -> dict[int, str]:
     return {t.number: t.state.name for t in load_optuna_study(folder, study_name).get_trials(deepcopy=False)}
 
 
+def trial_config(params_file: Path) -> dict:
+    """A trial's Ray config from its ``params.json``, its config completed and validated (once, as it is read);
+    StudyDamaged naming the file when it cannot be read or is no config."""
+    try:
+        raw = json.loads(params_file.read_bytes().decode("utf-8"))
+        if not isinstance(raw, dict):
+            raise ValueError(f"a JSON {type(raw).__name__}, not an object")
+        return {**raw, **complete(config_of(raw))}
+    except (OSError, ValueError, RecursionError) as err:  # ConfigError, JSON and UTF-8 errors are ValueErrors
+        raise StudyDamaged(f"{params_file} cannot be read ({type(err).__name__}: {str(err)[:160]}); delete its trial "
+                           "folder to drop that trial") from None
+
+
 def load_trials(folder: Path) -> list[TrialRecord]:
     """Every trial of a search, re-check trials included, with its status from the Optuna study (Ray's files for
     re-check trials and as fallback)."""
@@ -154,10 +168,7 @@ def load_trials(folder: Path) -> list[TrialRecord]:
     for params_file in (sorted(folder.glob(f"{TRIAL_PREFIX}*/params.json"))
                         + sorted(folder.glob(f"{RECHECK_DIR}/{TRIAL_PREFIX}*/params.json"))):
         trial_dir = params_file.parent
-        try:
-            config = json.loads(params_file.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise StudyDamaged(f"{params_file} cannot be read ({err}); delete its trial folder to drop that trial") from None
+        config = trial_config(params_file)
         results = _read_results(trial_dir / "result.json")
         trial_id = results[-1]["trial_id"] if results else trial_dir.name.removeprefix(TRIAL_PREFIX)
         state = states.get(config.get(OPTUNA_KEY))

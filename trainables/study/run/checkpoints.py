@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from trainables.core.layout import BEST_WEIGHTS_FILE, INNER_SUMS_FILE
+
 MAX_CHECKPOINT_SHARE = 0.1
 
 

@@ -26,13 +26,13 @@ class CheckpointJanitor(tune.Callback):
     resumed, so nothing of theirs is kept.
     """
 
-    def __init__(self, metric: str, group_by: str | None = None, finished: dict | None = None):
+    def __init__(self, metric: str, group_by: str | None = None, ended_before: dict | None = None):
         self.metric, self.group_by = metric, group_by
-        self.finished = set(finished or ())  # a resumed study's trials that ended before: left as they are
+        self.ended_before = set(ended_before or ())  # a resumed study's trials that ended before this run: left as they are
         self.best: dict = {}
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        if trial.config.get(OPTUNA_KEY) in self.finished:
+        if trial.config.get(OPTUNA_KEY) in self.ended_before:
             return
         result = trial.last_result or {}
         value = result.get(self.metric)

@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 from trainables.core.layout import OPTUNA_FILE, OPTUNA_KEY, RECHECK_KEY, TRIAL_PREFIX
 from trainables.study.plan.search_plan import SearchPlan, TrackingPlan
 from trainables.study.records.trials import TrialRecord, load_optuna_study
-from trainables.study.result import STATUS_BY_OPTUNA_STATE
+from trainables.study.result import RUNNING, STATUS_BY_OPTUNA_STATE
 from trainables.study.tracking.callbacks import epoch_metrics
 from trainables.study.tracking.search_run import end_runs, finish_run, running_trial_runs
 
@@ -44,7 +44,7 @@ def ray_trials(folder: Path) -> dict[str, dict]:
     return known
 
 
-def finished_trials(folder: Path, name: str) -> dict[int, str]:
+def ended_trials(folder: Path, name: str) -> dict[int, str]:
     """Optuna trial number -> records' status of every search trial that ended (COMPLETE, PRUNED, FAIL)."""
     if not (folder / OPTUNA_FILE).is_file():  # stopped before the searcher made its database
         return {}
@@ -110,22 +110,23 @@ def drop_interrupted_rechecks(trials: list[TrialRecord], tracking_uri: str, trac
 
 
 def close_leftovers(folder: Path, name: str, tracking_uri: str, tracking: TrackingPlan,
-                    trials: list[TrialRecord]) -> None:
+                    trials: list[TrialRecord], metrics: tuple) -> None:
     """A finished study's Optuna trials still RUNNING become FAIL. Its MLflow trial runs still RUNNING end: those of
     trials that ended before a kill stopped the callbacks (a moved study's, whose Ray state was set aside) with their
-    status and any epoch not logged yet; the others KILLED, status ``interrupted``."""
+    status and any epoch not logged yet (``metrics``: the study's per-epoch metrics); the others KILLED, status
+    ``interrupted``."""
     study = load_optuna_study(folder, name)
     for trial in study.trials:
         if trial.state == optuna.trial.TrialState.RUNNING:
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-    ended = {t.trial_id: t for t in trials if t.status != "running"}
+    ended = {t.trial_id: t for t in trials if t.status != RUNNING}
     client = MlflowClient(tracking_uri)
     for run in running_trial_runs(client, tracking):
         record = ended.get(run.data.tags["trial_id"])
         if record is None:
             continue
         stamp = int(time.time() * 1000)
-        reported = [m for row in record.results for m in epoch_metrics(row, stamp)]
+        reported = [m for row in record.results for m in epoch_metrics(row, stamp, metrics)]
         logged = {(key, m.step) for key in {m.key for m in reported}
                   for m in client.get_metric_history(run.info.run_id, key)}
         client.log_batch(run.info.run_id, metrics=[m for m in reported if (m.key, m.step) not in logged])

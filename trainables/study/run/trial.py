@@ -29,10 +29,10 @@ import ray
 import torch
 from ray import tune
 
-from trainables.core.config import from_trial
 from trainables.core.layout import BEST_WEIGHTS_FILE, FINAL_FILE, INNER_SUMS_FILE, OPTUNA_KEY, STATE_FILE
 from trainables.core.metrics import ObjectSums
 from trainables.data.schema import ITData
+from trainables.fitting.families import config_of
 from trainables.fitting.family import Family
 from trainables.models import weights
 from trainables.study.result import EPOCH, FIT_DONE, NODE_ID, OBJECTIVE
@@ -125,7 +125,7 @@ def _fetched(ref) -> dict:
 
 def train_trial(config: dict, data: ITData, families: dict[str, Family], threads: int = 1,
                 checkpoint_interval: float = 300.0, feature_cache: str | None = None,
-                imagenet: dict | None = None, finished: frozenset = frozenset()) -> None:
+                imagenet: dict | None = None, ended_before: frozenset = frozenset()) -> None:
     """Ray Tune trial: run the config's family's search fit.
 
     Parameters
@@ -146,11 +146,11 @@ def train_trial(config: dict, data: ITData, families: dict[str, Family], threads
     imagenet : dict, optional
         Backbone -> object-store reference of its ImageNet state dict, resolved by the driver; registered
         with :func:`trainables.models.weights.provide`, so a worker node needs no torch cache.
-    finished : frozenset of int
+    ended_before : frozenset of int
         Optuna trial numbers that ended before the study was interrupted: Ray may still hold such a trial as
         unfinished (the kill came before it saved its state); it ends at once, without fitting or reporting.
     """
-    if config.get(OPTUNA_KEY) in finished:
+    if config.get(OPTUNA_KEY) in ended_before:
         return
     session = RaySession(checkpoint_interval, Path(feature_cache) if feature_cache else None)
     final = session.final_result()
@@ -160,5 +160,5 @@ def train_trial(config: dict, data: ITData, families: dict[str, Family], threads
     torch.set_num_threads(max(1, threads))
     for backbone, ref in (imagenet or {}).items():
         weights.provide(backbone, lambda ref=ref: _fetched(ref))
-    hparams = from_trial(config)
+    hparams = config_of(config, families)
     families[hparams["model"]].search_fit(hparams, data, session)

@@ -13,17 +13,18 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from trainables.core.config import from_trial
 from trainables.core.layout import OPTUNA_KEY, RECHECK_KEY, sampled_params
+from trainables.fitting.families import config_of
 from trainables.study.result import EPOCH_METRICS, NODE_ID, ended_status, epoch_of
 from trainables.study.tracking.search_run import finish_run
 from trainables.study.tracking.store import mlflow_value
 
 
-def epoch_metrics(result: dict, stamp: int) -> list[Metric]:
-    """The MLflow metrics of one reported epoch, logged at the trial's own epoch as the step."""
+def epoch_metrics(result: dict, stamp: int, names: tuple = EPOCH_METRICS) -> list[Metric]:
+    """The MLflow metrics of one reported epoch (``names``: those the study's families report), logged at the
+    trial's own epoch as the step."""
     step = epoch_of(result)
-    return [Metric(k, float(result[k]), stamp, step) for k in EPOCH_METRICS if result.get(k) is not None]
+    return [Metric(k, float(result[k]), stamp, step) for k in names if result.get(k) is not None]
 
 
 class MLflowTrials(tune.Callback):
@@ -35,14 +36,17 @@ class MLflowTrials(tune.Callback):
     metric history after its last logged step: a trial resumed from an older
     checkpoint reports epochs again, and MLflow gets each step once.
 
-    ``finished`` (a resumed study's): Optuna trial number -> status of the trials that
-    ended before the interruption; their status comes from there, not from Ray's
-    (possibly stale) last result.
+    ``metrics``: the per-epoch metrics logged (every trial's and the study's families' own,
+    :func:`trainables.fitting.families.epoch_metrics`). ``ended_before`` (a resumed study's):
+    Optuna trial number -> status of the trials that ended before this run; their status
+    comes from there, not from Ray's (possibly stale) last result.
     """
 
-    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, finished: dict | None = None):
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, metrics: tuple = EPOCH_METRICS,
+                 ended_before: dict | None = None):
         self.tracking_uri, self.experiment_id, self.parent_run_id = tracking_uri, experiment_id, parent_run_id
-        self.finished = dict(finished or {})
+        self.metrics = tuple(metrics)
+        self.ended_before = dict(ended_before or {})
         self._client = None
         self._runs: dict[str, str] = {}
         self._last_step: dict[str, int] = {}
@@ -82,7 +86,7 @@ class MLflowTrials(tune.Callback):
                       **({"recheck_of": trial.config[RECHECK_KEY]} if RECHECK_KEY in trial.config else {})},
             )
             run_id = run.info.run_id
-            params = [Param(k, mlflow_value(v)) for k, v in sorted(from_trial(trial.config).items())]
+            params = [Param(k, mlflow_value(v)) for k, v in sorted(config_of(trial.config).items())]
             self.client.log_batch(run_id, params=params)
         self._runs[trial.trial_id] = run_id
         return run_id
@@ -96,10 +100,10 @@ class MLflowTrials(tune.Callback):
         if step <= self._last_step.get(run_id, 0):  # logged before the study was interrupted
             return
         self._last_step[run_id] = step
-        self.client.log_batch(run_id, metrics=epoch_metrics(result, int(time.time() * 1000)))
+        self.client.log_batch(run_id, metrics=epoch_metrics(result, int(time.time() * 1000), self.metrics))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        status = self.finished.get(trial.config.get(OPTUNA_KEY))
+        status = self.ended_before.get(trial.config.get(OPTUNA_KEY))
         self._finish(trial, status or ended_status(trial.last_result, error=False))
 
     def on_trial_error(self, iteration, trials, trial, **info):

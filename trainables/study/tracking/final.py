@@ -18,7 +18,6 @@ from mlflow.tracking import MlflowClient
 
 from trainables.study.tracking.store import experiment_id, mlflow_value, tracking_client
 
-
 SCORES = ("ev", "r_mean", "r_median", "r2", "noise_ceiling_ev", "ev_normalized", "inner_ev")
 
 

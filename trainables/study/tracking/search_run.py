@@ -1,6 +1,6 @@
 """A search's MLflow parent run, and the ends of its trials' runs.
 
-A search has one parent run (params: space, searcher, scheduler, profile, seed,
+A search has one parent run (params: space, sampler, scheduler, profile, seed,
 data fingerprint; tags: git commit and library versions; artifacts: best config
 and trials table); its trials are nested under it by
 :class:`trainables.study.tracking.callbacks.MLflowTrials`.
@@ -49,7 +49,7 @@ def start_search_run(plan: SearchPlan, tracking_uri: str) -> tuple[str, str]:
     versions = {"ray_version": version("ray"), "optuna_version": version("optuna"), "torch_version": version("torch")}
     run = client.create_run(exp, run_name=f"search_{plan.name}",
                             tags={"git_commit": plan.git_commit, "kind": "search", **versions})
-    params = {"space": plan.space, "searcher": plan.searcher, "scheduler": plan.scheduler.name,
+    params = {"space": plan.space, "sampler": plan.sampler, "scheduler": plan.scheduler.name,
               "profile": plan.profile, "seed": plan.seed, "data": plan.data.source,
               "data_fingerprint": plan.data_fingerprint, "num_samples": plan.num_samples,
               # What the space was told it can run: the profile's epoch cap, the loadable ImageNet weights.

@@ -1,6 +1,6 @@
 """MLflow tracking from the driver: a search's parent run, and one run per final training.
 
-A search has one parent run (params: space, searcher, scheduler, profile, seed,
+A search has one parent run (params: space, sampler, scheduler, profile, seed,
 data fingerprint; tags: git commit and library versions; artifacts: best config
 and trials table); its trials are nested under it by
 :class:`trainables.study.tracking.callbacks.MLflowTrials`.

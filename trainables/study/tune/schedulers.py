@@ -46,7 +46,7 @@ def _fifo(plan: SchedulerPlan):
 SCHEDULERS: dict[str, Callable[[SchedulerPlan], object]] = {"asha": _asha, "hyperband": _hyperband, "fifo": _fifo}
 
 
-def make_scheduler(plan: SchedulerPlan):
+def make_trial_scheduler(plan: SchedulerPlan):
     """The Ray Tune scheduler ``plan.name`` names; ValueError listing the registry otherwise."""
     if plan.name not in SCHEDULERS:
         raise ValueError(f"unknown scheduler '{plan.name}' (valid: {', '.join(SCHEDULERS)})")

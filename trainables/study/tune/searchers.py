@@ -24,25 +24,14 @@ import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from trainables.core.config import from_trial
 from trainables.core.layout import OPTUNA_KEY, RECHECK_KEY, SAMPLED_KEY
+from trainables.fitting.families import complete, config_of
 from trainables.study.plan.pace import Budget, leader_paces, measure
 from trainables.study.recheck.rounds import recheck_config
 from trainables.study.recheck.stats import is_deterministic
 from trainables.study.result import COMPLETED, OPTUNA_STATE_BY_STATUS, ended_status, epoch_of
 
 log = logging.getLogger(__name__)
-
-
-# The time budget of this process's run (``--time-budget``), set by the runner before a search starts. A budget
-# belongs to a run, not to the study: a searcher restored from a study's saved state reads the current one here.
-_budget: Budget | None = None
-
-
-def set_budget(budget: Budget | None) -> None:
-    """The time budget the search's searcher obeys in this process (None: none)."""
-    global _budget
-    _budget = budget
 
 
 @dataclass(frozen=True)
@@ -96,7 +85,7 @@ def record_recheck(study: optuna.Study, origin: optuna.trial.FrozenTrial, config
         value=result[metric] if done else None,
         state=optuna.trial.TrialState.COMPLETE if done else optuna.trial.TrialState.FAIL,
         intermediate_values=curve,
-        user_attrs={"config": from_trial(config), "recheck_of": origin.number, "seed": config["seed"]},
+        user_attrs={"config": config_of(config), "recheck_of": origin.number, "seed": config["seed"]},
     ))
 
 
@@ -111,23 +100,21 @@ class StudySearcher(OptunaSearch):
     ``free_slots`` (:class:`FreeSlots`): once its trials have all started, each slot
     that frees up runs the re-check's first round for a config sure to be among the
     K best (see :meth:`_free_slot_run`); None: the search ends with its trials.
+    ``budget``: this run's time budget (:class:`~trainables.study.plan.pace.Budget`, None: none); a run's option,
+    not the study's: a searcher restored from the study's saved state keeps the budget it was given for this run.
+
+    Its records, saved with Ray's state: ``params`` (search trial id -> its Ray config), ``rechecks`` (re-check
+    run's trial id -> its config), ``curves`` (re-check run's trial id -> epoch -> metric), ``seen`` (see
+    :meth:`_watch`), ``completed`` (see :meth:`_completed`).
     """
 
-    cut = False  # the time budget stopped the search from starting more trials
-    started = 0
-    free_slots: FreeSlots | None = None
-    restored = False  # from Ray's saved state (a resumed search)
-
-    def __init__(self, *args, free_slots: FreeSlots | None = None, **kwargs):
+    def __init__(self, *args, free_slots: FreeSlots | None = None, budget: Budget | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.free_slots = free_slots
-
-    def _own(self, name: str) -> dict:
-        """One of this searcher's records, made on first use (a searcher restored from a study saved by an older
-        version lacks the newer ones): ``params`` (search trial id -> its Ray config), ``rechecks`` (re-check run's
-        trial id -> its config), ``curves`` (re-check run's trial id -> epoch -> metric), ``seen`` (see
-        :meth:`_watch`), ``completed`` (see :meth:`_completed`)."""
-        return self.__dict__.setdefault(f"_{name}_records", {})
+        self.free_slots, self.budget = free_slots, budget
+        self.cut = False  # the time budget stopped the search from starting more trials
+        self.started = 0
+        self.restored = False  # from Ray's saved state (a resumed search)
+        self.records: dict[str, dict] = {name: {} for name in ("params", "rechecks", "curves", "seen", "completed")}
 
     def suggest(self, trial_id: str):
         if self.free_slots is not None and self.started >= self.free_slots.samples:
@@ -145,10 +132,14 @@ class StudySearcher(OptunaSearch):
         self.started += 1
         self._watch().setdefault(trial_id, [time.time(), 0, 0.0, 0.0])
         ot_trial = self._ot_trials[trial_id]
-        ot_trial.set_user_attr("config", from_trial(params))
+        # Validated here, once: the trial's Ray config holds the whole config (defaults filled in) beside the
+        # sampled helpers; everything downstream reads it (trainables.fitting.families.config_of).
+        config = complete(config_of(params))
+        ot_trial.set_user_attr("config", config)
+        params.update(config)
         params[SAMPLED_KEY] = sorted(ot_trial.params)
         params[OPTUNA_KEY] = ot_trial.number
-        self._own("params")[trial_id] = dict(params)
+        self.records["params"][trial_id] = dict(params)
         return params
 
     def _free_slot_run(self, trial_id: str):
@@ -166,13 +157,13 @@ class StudySearcher(OptunaSearch):
         completed = self._completed()
         ranked = sorted((t for t in completed if completed[t].get(self.metric) is not None),
                         key=lambda t: completed[t][self.metric], reverse=True)
-        params, rechecks = self._own("params"), self._own("rechecks")
+        params, rechecks = self.records["params"], self.records["rechecks"]
         taken = {c[RECHECK_KEY] for c in rechecks.values()}
         sure = [t for t in ranked[:max(self.free_slots.top - len(running), 0)]
                 if t not in taken and t in params and not is_deterministic(params[t])]
         paces = {t: leader_paces([completed[t]], self.metric) for t in sure}
         now = time.time()
-        sure = [t for t in sure if paces[t] and (_budget is None or _budget.fits_run(paces[t][0], now))]
+        sure = [t for t in sure if paces[t] and (self.budget is None or self.budget.fits_run(paces[t][0], now))]
         if not sure:
             return None if running else Searcher.FINISHED
         origin = max(sure, key=lambda t: paces[t][0].trial(epoch_of(completed[t])))
@@ -184,7 +175,7 @@ class StudySearcher(OptunaSearch):
 
     def _watch(self) -> dict:
         """Trial id -> [suggested at, epochs run, last epoch's seconds, wall seconds]: this run's pace."""
-        return self._own("seen")
+        return self.records["seen"]
 
     def _observe(self, trial_id: str, result: dict | None) -> None:
         seen = self._watch().get(trial_id)
@@ -198,20 +189,22 @@ class StudySearcher(OptunaSearch):
 
     def _completed(self) -> dict:
         """Trial id -> last result of this run's trials that completed their fit."""
-        return self._own("completed")
+        return self.records["completed"]
 
     def _over_budget(self) -> bool:
-        if _budget is None:
+        if self.budget is None:
             return False
         pace = measure(self.observed())
         leaders = leader_paces(list(self._completed().values()), self.metric)
-        return pace is not None and not _budget.fits_trial(pace, time.time(), leaders)
+        return pace is not None and not self.budget.fits_trial(pace, time.time(), leaders)
 
     def restore(self, checkpoint_path: str) -> None:
-        """Ray's saved state of a resumed search. Its free slots stay empty: a trial the kill left half-known (asked
-        of Optuna, missing from Ray's state) would keep the searcher waiting for it."""
+        """Ray's saved state of a resumed search; this run's budget stays (a run's option). Its free slots stay
+        empty: a trial the kill left half-known (asked of Optuna, missing from Ray's state) would keep the searcher
+        waiting for it."""
+        budget = self.budget
         super().restore(checkpoint_path)
-        self.restored = True
+        self.budget, self.restored = budget, True
 
     def _finished_in_storage(self, trial_id: str) -> bool:
         """Whether Optuna already holds the trial as ended (it ended before an interruption Ray's state missed)."""
@@ -222,9 +215,9 @@ class StudySearcher(OptunaSearch):
         return state.is_finished()
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id in self._own("rechecks"):
+        if trial_id in self.records["rechecks"]:
             if result.get(self.metric) is not None and result.get("training_iteration"):
-                self._own("curves").setdefault(trial_id, {})[epoch_of(result)] = float(result[self.metric])
+                self.records["curves"].setdefault(trial_id, {})[epoch_of(result)] = float(result[self.metric])
             return
         self._observe(trial_id, result)
         if self._finished_in_storage(trial_id) or trial_id in self._completed_trials or trial_id not in self._ot_trials:
@@ -244,11 +237,11 @@ class StudySearcher(OptunaSearch):
             pass
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id in self._own("rechecks"):
+        if trial_id in self.records["rechecks"]:
             self.on_trial_result(trial_id, result or {})
-            config = self._own("rechecks")[trial_id]
+            config = self.records["rechecks"][trial_id]
             origin = self._ot_study._storage.get_trial(self._ot_trials[config[RECHECK_KEY]]._trial_id)
-            record_recheck(self._ot_study, origin, config, result, self._own("curves").pop(trial_id, {}), self.metric,
+            record_recheck(self._ot_study, origin, config, result, self.records["curves"].pop(trial_id, {}), self.metric,
                            error)
             return
         self._observe(trial_id, result)
