@@ -20,7 +20,7 @@ from pathlib import Path
 import optuna
 from optuna.distributions import FloatDistribution, IntDistribution
 
-from trainables.core.layout import METRICS_FILE, REPORT_DIR, TRAIN_DIR, sampled_params
+from trainables.core.layout import METRICS_FILE, OPTUNA_KEY, REPORT_DIR, TRAIN_DIR, sampled_params
 from trainables.core.usage import Parser, fail, setup_logging
 from trainables.study.export.best_config import rechecked
 from trainables.study.plan.search_plan import PlanError, SearchPlan, read_plan
@@ -32,6 +32,14 @@ from trainables.study.result import OBJECTIVE
 
 log = logging.getLogger(__name__)
 EDGE_FRACTION = 0.05
+# Readable from a phone to a 1280-px window without scrolling sideways: images and tables never wider than the text
+# column, long cells (a config's sampled values) wrap.
+STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.35}"
+         "table{border-collapse:collapse;margin:1em 0;max-width:100%}"
+         "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;overflow-wrap:break-word}"
+         "figure{margin:0.5em 0 2em 0}img{display:block;max-width:100%;height:auto}"
+         "figcaption{font-size:0.92em;color:#333;margin-top:0.4em;max-width:100%}"
+         ".warn{background:#fff3cd;border:1px solid #e0c060;padding:0.5em 1em}")
 
 
 def importances(study) -> dict[str, float]:
@@ -92,8 +100,11 @@ def _table(rows: list[list], header: list[str]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def build_report(storage: Path, name: str, out: Path | None = None) -> Path:
-    """Write the figures and index.html of a search; return the page's path."""
+def build_report(storage: Path, name: str, out: Path | None = None, attach: bool = True) -> Path:
+    """Write the figures and index.html of a search; return the page's path.
+
+    ``attach``: also log the report's files to the search's parent MLflow run.
+    """
     from analysis import study_plots  # matplotlib: imported once the study is found (a refused command skips it)
 
     folder = study_folder(storage, name)
@@ -105,16 +116,21 @@ def build_report(storage: Path, name: str, out: Path | None = None) -> Path:
     top = rechecked(plan, everything)
     trials = search_trials(everything)  # the figures show the searcher's trials; the re-check has its own table
     counts = status_counts(trials)
-    figures = []
+    references = dict(plan.references)
+    answer, figures = None, []
     scored = [t for t in trials if t.results]
     if scored:
-        figures.append(("Optimisation history", study_plots.plot_history(scored, out / "history.png")))
+        figures.append(("Optimisation history", study_plots.plot_history(scored, out / "history.png", references)))
         if max(t.epochs for t in scored) > 1:  # readout studies report once: no curve to draw
-            figures.append(("Learning curves", study_plots.plot_learning_curves(scored, out / "learning_curves.png")))
+            figures.append(("Learning curves", study_plots.plot_learning_curves(
+                scored, out / "learning_curves.png", references=references)))
     imp = importances(study)
     if imp:
-        figures.append(("Hyperparameter importance (PED-ANOVA)", study_plots.plot_importance(imp, out / "importance.png")))
-    figures.append(("Parallel coordinates", study_plots.plot_parallel(study.trials, out / "parallel.png")))
+        figures.append(("Hyperparameter importance (PED-ANOVA)",
+                        study_plots.plot_importance(imp, out / "importance.png")))
+    names = {t.config[OPTUNA_KEY]: t.trial_id for t in trials if OPTUNA_KEY in t.config}
+    figures.append(("Parallel coordinates", study_plots.plot_parallel(study.trials, out / "parallel.png",
+                                                                      names or None, references)))
     scientific = plan.scientific
     if scientific:
         split = "weights" if any("weights" in sampled_params(t.config) for t in trials) else None
@@ -124,18 +140,20 @@ def build_report(storage: Path, name: str, out: Path | None = None) -> Path:
             order = list(dist.choices)
         table = study_plots.isolation_table(trials, scientific, split, order)
         if table:
-            figures.append((f"Isolation: {scientific}" + (f" by {split}" if split else ""),
-                            study_plots.plot_isolation(table, scientific, out / "isolation.png", split)))
+            answer = (f"Isolation: {scientific}" + (f" by {split}" if split else ""),
+                      study_plots.plot_isolation(table, scientific, out / "isolation.png", split, references,
+                                                 study_plots.recheck_points(top, scientific, split)))
     warnings = edge_warnings(study)
     if counts["completed"] < 10:
         warnings.append(f"only {counts['completed']} completed trials: importance and isolation are rough")
     best = max((t for t in trials if t.status == "completed"), key=lambda t: t.best(OBJECTIVE), default=None)
     rechecks = seed_rechecks(storage, plan.name)
     size_note = input_resolution_note(plan.image_size or plan.data.resolution, trials)
-    page = _render(plan, counts, best, warnings, rechecks, imp, figures, top, size_note)
+    page = _render(plan, counts, best, warnings, rechecks, imp, figures, top, size_note, answer)
     index = out / "index.html"
     index.write_text(page)
-    _attach(plan.tracking_uri(folder), plan.tracking.parent_run_id, out)
+    if attach:
+        _attach(plan.tracking_uri(folder), plan.tracking.parent_run_id, out)
     return index
 
 
@@ -159,27 +177,41 @@ def input_resolution_note(side: int, trials=()) -> str:
     return note
 
 
-def _render(plan: SearchPlan, counts, best, warnings, rechecks, imp, figures, top=(), size_note="") -> str:
+def _figure(title: str, drawn, level: int = 2) -> str:
+    """One figure of the page: a heading, the image scaled to the page's width, and its caption."""
+    return (f"<h{level}>{html.escape(title)}</h{level}><figure><img src='{html.escape(drawn.path.name)}' "
+            f"alt='{html.escape(title)}'><figcaption>{html.escape(drawn.caption)}</figcaption></figure>")
+
+
+def _answer_line(plan: SearchPlan, best, top) -> str:
+    """The study's answer in one sentence: the exported trial, its value of the scientific hyperparameter, its score."""
+    chosen = top[0].trial if top else best
+    if chosen is None:
+        return "No trial completed: the study has no answer yet."
+    value = chosen.config.get(plan.scientific) if plan.scientific else None
+    what = f"{plan.scientific} = {value} " if value is not None else ""
+    if top:
+        score = f"re-check mean {_number(top[0].mean, top[0].se)} (SE)"
+    else:
+        score = f"inner-validation EV {_number(chosen.best(OBJECTIVE))}, one seed (no re-check)"
+    return f"Exported: {what}(trial {chosen.trial_id}), {score}."
+
+
+def _render(plan: SearchPlan, counts, best, warnings, rechecks, imp, figures, top=(), size_note="",
+            answer=None) -> str:
+    """The page in reading order: the answer (the re-check and the scientific hyperparameter's effect), what
+    qualifies it, the exported trial, then the search's figures."""
     parts = [f"<h1>Search {html.escape(plan.name)} ({html.escape(plan.space)})</h1>"]
     parts.append(_table([[plan.searcher, plan.profile, plan.data_fingerprint,
                           counts["completed"], counts["pruned"], counts["failed"], counts["running"]]],
                         ["searcher", "profile", "data", "completed", "pruned", "failed", "unfinished"]))
     parts.append(f"<p>{html.escape(size_note)}</p>")
-    if plan.references:
-        parts.append("<p>For scale, on the trials' inner split (labels only, no pixels): " + ", ".join(
-            f"{html.escape(name)} EV {ev:.4f}" for name, ev in plan.references.items()) + ".</p>")
-    if warnings:
-        parts.append("<div class='warn'><b>Warnings</b><ul>" + "".join(
-            f"<li>{html.escape(w)}</li>" for w in warnings) + "</ul></div>")
-    if best is not None:
-        shown = sampled_params(best.config)
-        parts.append(f"<h2>Best trial {html.escape(best.trial_id)}: inner-validation EV "
-                     f"{best.best(OBJECTIVE):.4f} after {best.epochs} epoch{'s' if best.epochs > 1 else ''}</h2>")
-        parts.append(_table([[k, v] for k, v in shown.items()], ["hyperparameter", "value"]))
+    parts.append(f"<h2>The answer{': ' + html.escape(plan.scientific) if plan.scientific else ''}</h2>")
+    parts.append(f"<p><b>{html.escape(_answer_line(plan, best, top))}</b></p>")
     if top:
         how = ("compared by a paired bootstrap over the inner split's objects (a seed changes nothing in this family)"
                if top[0].deterministic else f"raced over new seeds: {runs_spent(top)} runs")
-        parts.append(f"<h2>Top-{len(top)} re-check: {how}</h2><p>Exported: the best mean. The search's own run is "
+        parts.append(f"<h3>Top-{len(top)} re-check: {how}</h3><p>Exported: the best mean. The search's own run is "
                      "left out of a network's mean: it was selected for being high. Standard errors combine the "
                      "seeds' and the inner-validation images' (bootstrap over objects)."
                      + (f" #1 and #2 tie (within {TIE_SES:g} standard errors of their difference)." if len(top) > 1
@@ -188,6 +220,20 @@ def _render(plan: SearchPlan, counts, best, warnings, rechecks, imp, figures, to
                               "-" if r.deterministic else r.n, "left the race" if r.out else "",
                               sampled_text(r.trial.config)] for i, r in enumerate(top, 1)],
                             ["rank", "trial", "search EV", "re-check EV (mean ± SE)", "runs", "", "sampled"]))
+    if answer is not None:
+        parts.append(_figure(*answer, level=3))
+    if plan.references:
+        parts.append("<p>For scale, on the trials' inner split (labels only, no pixels; the dashed lines of every EV "
+                     "axis): " + ", ".join(f"{html.escape(name)} EV {ev:.4f}" for name, ev in plan.references.items())
+                     + ". A model must beat them to be more than object recognition.</p>")
+    if warnings:
+        parts.append("<div class='warn'><b>Warnings</b><ul>" + "".join(
+            f"<li>{html.escape(w)}</li>" for w in warnings) + "</ul></div>")
+    if best is not None:
+        shown = sampled_params(best.config)
+        parts.append(f"<h2>Best trial {html.escape(best.trial_id)}: inner-validation EV "
+                     f"{best.best(OBJECTIVE):.4f} after {best.epochs} epoch{'s' if best.epochs > 1 else ''}</h2>")
+        parts.append(_table([[k, v] for k, v in shown.items()], ["hyperparameter", "value"]))
     if rechecks:
         parts.append("<h2>Re-trained over seeds (official validation set)</h2>")
         parts.append(_table([[r["folder"], r["seeds"] or 1, _number(r["search_value"]),
@@ -196,15 +242,15 @@ def _render(plan: SearchPlan, counts, best, warnings, rechecks, imp, figures, to
                              for r in rechecks],
                             ["run", "seeds", "search EV (inner)", "re-trained inner EV", "validation EV",
                              "validation r", "noise ceiling EV"]))
-    if imp:
-        parts.append(_table([[k, f"{v:.3f}"] for k, v in imp.items()], ["hyperparameter", "importance"]))
-    for title, path in figures:
-        parts.append(f"<h2>{html.escape(title)}</h2><img src='{html.escape(path.name)}' alt='{html.escape(title)}'>")
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
-             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}img{max-width:100%}"
-             ".warn{background:#fff3cd;border:1px solid #e0c060;padding:0.5em 1em}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(plan.name)}</title>"
-            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
+    if figures:
+        parts.append("<h2>The search</h2>")
+    for title, drawn in figures:
+        parts.append(_figure(title, drawn, level=3))
+        if drawn.path.name == "importance.png" and imp:
+            parts.append(_table([[k, f"{v:.3f}"] for k, v in imp.items()], ["hyperparameter", "importance"]))
+    return (f"<!doctype html><html><head><meta charset='utf-8'>"
+            f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{html.escape(plan.name)}"
+            f"</title><style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n")
 
 
 def _attach(tracking_uri: str, run_id: str, out: Path) -> None:
