@@ -5,7 +5,10 @@
 Reads every ``metrics.json`` written by ``trainables.train`` under ``<storage>/train``
 (with the object and category ideal observers of each data set the models were scored on:
 each image predicted by its label's mean training response, no pixels) and writes a Markdown table (``--out``, default ``<storage>/compare.md``), the same
-as CSV beside it, and a bar chart of validation EV with the noise ceiling.
+as CSV beside it, and a bar chart of validation EV in the style of :mod:`analysis.style`:
+the axis spans the bulk of the models and the references (the noise ceiling, the
+ideal observers, drawn as labelled lines), a bar beyond it is cut at the axis and
+labelled with its value.
 """
 
 from __future__ import annotations
@@ -20,10 +23,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from analysis.limits import outside, robust_limits  # noqa: E402
+from analysis.style import NOISE_CEILING, Drawn, cut_bars, reference_lines, save, set_limits  # noqa: E402
 from trainables.core.layout import COMPARE_FILE, METRICS_FILE, TRAIN_DIR  # noqa: E402
 from trainables.core.usage import Parser, fail  # noqa: E402
 
 COLUMNS = ("model", "EV", "EV sd", "mean r", "median r", "noise ceiling EV", "seeds", "data")
+# A row's field, beside the table's columns: the observer's name for an ideal observer's row (a reference, no model),
+# else None.
+OBSERVER = "observer"
 
 
 class DamagedRun(ValueError):
@@ -31,7 +39,8 @@ class DamagedRun(ValueError):
 
 
 def collect(storage: Path) -> list[dict]:
-    """One row per trained model folder (a ``--seeds N`` folder counts once, with its spread)."""
+    """One row per trained model folder (a ``--seeds N`` folder counts once, with its spread), and one per ideal
+    observer and score (field :data:`OBSERVER`: its name; None for a model)."""
     rows, references = [], {}
     for path in sorted((Path(storage) / TRAIN_DIR).glob(f"*/{METRICS_FILE}")):
         try:
@@ -43,14 +52,14 @@ def collect(storage: Path) -> list[dict]:
         rows.append({"model": path.parent.name, "EV": ev, "EV sd": m.get("ev_std"),
                      "mean r": r_mean, "median r": r_median,
                      "noise ceiling EV": m.get("noise_ceiling_ev"), "seeds": len(m.get("seeds") or [m.get("seed")]),
-                     "data": m.get("data_fingerprint", "")})
+                     "data": m.get("data_fingerprint", ""), OBSERVER: None})
         # The ideal observers of the data each model was scored on. They read labels and responses only, so the
         # renderings of one data seed at several resolutions (other fingerprints) give the same scores: one row
         # per observer and score, naming every data set it stands for.
         for name, ev in m.get("references", {}).items():
             references.setdefault((name, ev, rows[-1]["noise ceiling EV"]), set()).add(rows[-1]["data"])
     observers = [{"model": f"{name} (labels only)", "EV": ev, "EV sd": None, "mean r": None, "median r": None,
-                  "noise ceiling EV": ceiling, "seeds": "", "data": ", ".join(sorted(data))}
+                  "noise ceiling EV": ceiling, "seeds": "", "data": ", ".join(sorted(data)), OBSERVER: name}
                  for (name, ev, ceiling), data in references.items()]
     return sorted(rows + observers, key=lambda r: r["EV"])
 
@@ -75,29 +84,67 @@ def write_markdown(rows: list[dict], path: Path) -> None:
 
 def write_csv(rows: list[dict], path: Path) -> None:
     with Path(path).open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
 
 
-def plot_bars(rows: list[dict], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(rows) + 2), 4))
-    x = range(len(rows))
-    reference = ["labels only" in r["model"] for r in rows]
-    ax.bar(x, [100 * r["EV"] for r in rows], yerr=[100 * (r["EV sd"] or 0) for r in rows],
-           color=["tab:gray" if ref else "tab:blue" for ref in reference], capsize=3, label="validation EV")
-    if any(reference):
+def _single(values) -> float | None:
+    """The one value of a reference shared by every row that has it, else None (models scored on several data
+    sets: each bar keeps its own)."""
+    found = {v for v in values if v is not None}
+    return found.pop() if len(found) == 1 else None
+
+
+def plot_bars(rows: list[dict], path: Path) -> Drawn:
+    """Validation EV (%) per row: models blue, ideal observers grey; the noise ceiling and the observers as lines.
+
+    The axis spans the bulk of the bars and the references, with 0 (:func:`analysis.limits.robust_limits`): a
+    model far below the others (a linear map of pixels at -59 %) is cut at the axis, marked and labelled with its
+    value, and the others stay readable.
+    """
+    fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(rows) + 3.5), 4.4))
+    x = list(range(len(rows)))
+    ev = [100 * r["EV"] for r in rows]
+    observer = [r.get(OBSERVER) is not None for r in rows]
+    # One line per observer and for the ceiling where every row agrees on it; else a tick on each bar.
+    lines = {}
+    for name in dict.fromkeys(r[OBSERVER] for r in rows if r.get(OBSERVER)):
+        value = _single(r["EV"] for r in rows if r.get(OBSERVER) == name)
+        if value is not None:
+            lines[name] = 100 * value
+    ceiling = _single(r["noise ceiling EV"] for r in rows)
+    if ceiling is not None:
+        lines[NOISE_CEILING] = 100 * ceiling
+    per_bar = [100 * r["noise ceiling EV"] for r in rows if r["noise ceiling EV"] is not None]
+    limits = robust_limits(ev, [0.0, *lines.values(), *([] if ceiling is not None else per_bar)])
+    colors = ["tab:gray" if ref else "tab:blue" for ref in observer]
+    cut = cut_bars(ax, x, ev, limits, colors, fmt="{:.1f} %", width=0.7)
+    inset = 0.01 * (limits.high - limits.low)
+    for i in x:  # every bar's value: models a few points apart under a ceiling at 80 % are told apart by it
+        if i not in cut:
+            ax.text(i, ev[i] + (inset if ev[i] >= 0 else -inset), f"{ev[i]:.1f}", ha="center",
+                    va="bottom" if ev[i] >= 0 else "top", fontsize=8)
+    sd = [100 * (r["EV sd"] or 0) for r in rows]
+    shown = [i for i in x if sd[i] and i not in cut]
+    if shown:
+        ax.errorbar(shown, [ev[i] for i in shown], yerr=[sd[i] for i in shown], fmt="none", ecolor="k", capsize=3)
+    if ceiling is None and per_bar:
+        ax.scatter(x, [100 * r["noise ceiling EV"] if r["noise ceiling EV"] is not None else float("nan")
+                       for r in rows], marker="_", s=400, color="k", label=NOISE_CEILING)
+    ax.axhline(0, color="k", lw=0.8)
+    set_limits(ax, limits)
+    reference_lines(ax, lines, fmt="{:.1f} %")
+    ax.bar([0], [0], color="tab:blue", label="model (validation EV)")
+    if any(observer):
         ax.bar([0], [0], color="tab:gray", label="ideal observer (labels only)")
-    ceilings = [r["noise ceiling EV"] for r in rows]
-    if any(c is not None for c in ceilings):
-        ax.scatter(x, [100 * c if c is not None else float("nan") for c in ceilings], marker="_", s=400, color="k",
-                   label="noise ceiling")
-    ax.set_xticks(list(x), [r["model"] for r in rows], rotation=30, ha="right")
+    ax.set_xticks(x, [r["model"] for r in rows], rotation=30, ha="right")
     ax.set_ylabel("explained variance (%)")
-    ax.legend(frameon=False)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    out = outside([r["model"] for r in rows], ev, limits)
+    return save(fig, path, "Validation EV of every trained model (blue) and of the ideal observers (grey, labels "
+                "only), with the noise ceiling: a model of IT should beat the observers; the ceiling is what the "
+                "data's noise allows.", out, limits, what="model")
 
 
 def main(argv=None) -> int:

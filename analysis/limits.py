@@ -139,23 +139,23 @@ def outside(names, values, limits: Limits, at=None) -> list[Outside]:
 
 
 def _value(v: float) -> str:
-    return f"{v:.4g}"
+    return f"{v:.3g}"
 
 
-def outside_text(points: list[Outside], limits: Limits, what: str = "point") -> str:
+def outside_text(points: list[Outside], limits: Limits | None, what: str = "point") -> str:
     """One sentence counting and naming the points drawn at the edge; empty when there is none.
 
     Points of one name are named once, with where they lie (``dc679fd8 at -30 (epochs 3-6)``); past
-    :data:`NAMED` names, the rest are counted.
+    :data:`NAMED` names, the rest are counted. ``limits`` None: the points of several axes, counted together.
     """
     if not points:
         return ""
-    low = [p for p in points if p.value < limits.low]
-    high = [p for p in points if p.value > limits.high]
-    sides = []
-    for side, group, bound in (("below", low, limits.low), ("above", high, limits.high)):
-        if group:
-            sides.append(f"{len(group)} {what}{'s' if len(group) > 1 else ''} {side} {_value(bound)}")
+    if limits is None:
+        sides = [_count(len(points), what) + " outside their axes"]
+    else:
+        sides = [f"{_count(len(group), what)} {side} {_value(bound)}" for side, group, bound in (
+            ("below", [p for p in points if p.value < limits.low], limits.low),
+            ("above", [p for p in points if p.value > limits.high], limits.high)) if group]
     named = []
     for name, mine in groupby(sorted(points, key=lambda p: p.name), key=lambda p: p.name):
         mine = list(mine)
@@ -166,7 +166,11 @@ def outside_text(points: list[Outside], limits: Limits, what: str = "point") -> 
             text += f" ({_span(where)})"
         named.append(text)
     shown = "; ".join(named[:NAMED]) + (f"; and {len(named) - NAMED} more" if len(named) > NAMED else "")
-    return f"Drawn at the axis' edge (triangles): {' and '.join(sides)}: {shown}."
+    return f"Drawn at the axis edge (triangles): {' and '.join(sides)}: {shown}."
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'s' if n > 1 else ''}"
 
 
 def _span(where: list[str]) -> str:

@@ -85,7 +85,8 @@ def plot_history(trials: list[TrialRecord], path: Path, references: dict | None 
 
 def plot_learning_curves(trials: list[TrialRecord], path: Path, top: int = 5,
                          references: dict | None = None) -> Drawn:
-    """Inner-validation EV per epoch; the top completed trials in colour, the others grey, x where ASHA stopped.
+    """Inner-validation EV per epoch; the top completed trials in colour, the others grey, x where the scheduler
+    stopped a trial.
 
     A curve that leaves the axis (a diverged trial) is drawn to the edge, its points outside as triangles there.
     """
@@ -116,7 +117,7 @@ def plot_learning_curves(trials: list[TrialRecord], path: Path, top: int = 5,
                          label=f"{t.trial_id} (best {t.best(METRIC):.3f})", zorder=3)
         mark_outside(ax, epochs, ev, limits, color=line.get_color())
         out += outside([t.trial_id] * len(ev), ev, limits, [f"epoch {int(e)}" for e in epochs])
-    ax.scatter([], [], marker="x", color="0.45", label="stopped by ASHA")
+    ax.scatter([], [], marker="x", color="0.45", label="stopped early (scheduler)")
     if out:
         ax.scatter([], [], marker="v", color="0.6", edgecolors="k", linewidths=0.6, label=EDGE_NOTE)
     set_limits(ax, limits)
@@ -128,8 +129,8 @@ def plot_learning_curves(trials: list[TrialRecord], path: Path, top: int = 5,
     ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.grid(alpha=0.3)
     return save(fig, path, f"Inner-validation EV per epoch: the {min(top, len(ranked))} best completed trials in "
-                "colour, the others grey, x where ASHA stopped a trial; a curve still rising at its last epoch wanted "
-                "more epochs.", out, limits)
+                "colour, the others grey, x where the scheduler stopped a trial; a curve still rising at its last "
+                "epoch wanted more epochs.", out, limits)
 
 
 def plot_importance(importances: dict[str, float], path: Path) -> Drawn:
@@ -178,9 +179,9 @@ def plot_parallel(study_trials, path: Path, names: dict[int, str] | None = None,
               and (names is None or t.number in names)]
     params = sorted({p for t in trials for p in t.params})
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(params) + 2), 4.5))
-    read = ("Each line is a completed trial's sampled values, coloured by its inner-validation EV (yellow: best; a gap: "
-            "a parameter the trial did not sample): where the yellow lines bunch on an axis, that hyperparameter's "
-            "good values are.")
+    read = ("Each line is a completed trial's sampled values, coloured by its inner-validation EV (yellow: best; a "
+            "gap: a parameter the trial did not sample): where the yellow lines bunch on an axis, that "
+            "hyperparameter's good values are.")
     if not trials or not params:
         ax.text(0.5, 0.5, "no completed trial", ha="center")
         return save(fig, path, read)
@@ -217,8 +218,8 @@ def plot_parallel(study_trials, path: Path, names: dict[int, str] | None = None,
     ax.set_title("Parallel coordinates: completed trials")
     scale = Limits(norm.vmin, norm.vmax)
     out = outside([(names or {}).get(t.number, f"Optuna trial {t.number}") for t in trials], values, scale)
-    note = outside_text(out, scale).replace("Drawn at the axis' edge (triangles)",
-                                            "Coloured as the colour bar's end (its triangle)")
+    note = outside_text(out, scale).replace("Drawn at the axis edge (triangles)",
+                                            "Coloured as an end of the colour bar (its triangle)")
     return save(fig, path, read, out, note=note)
 
 

@@ -124,6 +124,32 @@ def mark_outside(ax, positions, values, limits: Limits, axis: str = "y", color="
     return drawn
 
 
+def count_outside(ax, values, limits: Limits, color="k") -> int:
+    """On a histogram over x: one triangle at each edge beyond which values lie, with their count above it.
+
+    Parameters
+    ----------
+    values : array-like, shape (n,)
+
+    Returns
+    -------
+    int
+        The values outside.
+    """
+    values = np.asarray(values, dtype=float)
+    total = 0
+    for side, n, edge in (("low", int((values < limits.low).sum()), limits.low),
+                          ("high", int((values > limits.high).sum()), limits.high)):
+        if not n:
+            continue
+        ax.scatter([edge], [0], marker=EDGE_MARKERS[("x", side)], s=60, color=color, edgecolors="k",
+                   linewidths=0.6, clip_on=False, zorder=5)
+        ax.annotate(str(n), (edge, 0), xytext=(6 if side == "low" else -6, 8), textcoords="offset points",
+                    ha="left" if side == "low" else "right", fontsize=8, fontweight="bold")
+        total += n
+    return total
+
+
 def edge_line(ax, xs, values, limits: Limits, axis: str = "y", **line_kw):
     """A line through the points inside ``limits``; a segment to a point outside runs dotted to the axis' edge,
     where :func:`mark_outside` draws that point (a steep segment would otherwise look like a drop at the last point
@@ -162,31 +188,34 @@ def reference_lines(ax, references: dict[str, float] | None, axis: str = "y", fm
                     label: bool = True) -> None:
     """Labelled lines at each reference (name -> value): horizontal on a y axis, vertical on an x axis.
 
-    Labels sit at the right end of a horizontal line (the top of a vertical one); a label that would overlap the
-    one before it goes to the line's other side.
+    A horizontal line's label sits above it at the right end; labels of lines closer than a label's height go to
+    the left end, then the middle, in turn. A vertical line's label runs down from the top, on the side away from
+    a close neighbour.
     """
     if not references:
         return
     ordered = sorted(((v, n) for n, v in references.items() if v is not None and np.isfinite(v)))
     lo, hi = (ax.get_ylim() if axis == "y" else ax.get_xlim())
     span = (hi - lo) or 1.0
-    last = None
+    last, turn = None, 0
     for value, name in ordered:
         style = reference_style(name)
         (ax.axhline if axis == "y" else ax.axvline)(value, zorder=1.5, **style)
         if not label:
             continue
-        close = last is not None and abs(value - last) < 0.06 * span
-        text = f"{name} {fmt.format(value)}"
-        if axis == "y":
-            ax.text(0.995, value, text, transform=blended_transform_factory(ax.transAxes, ax.transData),
-                    ha="right", va="top" if close else "bottom", fontsize=7, color=style["color"], zorder=6,
-                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 0.5})
-        else:
-            ax.text(value, 0.99, text, transform=blended_transform_factory(ax.transData, ax.transAxes),
-                    ha="left" if close else "right", va="top", rotation=90, fontsize=7, color=style["color"],
-                    zorder=6, bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 0.5})
+        turn = turn + 1 if last is not None and abs(value - last) < 0.06 * span else 0
         last = value
+        box = {"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 0.5}
+        if axis == "y":
+            x, ha = ((0.995, "right"), (0.005, "left"), (0.5, "center"))[turn % 3]
+            ax.text(x, value, f"{name} {fmt.format(value)}", ha=ha, va="bottom", fontsize=7, color=style["color"],
+                    zorder=6, bbox=box, transform=blended_transform_factory(ax.transAxes, ax.transData))
+        else:
+            # The short name ("object", "category") keeps the label above the bulk of a histogram; the caption says
+            # what the lines are.
+            ax.text(value, 0.99, f"{name.replace(' ideal observer', '')} {fmt.format(value)}",
+                    ha="left" if turn % 2 else "right", va="top", rotation=90, fontsize=7, color=style["color"],
+                    zorder=6, bbox=box, transform=blended_transform_factory(ax.transData, ax.transAxes))
 
 
 def cut_bars(ax, x, heights, limits: Limits, colors, fmt: str = "{:.1f}", **bar_kw) -> list[int]:
