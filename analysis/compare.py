@@ -103,7 +103,7 @@ def plot_bars(rows: list[dict], path: Path) -> Drawn:
     model far below the others (a linear map of pixels at -59 %) is cut at the axis, marked and labelled with its
     value, and the others stay readable.
     """
-    fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(rows) + 3.5), 4.4))
+    fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(rows) + 3.5), 5))
     x = list(range(len(rows)))
     ev = [100 * r["EV"] for r in rows]
     observer = [r.get(OBSERVER) is not None for r in rows]
@@ -140,11 +140,11 @@ def plot_bars(rows: list[dict], path: Path) -> Drawn:
         ax.bar([0], [0], color="tab:gray", label="ideal observer (labels only)")
     ax.set_xticks(x, [r["model"] for r in rows], rotation=30, ha="right")
     ax.set_ylabel("explained variance (%)")
-    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.legend(frameon=False, fontsize=8, loc="best")
     out = outside([r["model"] for r in rows], ev, limits)
     return save(fig, path, "Validation EV of every trained model (blue) and of the ideal observers (grey, labels "
                 "only), with the noise ceiling: a model of IT should beat the observers; the ceiling is what the "
-                "data's noise allows.", out, limits, what="model")
+                "data's noise allows.", out, limits, what="model", dpi=110, unit=" %")
 
 
 def main(argv=None) -> int:

@@ -142,18 +142,19 @@ def _value(v: float) -> str:
     return f"{v:.3g}"
 
 
-def outside_text(points: list[Outside], limits: Limits | None, what: str = "point") -> str:
+def outside_text(points: list[Outside], limits: Limits | None, what: str = "point", unit: str = "") -> str:
     """One sentence counting and naming the points drawn at the edge; empty when there is none.
 
     Points of one name are named once, with where they lie (``dc679fd8 at -30 (epochs 3-6)``); past
     :data:`NAMED` names, the rest are counted. ``limits`` None: the points of several axes, counted together.
+    ``unit`` follows every value (``" %"``).
     """
     if not points:
         return ""
     if limits is None:
         sides = [_count(len(points), what) + " outside their axes"]
     else:
-        sides = [f"{_count(len(group), what)} {side} {_value(bound)}" for side, group, bound in (
+        sides = [f"{_count(len(group), what)} {side} {_value(bound)}{unit}" for side, group, bound in (
             ("below", [p for p in points if p.value < limits.low], limits.low),
             ("above", [p for p in points if p.value > limits.high], limits.high)) if group]
     named = []
@@ -161,7 +162,7 @@ def outside_text(points: list[Outside], limits: Limits | None, what: str = "poin
         mine = list(mine)
         values = sorted({_value(p.value) for p in mine}, key=float)
         where = [p.at for p in mine if p.at]
-        text = f"{name} at {values[0] if len(values) == 1 else values[0] + ' to ' + values[-1]}"
+        text = f"{name} at {values[0] if len(values) == 1 else values[0] + ' to ' + values[-1]}{unit}"
         if where:
             text += f" ({_span(where)})"
         named.append(text)

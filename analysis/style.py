@@ -57,7 +57,7 @@ class Drawn:
 
 
 def save(fig: Figure, path: Path, read: str, outside: list[Outside] = (), limits: Limits | None = None,
-         what: str = "point", note: str | None = None, dpi: int = 100) -> Drawn:
+         what: str = "point", note: str | None = None, dpi: int = 100, unit: str = "") -> Drawn:
     """Write ``fig`` to ``path`` and close it; the note on the points outside goes under the figure too (a PNG is
     also read alone, in MLflow or a final training's folder).
 
@@ -67,15 +67,15 @@ def save(fig: Figure, path: Path, read: str, outside: list[Outside] = (), limits
         What to read from the figure, one sentence.
     outside : list of Outside
         Points drawn at an edge of the axis whose ``limits`` are given.
-    what : str
-        What a point is, for the count (``point``, ``site``, ``prediction``).
+    what, unit : str
+        What a point is, for the count (``point``, ``site``, ``prediction``); the values' unit (``" %"``).
     note : str, optional
         The sentence on the points outside, for a figure whose axes have different limits; default: from
         ``outside`` and ``limits``.
     """
     outside = list(outside)
     if note is None:
-        note = outside_text(outside, limits, what) if outside and limits is not None else ""
+        note = outside_text(outside, limits, what, unit) if outside and limits is not None else ""
     if note:
         fig.text(0.005, 0.005, note, fontsize=7, ha="left", va="bottom", wrap=True, color="0.25")
         fig.tight_layout(rect=(0, 0.05, 1, 1))

@@ -183,7 +183,7 @@ def test_compare_cuts_a_negative_bar_and_keeps_the_others_readable(tmp_path):
     assert "-59.0 %" in texts and "13.8" in texts  # the cut bar says its value; the others theirs
     cut = min(ax.patches, key=lambda p: p.get_height())
     assert cut.get_height() == pytest.approx(ax.get_ylim()[0])  # drawn to the axis' edge, not to -59
-    assert "linear_pixels at -59" in drawn.caption
+    assert "linear_pixels at -59 %" in drawn.caption
     # The references are labelled lines, found by the rows' data, not by their names.
     assert {"noise ceiling 83.8 %", "object ideal observer 6.8 %", "category ideal observer 10.4 %"} <= set(texts)
     # The table keeps its columns: the rows' observer field stays out of it.
