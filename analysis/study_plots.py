@@ -284,18 +284,17 @@ def plot_isolation(table: dict, param: str, path: Path, split: str | None = None
     """
     rechecks = rechecks or {}
     fig, ax = plt.subplots(figsize=(9.5, 4.2))
-    categorical = any(isinstance(v, (str, bool)) for rows in table.values() for v, _, _ in rows)
-    labels = []
-    if categorical:
-        for rows in table.values():
-            for v, _, _ in rows:
-                if v not in labels:
-                    labels.append(v)
+    # Every value drawn: the search's, and the re-check's (a config stopped early can be re-checked when few
+    # completed).
+    values = list(dict.fromkeys([v for rows in table.values() for v, _, _ in rows]
+                                + [v for pts in rechecks.values() for v in pts]))
+    categorical = any(isinstance(v, (str, bool)) for v in values)
+    labels = values if categorical else []
 
     def at(v):
         return labels.index(v) if categorical else v
 
-    xs_all = sorted({at(v) for rows in table.values() for v, _, _ in rows})
+    xs_all = sorted({at(v) for v in values})
     integers = not categorical and all(isinstance(x, (int, np.integer)) for x in xs_all)
     # A rate or a penalty, values decades apart: a log axis, and the re-check's point beside the search's by a ratio.
     log = not categorical and not integers and bool(xs_all) and xs_all[0] > 0 and xs_all[-1] >= 10 * xs_all[0]

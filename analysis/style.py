@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import Normalize, is_color_like  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
 from analysis.limits import Limits, Outside, bulk, outside_text  # noqa: E402
@@ -267,6 +268,4 @@ def colour_scale(values, references=()) -> tuple[Normalize, str]:
 
 def integer_ticks(ax, axis: str = "x") -> None:
     """Whole-number ticks, for an integer hyperparameter (5 and 7 blocks, not 5.25)."""
-    from matplotlib.ticker import MaxNLocator
-
     (ax.xaxis if axis == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True))

@@ -67,7 +67,7 @@ FAMILY = Family(name="diverged", search_fit=search_fit, final_fit=final_fit,
 
 def diverged(trial, ctx) -> dict:
     trial.suggest_categorical("lr", list(LRS))
-    return {"model": "diverged", "epochs": EPOCHS, "patience": None}
+    return {"model": "diverged", "epochs": EPOCHS}
 
 
 def register() -> None:
@@ -131,8 +131,7 @@ def records(lrs=LRS, stopped: dict | None = None, diverge_at: int = DIVERGE_AT) 
     """
     trials = []
     for i, lr in enumerate(lrs):
-        config = {"model": "diverged", "lr": lr, "epochs": EPOCHS, "patience": None, "_sampled": ["lr"],
-                  "_optuna_trial": i}
+        config = {"model": "diverged", "lr": lr, "epochs": EPOCHS, "_sampled": ["lr"], "_optuna_trial": i}
         session = RecordingSession(trial_id(lr), start=1.8e9 + 100.0 * i, stop_after=(stopped or {}).get(lr))
         try:
             search_fit(config, None, session, diverge_at)
