@@ -202,9 +202,9 @@ def _render(plan: SearchPlan, counts, best, warnings, rechecks, imp, figures, to
     """The page in reading order: the answer (the re-check and the scientific hyperparameter's effect), what
     qualifies it, the exported trial, then the search's figures."""
     parts = [f"<h1>Search {html.escape(plan.name)} ({html.escape(plan.space)})</h1>"]
-    parts.append(_table([[plan.searcher, plan.profile, plan.data_fingerprint,
+    parts.append(_table([[plan.sampler, plan.profile, plan.data_fingerprint,
                           counts["completed"], counts["pruned"], counts["failed"], counts["running"]]],
-                        ["searcher", "profile", "data", "completed", "pruned", "failed", "unfinished"]))
+                        ["sampler", "profile", "data", "completed", "pruned", "failed", "unfinished"]))
     parts.append(f"<p>{html.escape(size_note)}</p>")
     parts.append(f"<h2>The answer{': ' + html.escape(plan.scientific) if plan.scientific else ''}</h2>")
     parts.append(f"<p><b>{html.escape(_answer_line(plan, best, top))}</b></p>")
