@@ -27,6 +27,7 @@ import numpy as np
 import search_spaces
 from trainables.fitting.families import FAMILIES
 from trainables.fitting.family import PROCESS_BYTES, Family, FinalFit
+from trainables.fitting.loop import TRAINING_FIELDS
 from trainables.study.records.trials import TrialRecord
 from trainables.study.result import OBJECTIVE
 
@@ -61,8 +62,10 @@ def final_fit(config, data, ctx) -> FinalFit:
     return FinalFit(np.tile(mean, (len(data.object_val), 1)), np.tile(mean, (len(data.object_test), 1)), {})
 
 
+# Its one key, the learning rate, is the training core's (a key two families read is one field).
 FAMILY = Family(name="diverged", search_fit=search_fit, final_fit=final_fit,
-                memory_bytes=lambda config, shape, on_gpu: PROCESS_BYTES)
+                memory_bytes=lambda config, shape, on_gpu: PROCESS_BYTES, fields={"lr": TRAINING_FIELDS["lr"]},
+                epoch_metrics=("train_loss",))
 
 
 def diverged(trial, ctx) -> dict:
