@@ -14,7 +14,6 @@ labelled with its value.
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from pathlib import Path
 
@@ -25,8 +24,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from analysis.limits import outside, robust_limits  # noqa: E402
 from analysis.style import NOISE_CEILING, Drawn, cut_bars, reference_lines, save, set_limits  # noqa: E402
-from trainables.core.layout import COMPARE_FILE, METRICS_FILE, TRAIN_DIR  # noqa: E402
+from trainables.core.layout import COMPARE_FILE, TRAIN_DIR  # noqa: E402
 from trainables.core.usage import Parser, fail  # noqa: E402
+from trainables.study.records.trainings import TrainingDamaged, read_training, training_files  # noqa: E402
 
 COLUMNS = ("model", "EV", "EV sd", "mean r", "median r", "noise ceiling EV", "seeds", "data")
 # A row's field, beside the table's columns: the observer's name for an ideal observer's row (a reference, no model),
@@ -34,21 +34,13 @@ COLUMNS = ("model", "EV", "EV sd", "mean r", "median r", "noise ceiling EV", "se
 OBSERVER = "observer"
 
 
-class DamagedRun(ValueError):
-    """A final training's ``metrics.json`` that cannot be read; the message names it."""
-
-
 def collect(storage: Path) -> list[dict]:
     """One row per trained model folder (a ``--seeds N`` folder counts once, with its spread), and one per ideal
     observer and score (field :data:`OBSERVER`: its name; None for a model)."""
     rows, references = [], {}
-    for path in sorted((Path(storage) / TRAIN_DIR).glob(f"*/{METRICS_FILE}")):
-        try:
-            m = json.loads(path.read_text())
-            ev, r_mean, r_median = m["ev"], m["r_mean"], m["r_median"]
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise DamagedRun(f"{path} cannot be read ({type(err).__name__}: {err}); train that model again, or "
-                             "move its folder out of the way") from None
+    for path in training_files(storage):
+        m = read_training(path)
+        ev, r_mean, r_median = m["ev"], m["r_mean"], m["r_median"]
         rows.append({"model": path.parent.name, "EV": ev, "EV sd": m.get("ev_std"),
                      "mean r": r_mean, "median r": r_median,
                      "noise ceiling EV": m.get("noise_ceiling_ev"), "seeds": len(m.get("seeds") or [m.get("seed")]),
@@ -56,7 +48,7 @@ def collect(storage: Path) -> list[dict]:
         # The ideal observers of the data each model was scored on. They read labels and responses only, so the
         # renderings of one data seed at several resolutions (other fingerprints) give the same scores: one row
         # per observer and score, naming every data set it stands for.
-        for name, ev in m.get("references", {}).items():
+        for name, ev in (m.get("references") or {}).items():
             references.setdefault((name, ev, rows[-1]["noise ceiling EV"]), set()).add(rows[-1]["data"])
     observers = [{"model": f"{name} (labels only)", "EV": ev, "EV sd": None, "mean r": None, "median r": None,
                   "noise ceiling EV": ceiling, "seeds": "", "data": ", ".join(sorted(data)), OBSERVER: name}
@@ -154,7 +146,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         rows = collect(args.storage)
-    except DamagedRun as err:
+    except TrainingDamaged as err:
         fail(str(err))
     if not rows:
         fail(f"no trained models under {args.storage / TRAIN_DIR} (run python -m trainables.train first)")

@@ -10,7 +10,6 @@ and attaches them to the search's parent MLflow run.
 from __future__ import annotations
 
 import html
-import json
 import logging
 import math
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 import optuna
 from optuna.distributions import FloatDistribution, IntDistribution
 
-from trainables.core.layout import METRICS_FILE, OPTUNA_KEY, REPORT_DIR, TRAIN_DIR, sampled_params
+from trainables.core.layout import OPTUNA_KEY, REPORT_DIR, sampled_params
 from trainables.core.usage import Parser, fail, setup_logging
 from trainables.study.export.best_config import rechecked
 from trainables.study.plan.search_plan import PlanError, SearchPlan, read_plan
@@ -28,7 +27,9 @@ from trainables.study.recheck.stats import TIE_SES, is_tie
 from trainables.study.recheck.table import runs_spent, sampled_text
 from trainables.study.records.trials import (StudyDamaged, StudyNotFound, load_optuna_study, load_trials, search_trials,
                                              status_counts, study_folder)
+from trainables.study.records.trainings import read_training, training_files
 from trainables.study.result import OBJECTIVE
+from trainables.study.tracking.sqlite_store import StoreDamaged, check_store
 
 log = logging.getLogger(__name__)
 EDGE_FRACTION = 0.05
@@ -78,8 +79,8 @@ def edge_warnings(study) -> list[str]:
 def seed_rechecks(storage: Path, experiment: str) -> list[dict]:
     """Final-training results (``trainables.train`` outputs under ``<storage>/train``) of this search's exports."""
     found = []
-    for path in sorted((Path(storage) / TRAIN_DIR).glob(f"*/{METRICS_FILE}")):
-        metrics = json.loads(path.read_text())
+    for path in training_files(storage):
+        metrics = read_training(path)
         if (metrics.get("provenance") or {}).get("experiment") == experiment:
             found.append({"folder": path.parent.name, **{k: metrics.get(k) for k in
                           ("ev", "ev_std", "r_mean", "seeds", "inner_ev", "inner_ev_std", "noise_ceiling_ev")},
@@ -111,6 +112,9 @@ def build_report(storage: Path, name: str, out: Path | None = None, attach: bool
     plan = read_plan(folder)
     everything = load_trials(folder)
     study = load_optuna_study(folder, plan.name)
+    rechecks = seed_rechecks(storage, plan.name)
+    if attach:
+        check_store(plan.tracking_uri(folder))
     out = Path(out) if out else folder / REPORT_DIR  # made only once the study's files have been read
     out.mkdir(parents=True, exist_ok=True)
     top = rechecked(plan, everything)
@@ -146,8 +150,8 @@ def build_report(storage: Path, name: str, out: Path | None = None, attach: bool
     warnings = edge_warnings(study)
     if counts["completed"] < 10:
         warnings.append(f"only {counts['completed']} completed trials: importance and isolation are rough")
-    best = max((t for t in trials if t.status == "completed"), key=lambda t: t.best(OBJECTIVE), default=None)
-    rechecks = seed_rechecks(storage, plan.name)
+    best = max((t for t in trials if t.status == "completed" and t.best(OBJECTIVE) is not None),
+               key=lambda t: t.best(OBJECTIVE), default=None)
     size_note = input_resolution_note(plan.image_size or plan.data.resolution, trials)
     page = _render(plan, counts, best, warnings, rechecks, imp, figures, top, size_note, answer)
     index = out / "index.html"
@@ -272,7 +276,7 @@ def main(argv=None) -> int:
     setup_logging()
     try:
         index = build_report(args.storage, args.experiment, args.out)
-    except (StudyNotFound, StudyDamaged, PlanError) as err:
+    except (StudyNotFound, StudyDamaged, PlanError, StoreDamaged) as err:
         fail(str(err))
     print(f"wrote {index}")
     return 0

@@ -233,7 +233,7 @@ def isolation_table(trials: list[TrialRecord], param: str, split: str | None = N
     """
     groups: dict = {}
     for t in trials:
-        if t.status != "completed" or param not in t.config:
+        if t.status != "completed" or param not in t.config or t.best(METRIC) is None:
             continue
         key = t.config.get(split) if split else "all"
         value = t.config[param]

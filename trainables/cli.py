@@ -15,6 +15,7 @@ from trainables.data.datasets import load_dataset
 from trainables.data.schema import ITData, check_source
 from trainables.models.weights import WeightsPolicy
 from trainables.study.plan.profiles import Profile, epoch_cap_text, resolve_profile
+from trainables.study.tracking.sqlite_store import StoreDamaged, check_store
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +95,10 @@ def check_tracking_uri(uri: str) -> None:
     """Fail before any work on an MLflow URI that cannot be used. Writes nothing."""
     if uri.startswith("sqlite:///"):
         check_writable(Path(uri[len("sqlite:///"):]).expanduser().parent, f"MLflow tracking URI {uri}")
+        try:
+            check_store(uri)
+        except StoreDamaged as err:
+            raise UsageError(str(err)) from None
         return
     if uri.startswith(("http://", "https://")):
         try:

@@ -46,7 +46,8 @@ from trainables.study.plan.run_options import RunOptions
 from trainables.study.plan.search_plan import (DataPlan, PlanError, RecheckPlan, ResourcePlan, SchedulerPlan,
                                                SearchPlan, TrackingPlan, check_resumable, read_plan)
 from trainables.study.recheck.table import format_table, runs_spent
-from trainables.study.records.trials import StudyDamaged, load_optuna_study
+from trainables.study.records.ray_state import check_ray_state
+from trainables.study.records.trials import StudyDamaged, load_optuna_study, load_trials
 from trainables.study.run.cluster import RayStart, check_reachable, set_ray_environment
 from trainables.study.run.lock import StudyLock
 from trainables.study.tune.samplers import SAMPLERS
@@ -263,6 +264,9 @@ def resumed_study(args) -> tuple[SearchPlan, Path, list[str], ITData, ProbedSpac
     """A resumed study's plan, folder and ignored flags (:func:`resume_plan`), its data (the same as before, or
     refused) and its space, probed once in its saved context."""
     plan, folder, ignored = resume_plan(args)
+    # Every file the resume reads, read first: a damaged one is named before the lock is taken or Ray starts.
+    check_ray_state(folder)
+    load_trials(folder)
     if not args.address:  # a private Ray instance: this machine's CPUs and GPUs are all it will have
         check_this_machine(plan.resources)
     data = load_study_data(plan.data)

@@ -158,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
         from_export = data_from_provenance(args, provenance)
         profile = resolve_data_arguments(args)
         config = validate(config, profile.resolution if args.data == "synthetic" else None)
+    except ConfigError as err:
+        fail(f"{args.config}: {err}" if str(args.config) not in str(err) else str(err))
+    except (UsageError, DataError) as err:
+        fail(str(err))
+    try:
         out = args.out or args.storage / TRAIN_DIR / (provenance.get("experiment") or Path(args.config).stem)
         check_writable(out, "--out" if args.out else "--storage")
         tracking_uri = None if args.no_mlflow else (
@@ -171,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         data = load_data(args, profile)
         if args.data != "synthetic":
             validate(config, data.resolution)
+        searched = provenance.get("data_fingerprint")
+        if searched and searched != data.fingerprint:
+            raise UsageError(f"{args.config} was searched on data {searched}, these data are {data.fingerprint}: train "
+                             "it on the search's data (leave out the data flags), or drop its 'provenance' to train it "
+                             "as a config of its own")
     except (ConfigError, UsageError, WeightsNotFound, DataError) as err:
         fail(str(err))
     log.info("%s", profile_message(args.data, profile))

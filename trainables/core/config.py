@@ -174,6 +174,12 @@ def hyperparameters(config: dict, fields: dict[str, Field]) -> dict:
     return {k: v for k, v in config.items() if k in fields}
 
 
+# The keys of an exported config's ``provenance`` that final training reads, and their types.
+PROVENANCE = {"experiment": str, "trial_id": str, "value": (int, float), "data": dict, "data_fingerprint": str,
+              "tracking_uri": str, "parent_run_id": str}
+PROVENANCE_DATA = {"source": str, "data_seed": int, "resolution": int, "images_per_object": int}
+
+
 def read_config_file(path: str | Path) -> dict:
     """The JSON object in a config file, unvalidated (the caller validates it against the schema); the one place a
     config file is read.
@@ -203,4 +209,13 @@ def read_config_file(path: str | Path) -> dict:
     if not isinstance(raw.get("provenance", {}), dict):
         raise ConfigError(f"config file {path}: 'provenance' must be a JSON object, got "
                           f"{type(raw['provenance']).__name__}")
+    provenance = raw.get("provenance", {})
+    for key, kind in PROVENANCE.items():
+        value = provenance.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise ConfigError(f"config file {path}: provenance '{key}' has the wrong type ({value!r})")
+    for key, kind in PROVENANCE_DATA.items():
+        value = (provenance.get("data") or {}).get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise ConfigError(f"config file {path}: provenance 'data.{key}' has the wrong type ({value!r})")
     return raw

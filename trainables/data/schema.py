@@ -172,9 +172,14 @@ def load_h5(path: str | Path) -> ITData:
     try:
         with h5py.File(path, "r") as f:
             arrays = {k: f[k][()] for k in REQUIRED_KEYS + OPTIONAL_KEYS if k in f}
-    except OSError as err:
-        raise DataError(f"{path}: not a readable HDF5 file ({err})") from None
-    return from_arrays(arrays, str(path))
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as err:  # h5py's errors for a damaged file
+        raise DataError(f"{path}: not a readable HDF5 file ({type(err).__name__}: {str(err)[:120]})") from None
+    try:
+        return from_arrays(arrays, str(path))
+    except DataError:
+        raise
+    except (TypeError, ValueError, IndexError, AttributeError) as err:  # a key that is no array (a group, a scalar)
+        raise DataError(f"{path}: not in the recordings' schema ({type(err).__name__}: {str(err)[:120]})") from None
 
 
 def write_h5(arrays: dict, path: str | Path) -> None:

@@ -19,7 +19,7 @@ read for export and report, and refused for a resume (:func:`check_resumable`).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 from search_spaces.context import SpaceContext
@@ -163,6 +163,8 @@ class SearchPlan:
             if not isinstance(raw, dict):
                 raise ValueError("not a JSON object")
             version = raw.get("version", 1)
+            if not isinstance(version, int) or isinstance(version, bool):
+                raise TypeError(f"version: {version!r}")
             if version > PLAN_VERSION:
                 raise PlanError(f"{source} is a plan of version {version}, newer than this release reads "
                                 f"({PLAN_VERSION}): upgrade it-search")
@@ -170,16 +172,44 @@ class SearchPlan:
                 raw = _from_version_1(raw)
             if "searcher" in raw:  # version 2 named Optuna's sampler so
                 raw["sampler"] = raw.pop("searcher")
-            return cls(**{**raw,
+            for key in ("pretrained", "imagenet", "notes"):
+                if not isinstance(raw.get(key, []), list):
+                    raise TypeError(f"{key}: expected a list, got {raw[key]!r}")
+            plan = cls(**{**raw,
                           "scheduler": SchedulerPlan(**raw["scheduler"]), "recheck": RecheckPlan(**raw["recheck"]),
                           "resources": ResourcePlan(**raw["resources"]), "data": DataPlan(**raw["data"]),
                           "tracking": TrackingPlan(**raw["tracking"]),
                           **{k: tuple(raw.get(k, ())) for k in ("pretrained", "imagenet", "notes")}})
+            _check_types(plan)
+            return plan
         except PlanError:
             raise
-        except (ValueError, KeyError, TypeError) as err:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
             raise PlanError(f"{source} is damaged ({type(err).__name__}: {err}); restore it from a copy, or "
                             "start a new search with another --name") from None
+
+
+def _check_types(value) -> None:
+    """TypeError naming the first field of a plan (or of one of its parts) whose value has the wrong type: JSON carries
+    any type where the plan expects one (``"num_samples": "ten"``)."""
+    for f in fields(value):
+        got = getattr(value, f.name)
+        if is_dataclass(got):
+            _check_types(got)
+            continue
+        allowed = tuple(_TYPES[t] for t in f.type.replace(" ", "").split("|"))
+        if isinstance(got, bool) and bool not in allowed or not isinstance(got, allowed):
+            raise TypeError(f"{f.name}: expected {f.type}, got {got!r}")
+        if isinstance(got, dict) and f.name == "references" and not all(
+                isinstance(k, str) and isinstance(v, (int, float)) for k, v in got.items()):
+            raise TypeError(f"references: expected name -> EV, got {got!r}")
+        if isinstance(got, tuple) and not all(isinstance(x, str) for x in got):
+            raise TypeError(f"{f.name}: expected names, got {got!r}")
+
+
+# The plan's annotations as types (a float field takes an integer too, as JSON writes 300.0 as 300).
+_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool, "tuple": tuple, "dict": dict,
+          "None": type(None)}
 
 
 def _from_version_1(raw: dict) -> dict:
@@ -210,9 +240,12 @@ def read_plan(folder: Path) -> SearchPlan:
     """The plan of the study in ``folder``; PlanError naming the file when it is unreadable or damaged."""
     path = Path(folder) / SEARCH_FILE
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except OSError as err:
         raise PlanError(f"cannot read {path}: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise PlanError(f"{path} is damaged (byte {err.start} is not UTF-8 text); restore it from a copy, or start a "
+                        "new search with another --name") from None
     return SearchPlan.from_json(text, str(path))
 
 

@@ -10,6 +10,8 @@ same way.
 from __future__ import annotations
 
 import json
+import sqlite3
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,12 +19,23 @@ import numpy as np
 import optuna
 from sqlalchemy.exc import SQLAlchemyError
 
-from trainables.core.layout import (INNER_SUMS_FILE, OPTUNA_FILE, OPTUNA_KEY, RECHECK_DIR, RECHECK_KEY, SEARCH_FILE,
-                                    TRIAL_PREFIX, optuna_url)
+from trainables.core.layout import (INNER_SUMS_FILE, OPTUNA_FILE, OPTUNA_KEY, RECHECK_DIR, RECHECK_KEY, SAMPLED_KEY,
+                                    SEARCH_FILE, TRIAL_PREFIX, optuna_url)
 from trainables.core.metrics import ObjectSums
+from trainables.core.sqlite import check_sqlite
 from trainables.fitting.families import complete, config_of
 from trainables.study.plan.search_plan import read_plan
-from trainables.study.result import ENDED, RUNNING, STATUS_BY_OPTUNA_STATE, epoch_of, status_on_disk
+from trainables.study.result import (ENDED, EPOCH, FIT_DONE, NODE_ID, OBJECTIVE, RUNNING, STATUS_BY_OPTUNA_STATE, epoch_of,
+                                     status_on_disk)
+
+
+# The keys a searcher adds to a trial's Ray config, and their types.
+BOOKKEEPING = {SAMPLED_KEY: list, OPTUNA_KEY: int, RECHECK_KEY: str}
+# The numbers of a reported result that the study reads.
+NUMBERS = (OBJECTIVE, "inner_ev", "inner_r", EPOCH, "training_iteration", "time_this_iter_s", "time_total_s",
+           "timestamp", FIT_DONE)
+# Tables every Optuna store has; a database without them is not one.
+OPTUNA_TABLES = ("studies", "trials", "trial_values", "trial_params")
 
 
 class StudyNotFound(FileNotFoundError):
@@ -78,8 +91,8 @@ class TrialRecord:
         try:
             with np.load(path) as stored:
                 return ObjectSums({key: stored[key] for key in stored.files})
-        except (OSError, ValueError):  # cut by a kill: the re-check does without it
-            return None
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):  # cut by a kill: the re-check does
+            return None  # without it
 
 
 def status_counts(trials: list[TrialRecord]) -> dict[str, int]:
@@ -111,16 +124,37 @@ class StudyDamaged(RuntimeError):
 
 
 def _read_results(path: Path) -> list[dict]:
+    """A trial's reported epochs (Ray's ``result.json``, one JSON object per line); its last line may be cut (a kill
+    while Ray wrote it) and is then left out; StudyDamaged naming the file when any other line is no result."""
     if not path.is_file():
         return []
     rows = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line:
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut by a crash
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise StudyDamaged(f"{path} cannot be read ({type(err).__name__}); delete its trial folder to drop that "
+                           "trial") from None
+    lines = [line.strip() for line in lines if line.strip()]
+    for i, line in enumerate(lines):
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError) as err:
+            if i == len(lines) - 1 and line.startswith("{"):  # the last line, cut by a kill
                 continue
+            raise StudyDamaged(f"{path} cannot be read (line {i + 1}: {type(err).__name__}); delete its trial folder "
+                               "to drop that trial") from None
+        try:
+            if not isinstance(row, dict):
+                raise ValueError(f"a JSON {type(row).__name__}")
+            for key in NUMBERS:
+                if row.get(key) is not None and (not isinstance(row[key], (int, float)) or isinstance(row[key], bool)):
+                    raise ValueError(f"{key}: {row[key]!r}")
+            if not isinstance(row.get("trial_id", ""), str) or not isinstance(row.get(NODE_ID, ""), str):
+                raise ValueError("trial_id or node_id not a string")
+            rows.append(row)
+        except ValueError as err:
+            raise StudyDamaged(f"{path} cannot be read (line {i + 1}: {err}); delete its trial folder to drop that "
+                               "trial") from None
     # A trial resumed from a checkpoint reports its epochs again (Ray's training_iteration counts on; the trial's own
     # epoch repeats); keep the last of each.
     by_epoch = {}
@@ -133,8 +167,10 @@ def load_optuna_study(folder: Path, study_name: str) -> optuna.Study:
     """The study's Optuna study; StudyDamaged naming ``optuna.db`` when it cannot be read."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
+        # Read first, read-only: Optuna would create its tables in an empty or foreign file.
+        check_sqlite(Path(folder) / OPTUNA_FILE, OPTUNA_TABLES)
         return optuna.load_study(study_name=study_name, storage=optuna_url(folder))
-    except (SQLAlchemyError, KeyError, ValueError, RuntimeError) as err:
+    except (SQLAlchemyError, sqlite3.Error, KeyError, ValueError, RuntimeError) as err:
         raise StudyDamaged(f"{Path(folder) / OPTUNA_FILE} cannot be read ({type(err).__name__}: "
                            f"{str(err).splitlines()[0][:120]}); restore it from a copy") from None
 
@@ -153,6 +189,11 @@ def trial_config(params_file: Path) -> dict:
         raw = json.loads(params_file.read_bytes().decode("utf-8"))
         if not isinstance(raw, dict):
             raise ValueError(f"a JSON {type(raw).__name__}, not an object")
+        for key, kind in BOOKKEEPING.items():
+            if key in raw and (not isinstance(raw[key], kind) or isinstance(raw[key], bool)):
+                raise ValueError(f"{key}: {raw[key]!r}")
+        if not all(isinstance(name, str) for name in raw.get(SAMPLED_KEY, ())):
+            raise ValueError(f"{SAMPLED_KEY}: {raw[SAMPLED_KEY]!r}")
         return {**raw, **complete(config_of(raw))}
     except (OSError, ValueError, RecursionError) as err:  # ConfigError, JSON and UTF-8 errors are ValueErrors
         raise StudyDamaged(f"{params_file} cannot be read ({type(err).__name__}: {str(err)[:160]}); delete its trial "

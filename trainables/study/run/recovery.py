@@ -19,29 +19,13 @@ from mlflow.tracking import MlflowClient
 
 from trainables.core.layout import OPTUNA_FILE, OPTUNA_KEY, RECHECK_KEY, TRIAL_PREFIX
 from trainables.study.plan.search_plan import SearchPlan, TrackingPlan
+from trainables.study.records.ray_state import RAY_STATE, ray_trials
 from trainables.study.records.trials import TrialRecord, load_optuna_study
 from trainables.study.result import RUNNING, STATUS_BY_OPTUNA_STATE
 from trainables.study.tracking.callbacks import epoch_metrics
 from trainables.study.tracking.search_run import end_runs, finish_run, running_trial_runs
 
 log = logging.getLogger(__name__)
-
-
-# Ray Tune's saved state of a search (the files Tuner.restore reads).
-RAY_STATE = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl", "basic-variant-state-*.json",
-             "tuner.pkl")
-
-
-def ray_trials(folder: Path) -> dict[str, dict]:
-    """Ray's view of a study's trials, from its latest saved experiment state: trial id -> config and status."""
-    states = sorted(Path(folder).glob("experiment_state-*.json"))
-    if not states:
-        return {}
-    known = {}
-    for entry in json.loads(states[-1].read_text()).get("trial_data", []):
-        trial = json.loads(entry[0])
-        known[trial["trial_id"]] = {"config": trial.get("config", {}), "status": trial.get("status")}
-    return known
 
 
 def ended_trials(folder: Path, name: str) -> dict[int, str]:

@@ -19,12 +19,12 @@ import logging
 import os
 import shutil
 import sqlite3
-from pathlib import Path
 
 import mlflow
 from mlflow.tracking import MlflowClient
 
 from trainables.core.layout import ARTIFACTS_DIR, EMPTY_MLFLOW_DB, cache_dir
+from trainables.study.tracking.sqlite_store import sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +32,6 @@ log = logging.getLogger(__name__)
 def mlflow_value(value) -> str:
     """A config value as an MLflow param: strings as they are, anything else as JSON (``null``, ``[7000, 7000]``)."""
     return value if isinstance(value, str) else json.dumps(value)
-
-
-def sqlite_path(tracking_uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` tracking URI (relative to the current folder unless absolute), else
-    None."""
-    return Path(tracking_uri.removeprefix("sqlite:///")) if tracking_uri.startswith("sqlite:///") else None
 
 
 def tracking_client(tracking_uri: str) -> MlflowClient:

@@ -1,0 +1,31 @@
+"""Whether a SQLite file can be read as the database it should be: read-only, before a library opens it.
+
+Optuna's and MLflow's stores create their tables in any file they open, an empty or
+foreign one included; reading a damaged file first (:func:`check_sqlite`) names it
+in one line and leaves it as it was.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+
+def check_sqlite(path: Path, tables: tuple[str, ...]) -> None:
+    """Open ``path`` read-only, run SQLite's quick integrity check and look for ``tables``.
+
+    Raises
+    ------
+    sqlite3.DatabaseError
+        Not a database, damaged, or without one of ``tables``; the message says which.
+    """
+    with sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True) as con:
+        problems = [row[0] for row in con.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise sqlite3.DatabaseError(problems[0])
+        found = {row[0] for row in con.execute("select name from sqlite_master where type = 'table'")}
+        missing = [t for t in tables if t not in found]
+        if missing:
+            raise sqlite3.DatabaseError(f"no table '{missing[0]}'")
+        for table in tables:
+            con.execute(f"select count(*) from {table}").fetchone()  # every page of it read
