@@ -25,9 +25,9 @@ from trainables.study.export.best_config import rechecked
 from trainables.study.plan.search_plan import PlanError, SearchPlan, read_plan
 from trainables.study.recheck.stats import TIE_SES, is_tie
 from trainables.study.recheck.table import runs_spent, sampled_text
+from trainables.study.records.trainings import read_training, training_files
 from trainables.study.records.trials import (StudyDamaged, StudyNotFound, load_optuna_study, load_trials, search_trials,
                                              status_counts, study_folder)
-from trainables.study.records.trainings import read_training, training_files
 from trainables.study.result import OBJECTIVE
 from trainables.study.tracking.sqlite_store import StoreDamaged, check_store
 

@@ -19,7 +19,7 @@ SCIENTIFIC = "layer"
 # real image count at 64 px.
 PROFILE_HINTS = {"smoke": {"resolution": 64, "images_per_object": 50, "num_samples": 40}}
 POINTS_TO_EVALUATE: list = []
-# The layers swept per backbone (a subset of trainables.fitting.features.layer_names for deep ones).
+# The layers swept per backbone (a subset of trainables.models.backbones.layer_names for deep ones).
 SWEPT_LAYERS = {
     "resnet50": ["conv1", "layer1", "layer2", "layer3", "layer4", "avgpool"],
     "efficientnet_lite0": ["block1", "block3", "block5", "block8", "block12", "block16", "block18", "avgpool"],

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import mean_family
 import pytest
+from searchutil import assert_one_truth
 
 import search_spaces
 from analysis import compare
-from searchutil import assert_one_truth
 from trainables import search, train
 from trainables.core.config import ConfigError
 from trainables.fitting.families import FAMILIES, config_table, validate

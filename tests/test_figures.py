@@ -13,11 +13,11 @@ import os
 import re
 from pathlib import Path
 
+import diverged_family as dv
 import numpy as np
 import pytest
 from PIL import Image
 
-import diverged_family as dv
 from analysis import compare, figures, study_plots
 from analysis.limits import MARGIN, Limits, outside, outside_text, robust_limits
 from analysis.report import build_report

@@ -248,3 +248,44 @@ def test_a_trial_that_ended_before_the_kill_keeps_its_status_and_its_epochs_in_m
     assert (cut.info.status, cut.data.tags["status"]) == ("KILLED", "interrupted")
     assert [t.state.name for t in optuna.load_study(study_name="study", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
             .trials] == ["FAIL"]
+
+
+def test_a_trial_whose_node_died_before_its_folder_reached_the_storage_is_still_a_trial(tmp_path):
+    """Ray placed the trial on a node that died before the trial's folder reached the storage: Optuna knows it as
+    FAIL with its config and Ray's id, so the records, trials.csv and the summary's counts have it; a trial Optuna
+    asked for that never ran (abandoned by a resume) is none."""
+    import csv
+
+    import optuna
+    from studyutil import NAME, build_study
+
+    from trainables.core.layout import optuna_url
+    from trainables.fitting.families import complete
+    from trainables.study.export.best_config import export
+    from trainables.study.records.trials import RAY_TRIAL_ATTR, load_trials, status_counts
+    from trainables.study.run.recovery import abandon
+
+    storage = build_study(tmp_path / "runs")
+    folder = storage / NAME
+    study = optuna.load_study(study_name=NAME, storage=optuna_url(folder))
+    lost = study.ask()
+    width = lost.suggest_float("width_mult", 0.5, 2.0)
+    lost.set_user_attr("config", complete({"backbone": "shallow_cnn", "width_mult": width, "epochs": 4}))
+    lost.set_user_attr(RAY_TRIAL_ATTR, "d1ed0001")
+    study.tell(lost, state=optuna.trial.TrialState.FAIL)
+    never = study.ask()
+    never.suggest_float("width_mult", 0.5, 2.0)
+    never.set_user_attr(RAY_TRIAL_ATTR, "a5ked001")
+    abandon(study, next(t for t in study.trials if t.number == never.number))
+
+    trials = load_trials(folder)
+    found = [t for t in trials if t.trial_id == "d1ed0001"]
+    assert len(found) == 1 and (found[0].status, found[0].epochs, found[0].folder) == ("failed", 0, None)
+    assert found[0].config["width_mult"] == width and found[0].config["_sampled"] == ["width_mult"]
+    assert not [t for t in trials if t.trial_id == "a5ked001"]
+    assert status_counts(trials) == {"completed": 2, "pruned": 0, "failed": 1, "running": 1}
+    export(storage, NAME)
+    with open(folder / "trials.csv") as f:
+        rows = {r["trial_id"]: r for r in csv.DictReader(f)}
+    assert (rows["d1ed0001"]["status"], rows["d1ed0001"]["epochs"]) == ("failed", "0")
+    assert float(rows["d1ed0001"]["width_mult"]) == width

@@ -24,7 +24,8 @@ from trainables.cli import (add_data_arguments, add_weights_arguments, check_tra
                             resolve_data_arguments, weights_policy)
 from trainables.core.config import ConfigError, read_config_file
 from trainables.core.devices import default_device
-from trainables.core.layout import CONFIG_FILE, FEATURES_DIR, METRICS_FILE, MODEL_FILE, TRAIN_DIR, default_tracking_uri
+from trainables.core.layout import (CONFIG_FILE, FEATURES_DIR, METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE, SEED_DIR,
+                                    TRAIN_DIR, default_tracking_uri)
 from trainables.core.metrics import summarize
 from trainables.core.usage import Parser, UsageError, check_writable, fail, quiet_libraries, setup_logging
 from trainables.data.schema import DataError, ITData
@@ -80,8 +81,8 @@ def train_one(config: dict, data: ITData, out: Path, provenance: dict, feature_c
     }
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-    np.save(out / "predictions_val.npy", pred_val)
-    np.save(out / "predictions_test.npy", pred_test)
+    np.save(out / PREDICTIONS_FILE.format(part="val"), pred_val)
+    np.save(out / PREDICTIONS_FILE.format(part="test"), pred_test)
     ev, r = np.array(scores["ev_per_site"]), np.array(scores["r_per_site"])
     figures.plot_site_distributions(r, ev, out / "site_distributions.png", data.noise_ceiling_val)
     figures.plot_rdms(data.spikes_val, pred_val, data.object_val, out / "rdm.png")
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
 
         quiet_libraries()  # again: importing MLflow set its loggers up anew
         parent = start_seeds_run(tracking_uri, out, args.seeds, provenance) if tracking_uri else None
-        runs = [train_one({**config, "seed": config["seed"] + k}, data, out / f"seed_{config['seed'] + k}", provenance,
+        runs = [train_one({**config, "seed": config["seed"] + k}, data, out / SEED_DIR.format(seed=config["seed"] + k), provenance,
                           feature_cache, tracking_uri, parent)
                 for k in range(args.seeds)]
         metrics = summarize_seeds(runs)

@@ -1,8 +1,10 @@
-"""The on-disk contract: every file, folder and key name that a study, a final training or a cache writes.
+"""The on-disk contract: the names of the files, folders and keys that one module writes and another reads.
 
-Everything else spells these names through this module, so that what the search
-writes and what ``analysis`` reads cannot drift apart. ``docs/architecture.md``
-draws the tree.
+A study, a final training and the caches are written by some modules and read by
+others (Ray's own files, too, are read here); every such name is spelled in this
+module, so that what the search writes and what ``analysis`` reads cannot drift
+apart. A file that only its writer names (a report's figures) is named there.
+``docs/architecture.md`` draws the tree.
 
 A storage folder (``--storage``, default ``runs/``)::
 
@@ -38,6 +40,7 @@ EMPTY_MLFLOW_DB = "mlflow-{version}-empty.db"  # copied for each new SQLite trac
 SEARCH_FILE = "search.json"  # the search plan (trainables.study.plan.search_plan)
 OPTUNA_FILE = "optuna.db"
 LOCK_FILE = "search.lock"  # held by the one process that runs the study
+LOCK_FLOCK = f".{LOCK_FILE}.flock"  # the operating-system lock behind it
 WHERE_FILE = ".where"  # the folder the study last ran in: a resume elsewhere sees that it moved
 RECHECK_DIR = "recheck"  # Ray's folder of the top-K re-check's later rounds (round 1 runs in the search's Tuner)
 BEST_CONFIG_FILE = "best_config.json"
@@ -45,6 +48,16 @@ TRIALS_FILE = "trials.csv"
 BEST_WEIGHTS_FILE = "best_model.pt"  # also the name inside a completed trial's last checkpoint
 REPORT_DIR = "report"
 TRIAL_PREFIX = "trial_"  # Ray's trial folders: trial_<trial id>
+PARAMS_FILE = "params.json"  # in a trial folder: the trial's config, as Ray wrote it
+RESULT_FILE = "result.json"  # in a trial folder: one JSON line per reported epoch, as Ray wrote them
+ERROR_FILE = "error.txt"  # in a trial folder: a failed trial's error, as Ray wrote it
+CHECKPOINTS = "checkpoint_*"  # in a trial folder: Ray's checkpoint folders
+TOP_FILE = "top{k}.json"  # analysis.export --top K
+# Ray Tune's saved state of a search (the files Tuner.restore reads): its experiment state (JSON), then its pickles
+EXPERIMENT_STATE = "experiment_state-*.json"
+TUNER_FILE = "tuner.pkl"
+RAY_STATE = (EXPERIMENT_STATE, "search_gen_state-*.json", "searcher-state-*.pkl", "basic-variant-state-*.json",
+             TUNER_FILE)
 STATE_FILE = "trainer.pt"  # a resumable checkpoint's training state
 FINAL_FILE = "final.json"  # in a trial's last checkpoint: its last report (an ended trial is never run again)
 INNER_SUMS_FILE = "inner_sums.npz"  # a completed trial's inner-split residuals summed per object (the re-check's)
@@ -53,6 +66,8 @@ INNER_SUMS_FILE = "inner_sums.npz"  # a completed trial's inner-split residuals 
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.pt"
+PREDICTIONS_FILE = "predictions_{part}.npy"  # part: val, test; (N, n_sites)
+SEED_DIR = "seed_{seed}"  # --seeds N: one folder per seed
 
 # --- keys a searcher adds to a trial's config besides the hyperparameters
 SAMPLED_KEY = "_sampled"  # the names Optuna sampled (the rest of the config the space fixed)

@@ -5,8 +5,9 @@ A layer is one of the backbone's readout layers
 
 Cache entries live in ``<storage>/features/<key>.npy`` with a ``.json`` beside it
 holding the shape and a checksum; the key is a hash of (backbone, weights, layer,
-pool, data fingerprint, resolution). A partial or corrupted entry fails its
-checksum and is recomputed, never used.
+pool, data fingerprint, part of the data, and ``input_size`` where set): the
+fingerprint stands for the data's images at their stored resolution. A partial or
+corrupted entry fails its checksum and is recomputed, never used.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ same code runs in fp32, reading the caller's image array where it lies (in a Ray
 trial: the object store's shared copy), so a trial adds no copy of the images.
 
 Selection uses the inner validation split carved from the training images
-(:func:`trainables.data.inner_split`); the official validation set is not seen here.
+(:func:`trainables.data.splits.inner_split`); the official validation set is not seen here.
 """
 
 from __future__ import annotations

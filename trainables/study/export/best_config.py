@@ -15,7 +15,7 @@ import math
 from dataclasses import asdict
 from pathlib import Path
 
-from trainables.core.layout import BEST_CONFIG_FILE, RECHECK_KEY, TRIALS_FILE, sampled_params
+from trainables.core.layout import BEST_CONFIG_FILE, RECHECK_KEY, TOP_FILE, TRIALS_FILE, sampled_params
 from trainables.fitting.families import config_of
 from trainables.study.plan.search_plan import SearchPlan, read_plan
 from trainables.study.recheck.stats import RecheckRow, is_tie, recheck_table
@@ -113,7 +113,7 @@ def export(storage: Path, name: str, out: Path | None = None, top: int = 0) -> t
     out.write_text(json.dumps(config, indent=2) + "\n")
     if top:
         table = top_table(rechecked(read_plan(folder), trials), trials, top)
-        (folder / f"top{top}.json").write_text(json.dumps(table, indent=2) + "\n")
+        (folder / TOP_FILE.format(k=top)).write_text(json.dumps(table, indent=2) + "\n")
     return out, config
 
 

@@ -15,11 +15,9 @@ import json
 import pickletools
 from pathlib import Path
 
+from trainables.core.layout import EXPERIMENT_STATE, RAY_STATE
 from trainables.study.records.trials import StudyDamaged
 
-# Ray Tune's saved state of a search (the files Tuner.restore reads).
-RAY_STATE = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl", "basic-variant-state-*.json",
-             "tuner.pkl")
 _HOW = "set it aside (move it out of the study folder) to resume from the study's own files, or restore it from a copy"
 
 
@@ -48,7 +46,7 @@ def _experiment_state(path: Path) -> dict:
 def ray_trials(folder: Path) -> dict[str, dict]:
     """Ray's view of a study's trials, from its latest saved experiment state: trial id -> config and status (empty
     before Ray first saved it); StudyDamaged naming the file when it cannot be read."""
-    states = sorted(Path(folder).glob("experiment_state-*.json"))
+    states = sorted(Path(folder).glob(EXPERIMENT_STATE))
     return _experiment_state(states[-1]) if states else {}
 
 
@@ -56,7 +54,7 @@ def check_ray_state(folder: Path) -> None:
     """Read every file of Ray Tune's saved state in ``folder``; StudyDamaged naming the first that cannot be read."""
     for pattern in RAY_STATE:
         for path in sorted(Path(folder).glob(pattern)):
-            if path.name.startswith("experiment_state-"):
+            if path.match(EXPERIMENT_STATE):
                 _experiment_state(path)
                 continue
             try:

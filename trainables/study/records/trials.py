@@ -19,16 +19,19 @@ import numpy as np
 import optuna
 from sqlalchemy.exc import SQLAlchemyError
 
-from trainables.core.layout import (INNER_SUMS_FILE, OPTUNA_FILE, OPTUNA_KEY, RECHECK_DIR, RECHECK_KEY, SAMPLED_KEY,
-                                    SEARCH_FILE, TRIAL_PREFIX, optuna_url)
+from trainables.core.layout import (CHECKPOINTS, ERROR_FILE, INNER_SUMS_FILE, OPTUNA_FILE, OPTUNA_KEY, PARAMS_FILE,
+                                    RECHECK_DIR, RECHECK_KEY, RESULT_FILE, SAMPLED_KEY, SEARCH_FILE, TRIAL_PREFIX,
+                                    optuna_url)
 from trainables.core.metrics import ObjectSums
 from trainables.core.sqlite import check_sqlite
 from trainables.fitting.families import complete, config_of
 from trainables.study.plan.search_plan import read_plan
-from trainables.study.result import (ENDED, EPOCH, FIT_DONE, NODE_ID, OBJECTIVE, RUNNING, STATUS_BY_OPTUNA_STATE, epoch_of,
-                                     status_on_disk)
+from trainables.study.result import (ENDED, EPOCH, FAILED, FIT_DONE, NODE_ID, OBJECTIVE, RUNNING,
+                                     STATUS_BY_OPTUNA_STATE, epoch_of, status_on_disk)
 
-
+# User attributes of a search's Optuna trials: Ray's id of the trial (set when the searcher gives it to Ray), and
+# the mark of a trial that never ran and whose point was queued again (a resumed study's).
+RAY_TRIAL_ATTR, REQUEUED_ATTR = "trial_id", "requeued"
 # The keys a searcher adds to a trial's Ray config, and their types.
 BOOKKEEPING = {SAMPLED_KEY: list, OPTUNA_KEY: int, RECHECK_KEY: str}
 # The numbers of a reported result that the study reads.
@@ -84,7 +87,7 @@ class TrialRecord:
         if self.folder is None:
             return None
         paths = [Path(self.folder) / INNER_SUMS_FILE] + [c / INNER_SUMS_FILE for c in
-                                                         sorted(Path(self.folder).glob("checkpoint_*"), reverse=True)]
+                                                         sorted(Path(self.folder).glob(CHECKPOINTS), reverse=True)]
         path = next((p for p in paths if p.is_file()), None)
         if path is None:
             return None
@@ -175,11 +178,30 @@ def load_optuna_study(folder: Path, study_name: str) -> optuna.Study:
                            f"{str(err).splitlines()[0][:120]}); restore it from a copy") from None
 
 
+def optuna_trials(folder: Path, study_name: str) -> list[optuna.trial.FrozenTrial]:
+    """The Optuna study's trials, read from ``optuna.db`` (none when there is none yet)."""
+    if not (Path(folder) / OPTUNA_FILE).is_file():
+        return []
+    return load_optuna_study(folder, study_name).get_trials(deepcopy=False)
+
+
 def optuna_states(folder: Path, study_name: str) -> dict[int, str]:
     """Optuna trial number -> state name, read from ``optuna.db`` (empty when there is none yet)."""
-    if not (Path(folder) / OPTUNA_FILE).is_file():
-        return {}
-    return {t.number: t.state.name for t in load_optuna_study(folder, study_name).get_trials(deepcopy=False)}
+    return {t.number: t.state.name for t in optuna_trials(folder, study_name)}
+
+
+def lost_trial(trial: optuna.trial.FrozenTrial) -> TrialRecord | None:
+    """A search trial that Ray ran (the searcher gave it Ray's id) but whose folder never reached the storage (its
+    node died first), as Optuna recorded it: FAIL, with its config; None for any other Optuna trial."""
+    attrs = trial.user_attrs
+    if (trial.state.name != "FAIL" or RAY_TRIAL_ATTR not in attrs or "recheck_of" in attrs or REQUEUED_ATTR in attrs
+            or not isinstance(attrs.get("config"), dict)):
+        return None
+    try:
+        config = {**complete(attrs["config"]), SAMPLED_KEY: sorted(trial.params), OPTUNA_KEY: trial.number}
+    except ValueError:  # a config this release cannot read: the trial folder would say more, and there is none
+        return None
+    return TrialRecord(str(attrs[RAY_TRIAL_ATTR]), {**trial.params, **config}, [], FAILED, None)
 
 
 def trial_config(params_file: Path) -> dict:
@@ -204,21 +226,24 @@ def load_trials(folder: Path) -> list[TrialRecord]:
     """Every trial of a search, re-check trials included, with its status from the Optuna study (Ray's files for
     re-check trials and as fallback)."""
     folder = Path(folder)
-    states = optuna_states(folder, read_plan(folder).name)
+    known = optuna_trials(folder, read_plan(folder).name)
+    states = {t.number: t.state.name for t in known}
     trials = []
-    for params_file in (sorted(folder.glob(f"{TRIAL_PREFIX}*/params.json"))
-                        + sorted(folder.glob(f"{RECHECK_DIR}/{TRIAL_PREFIX}*/params.json"))):
+    for params_file in (sorted(folder.glob(f"{TRIAL_PREFIX}*/{PARAMS_FILE}"))
+                        + sorted(folder.glob(f"{RECHECK_DIR}/{TRIAL_PREFIX}*/{PARAMS_FILE}"))):
         trial_dir = params_file.parent
         config = trial_config(params_file)
-        results = _read_results(trial_dir / "result.json")
+        results = _read_results(trial_dir / RESULT_FILE)
         trial_id = results[-1]["trial_id"] if results else trial_dir.name.removeprefix(TRIAL_PREFIX)
         state = states.get(config.get(OPTUNA_KEY))
         if state is not None:
             status = STATUS_BY_OPTUNA_STATE.get(state, state.lower())
         else:
-            status = status_on_disk(results, (trial_dir / "error.txt").exists())
+            status = status_on_disk(results, (trial_dir / ERROR_FILE).exists())
         trials.append(TrialRecord(trial_id, config, results, status, trial_dir))
-    return trials
+    # Trials whose node died before their folder reached the storage are trials too: Optuna knows them as FAIL.
+    seen = {t.config.get(OPTUNA_KEY) for t in trials}
+    return trials + [lost for t in known if t.number not in seen and (lost := lost_trial(t)) is not None]
 
 
 def search_trials(trials: list[TrialRecord]) -> list[TrialRecord]:

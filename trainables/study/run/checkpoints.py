@@ -15,7 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
-from trainables.core.layout import BEST_WEIGHTS_FILE, INNER_SUMS_FILE
+from trainables.core.layout import BEST_WEIGHTS_FILE, CHECKPOINTS, INNER_SUMS_FILE
 
 MAX_CHECKPOINT_SHARE = 0.1
 
@@ -50,7 +50,7 @@ class CheckpointPolicy:
 
 def checkpoint_folders(trial_folder: Path) -> list[Path]:
     """A trial's checkpoint folders (Ray's ``checkpoint_NNNNNN``), oldest first."""
-    return sorted(Path(trial_folder).glob("checkpoint_*"))
+    return sorted(Path(trial_folder).glob(CHECKPOINTS))
 
 
 def remove_checkpoints(trial_folder: Path, keep_last: bool = False) -> int:

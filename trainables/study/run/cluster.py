@@ -34,7 +34,8 @@ def set_ray_environment(address: str | None) -> None:
     if address and "RAY_AUTH_MODE" not in os.environ and ray_token_available():
         os.environ["RAY_AUTH_MODE"] = "token"
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic trial table, with our columns
-    # Checkpointing every epoch is intended; Tune's warning about frequent snapshots is noise here.
+    # Tune saves its experiment state after trials report (short trials report often); its warning that saving is
+    # frequent says nothing a user can act on (trials' own checkpoints follow --checkpoint-interval).
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 

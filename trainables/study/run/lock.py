@@ -17,7 +17,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from trainables.core.layout import LOCK_FILE
+from trainables.core.layout import LOCK_FILE, LOCK_FLOCK
 from trainables.core.usage import UsageError
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class StudyLock:
         self.info = self.folder / LOCK_FILE
         self.made = _missing_parents(self.folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.lock = FileLock(str(self.folder / f".{LOCK_FILE}.flock"))
+        self.lock = FileLock(str(self.folder / LOCK_FLOCK))
         try:
             self.lock.acquire(timeout=0)
         except Timeout:
@@ -53,7 +53,7 @@ class StudyLock:
     @staticmethod
     def check_free(folder: Path) -> None:
         """UsageError naming the holder when a live process runs the study in ``folder``; writes nothing."""
-        flock = Path(folder) / f".{LOCK_FILE}.flock"
+        flock = Path(folder) / LOCK_FLOCK
         if not flock.is_file():
             return
         lock = FileLock(str(flock))

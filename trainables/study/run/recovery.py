@@ -17,10 +17,10 @@ from pathlib import Path
 import optuna
 from mlflow.tracking import MlflowClient
 
-from trainables.core.layout import OPTUNA_FILE, OPTUNA_KEY, RECHECK_KEY, TRIAL_PREFIX
+from trainables.core.layout import OPTUNA_FILE, OPTUNA_KEY, PARAMS_FILE, RAY_STATE, RECHECK_KEY, TRIAL_PREFIX
 from trainables.study.plan.search_plan import SearchPlan, TrackingPlan
-from trainables.study.records.ray_state import RAY_STATE, ray_trials
-from trainables.study.records.trials import TrialRecord, load_optuna_study
+from trainables.study.records.ray_state import ray_trials
+from trainables.study.records.trials import REQUEUED_ATTR, TrialRecord, load_optuna_study
 from trainables.study.result import RUNNING, STATUS_BY_OPTUNA_STATE
 from trainables.study.tracking.callbacks import epoch_metrics
 from trainables.study.tracking.search_run import end_runs, finish_run, running_trial_runs
@@ -36,6 +36,19 @@ def ended_trials(folder: Path, name: str) -> dict[int, str]:
             if t.state.is_finished()}
 
 
+def abandon(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Tell Optuna that a trial it holds as RUNNING never ran to its end and is no trial of the study: FAIL, marked
+    :data:`~trainables.study.records.trials.REQUEUED_ATTR`, so that the study's records leave it out."""
+    study._storage.set_trial_user_attr(trial._trial_id, REQUEUED_ATTR, True)  # Optuna's public API has no call for it
+    study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+
+
+def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """A trial that never ran: abandoned, its point queued again (user attribute ``requeued_from``)."""
+    abandon(study, trial)
+    study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number}, skip_if_exists=False)
+
+
 def reconcile(folder: Path, name: str, tracking_uri: str, tracking: TrackingPlan) -> None:
     """Before a resume, settle what a kill left behind, so that no trial is lost or left RUNNING.
 
@@ -48,11 +61,10 @@ def reconcile(folder: Path, name: str, tracking_uri: str, tracking: TrackingPlan
     study = load_optuna_study(folder, name)
     for trial in study.trials:
         if trial.state == optuna.trial.TrialState.RUNNING and trial.number not in numbers:
-            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-            study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number}, skip_if_exists=False)
+            requeue(study, trial)
             log.info("trial %d was asked for just before the study stopped and never ran: its point is queued again",
                      trial.number)
-            for params in folder.glob(f"{TRIAL_PREFIX}*/params.json"):
+            for params in folder.glob(f"{TRIAL_PREFIX}*/{PARAMS_FILE}"):
                 if json.loads(params.read_text()).get(OPTUNA_KEY) == trial.number:
                     end_runs(tracking_uri, tracking, {params.parent.name.removeprefix(TRIAL_PREFIX)})
                     shutil.rmtree(params.parent)
@@ -67,9 +79,8 @@ def restart_elsewhere(folder: Path, plan: SearchPlan, tracking_uri: str) -> int:
     interrupted = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
     numbers = {t.number for t in interrupted}
     for trial in interrupted:
-        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number}, skip_if_exists=False)
-    for params in folder.glob(f"{TRIAL_PREFIX}*/params.json"):
+        requeue(study, trial)
+    for params in folder.glob(f"{TRIAL_PREFIX}*/{PARAMS_FILE}"):
         if json.loads(params.read_text()).get(OPTUNA_KEY) in numbers:
             end_runs(tracking_uri, plan.tracking, {params.parent.name.removeprefix(TRIAL_PREFIX)})
             shutil.rmtree(params.parent)
@@ -102,7 +113,7 @@ def close_leftovers(folder: Path, name: str, tracking_uri: str, tracking: Tracki
     study = load_optuna_study(folder, name)
     for trial in study.trials:
         if trial.state == optuna.trial.TrialState.RUNNING:
-            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            abandon(study, trial)
     ended = {t.trial_id: t for t in trials if t.status != RUNNING}
     client = MlflowClient(tracking_uri)
     for run in running_trial_runs(client, tracking):

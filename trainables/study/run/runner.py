@@ -22,8 +22,9 @@ from ray.tune.search import ConcurrencyLimiter
 
 from search_spaces import points_to_evaluate
 from search_spaces.context import BoundSpace, SpaceContext
-from trainables.core.layout import (BEST_WEIGHTS_FILE, FEATURES_DIR, OPTUNA_FILE, OPTUNA_KEY, RECHECK_DIR, RECHECK_KEY,
-                                    TRIAL_PREFIX, TRIALS_FILE, WHERE_FILE, optuna_url)
+from trainables.core.layout import (BEST_WEIGHTS_FILE, EXPERIMENT_STATE, FEATURES_DIR, OPTUNA_FILE, OPTUNA_KEY,
+                                    RECHECK_DIR, RECHECK_KEY, TRIAL_PREFIX, TRIALS_FILE, TUNER_FILE, WHERE_FILE,
+                                    optuna_url)
 from trainables.core.usage import quiet_libraries
 from trainables.data.schema import ITData
 from trainables.fitting.families import complete, epoch_metrics, reference_scores
@@ -260,7 +261,7 @@ class Study:
         where = self.folder / WHERE_FILE
         moved = resume and where.is_file() and where.read_text().strip() != str(self.folder)
         # Stopped before Ray Tune first saved its state: nothing to restore, the study's own files say what ran.
-        unsaved = resume and not ((self.folder / "tuner.pkl").is_file() and any(self.folder.glob("experiment_state-*")))
+        unsaved = resume and not ((self.folder / TUNER_FILE).is_file() and any(self.folder.glob(EXPERIMENT_STATE)))
         where.write_text(f"{self.folder}\n")
         samples = None
         if moved or unsaved:  # Ray's saved state names the old folder, or there is none: go on from the study's files

@@ -29,6 +29,7 @@ from trainables.fitting.families import complete, config_of
 from trainables.study.plan.pace import Budget, leader_paces, measure
 from trainables.study.recheck.rounds import recheck_config
 from trainables.study.recheck.stats import is_deterministic
+from trainables.study.records.trials import RAY_TRIAL_ATTR
 from trainables.study.result import COMPLETED, OPTUNA_STATE_BY_STATUS, ended_status, epoch_of
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,7 @@ class StudySearcher(OptunaSearch):
         # sampled helpers; everything downstream reads it (trainables.fitting.families.config_of).
         config = complete(config_of(params))
         ot_trial.set_user_attr("config", config)
+        ot_trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)  # a trial whose folder is lost with its node is still one
         params.update(config)
         params[SAMPLED_KEY] = sorted(ot_trial.params)
         params[OPTUNA_KEY] = ot_trial.number
