@@ -50,6 +50,8 @@ from trainables.study.records.ray_state import check_ray_state
 from trainables.study.records.trials import StudyDamaged, load_optuna_study, load_trials
 from trainables.study.run.cluster import RayStart, check_reachable, set_ray_environment
 from trainables.study.run.lock import StudyLock
+from trainables.study.result import OBJECTIVE
+from trainables.study.tracking.ui import runs_url
 from trainables.study.tune.samplers import SAMPLERS
 from trainables.study.tune.schedulers import SCHEDULERS, describe
 
@@ -338,13 +340,11 @@ def print_summary(plan: SearchPlan, folder: Path, summary, seconds: float) -> No
         print(note)
     print(f"trials table: {folder / TRIALS_FILE}")
     uri = plan.tracking_uri(folder)
-    # MLflow 3.17's UI picks its GenAI or model-training layout from this URL parameter (or the browser's last
-    # choice); the experiment's kind tag alone does not switch it.
-    page = f"#/experiments/{plan.tracking.experiment_id}/runs?workflowType=machine_learning"
+    page = runs_url(uri, plan.tracking.experiment_id, OBJECTIVE)  # best trial first
     if uri.startswith("sqlite:"):
-        print(f"browse the trials: mlflow ui --backend-store-uri {uri}  (then open http://127.0.0.1:5000/{page})")
+        print(f"browse the trials: mlflow ui --backend-store-uri {uri}  (then open {page})")
     else:
-        print(f"browse the trials: {uri.rstrip('/')}/{page}")
+        print(f"browse the trials: {page}")
 
 
 class StopRequest:
@@ -421,7 +421,7 @@ def run(args, plan: SearchPlan, folder: Path, data: ITData, probed: ProbedSpace,
     ray_start = RayStart(args.address)
     try:
         from trainables.study.run import runner  # imports Ray: only once its environment is set
-        from trainables.study.tracking.store import (relocate_artifacts)  # MLflow: 1.5 s that a refused command does not pay
+        from trainables.study.tracking.store import relocate_artifacts  # MLflow: 1.5 s a refused command does not pay
 
         STOP.check()
         options = RunOptions(deadline=begun + parse_duration(args.time_budget) if args.time_budget else None,

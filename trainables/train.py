@@ -50,12 +50,13 @@ def evaluate(pred_val: np.ndarray, data: ITData) -> dict:
 
 
 def train_one(config: dict, data: ITData, out: Path, provenance: dict, feature_cache: Path,
-              tracking_uri: str | None = None, parent_run_id: str | None = None) -> dict:
+              tracking_uri: str | None = None, parent_run_id: str | None = None, source: str = "synthetic") -> dict:
     """Fit with the config's family, evaluate on the official validation set, write every output to ``out``, log to
     MLflow."""
     # matplotlib, SciPy and MLflow: about 5 s of imports that a refused command does not pay
     from analysis import figures
     from trainables.study.tracking.final import log_final_training
+    from trainables.study.tracking.store import data_input
 
     quiet_libraries()  # again: importing MLflow set its loggers up anew
     out.mkdir(parents=True, exist_ok=True)
@@ -65,8 +66,9 @@ def train_one(config: dict, data: ITData, out: Path, provenance: dict, feature_c
     scores = evaluate(pred_val, data)
     if model is not None:
         torch.save(model.state_dict(), out / MODEL_FILE)
-    if result.curve:
-        figures.plot_learning_curve(result.curve, result.best_epoch, out / "learning_curve.png")
+    if result.curve:  # against the ideal observers on the inner split its curve is scored on
+        figures.plot_learning_curve(result.curve, result.best_epoch, out / "learning_curve.png",
+                                    references=reference_scores(data, config, final=False))
     metrics = {
         **scores,
         # Printed beside every model by analysis.compare, so that no one mistakes object recognition for IT.
@@ -84,11 +86,13 @@ def train_one(config: dict, data: ITData, out: Path, provenance: dict, feature_c
     np.save(out / PREDICTIONS_FILE.format(part="val"), pred_val)
     np.save(out / PREDICTIONS_FILE.format(part="test"), pred_test)
     ev, r = np.array(scores["ev_per_site"]), np.array(scores["r_per_site"])
-    figures.plot_site_distributions(r, ev, out / "site_distributions.png", data.noise_ceiling_val)
+    figures.plot_site_distributions(r, ev, out / "site_distributions.png", data.noise_ceiling_val,
+                                    references=metrics["references"])
     figures.plot_rdms(data.spikes_val, pred_val, data.object_val, out / "rdm.png")
     figures.plot_site_responses(data.spikes_val, pred_val, data.object_val, ev, out / "site_responses.png")
     if tracking_uri:
-        logged = log_final_training(tracking_uri, config, metrics, out, model, provenance, parent_run_id)
+        logged = log_final_training(tracking_uri, config, metrics, out, model, provenance, parent_run_id,
+                                    data_input(data.name, data.fingerprint, source))
         metrics["mlflow"] = logged
         (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
         log.info("logged to MLflow run %s%s", logged["run_id"],
@@ -191,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     config = profile.cap_epochs(config_of(config))
     feature_cache = args.feature_cache or args.storage / FEATURES_DIR
     if args.seeds == 1:
-        metrics = train_one(config, data, out, provenance, feature_cache, tracking_uri)
+        metrics = train_one(config, data, out, provenance, feature_cache, tracking_uri, source=args.data)
     else:
         from trainables.study.tracking.final import (  # MLflow: see train_one
             close_seeds_run,
@@ -200,9 +204,9 @@ def main(argv: list[str] | None = None) -> int:
 
         quiet_libraries()  # again: importing MLflow set its loggers up anew
         parent = start_seeds_run(tracking_uri, out, args.seeds, provenance) if tracking_uri else None
-        runs = [train_one({**config, "seed": config["seed"] + k}, data, out / SEED_DIR.format(seed=config["seed"] + k), provenance,
-                          feature_cache, tracking_uri, parent)
-                for k in range(args.seeds)]
+        seeds = [config["seed"] + k for k in range(args.seeds)]
+        runs = [train_one({**config, "seed": seed}, data, out / SEED_DIR.format(seed=seed), provenance, feature_cache,
+                          tracking_uri, parent, source=args.data) for seed in seeds]
         metrics = summarize_seeds(runs)
         (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
         if parent:

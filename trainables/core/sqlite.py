@@ -1,25 +1,29 @@
-"""Whether a SQLite file can be read as the database it should be: read-only, before a library opens it.
+"""Whether a SQLite file can be read as the database it should be, before a library opens it.
 
 Optuna's and MLflow's stores create their tables in any file they open, an empty or
 foreign one included; reading a damaged file first (:func:`check_sqlite`) names it
-in one line and leaves it as it was.
+in one line and creates nothing in it. The file is opened for writing all the same
+(never created): a store left by a killed process may hold a journal that SQLite
+must roll back before it can be read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
 
 def check_sqlite(path: Path, tables: tuple[str, ...]) -> None:
-    """Open ``path`` read-only, run SQLite's quick integrity check and look for ``tables``.
+    """Open ``path`` (it must exist), run SQLite's quick integrity check and look for ``tables``; nothing is written
+    but what SQLite's own recovery of a killed writer's journal writes.
 
     Raises
     ------
     sqlite3.DatabaseError
         Not a database, damaged, or without one of ``tables``; the message says which.
     """
-    with sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True) as con:
+    with contextlib.closing(sqlite3.connect(f"file:{Path(path).resolve()}?mode=rw", uri=True)) as con:
         problems = [row[0] for row in con.execute("PRAGMA quick_check")]
         if problems != ["ok"]:
             raise sqlite3.DatabaseError(problems[0])

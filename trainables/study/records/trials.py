@@ -170,7 +170,7 @@ def load_optuna_study(folder: Path, study_name: str) -> optuna.Study:
     """The study's Optuna study; StudyDamaged naming ``optuna.db`` when it cannot be read."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        # Read first, read-only: Optuna would create its tables in an empty or foreign file.
+        # Read first (creating nothing): Optuna would create its tables in an empty or foreign file.
         check_sqlite(Path(folder) / OPTUNA_FILE, OPTUNA_TABLES)
         return optuna.load_study(study_name=study_name, storage=optuna_url(folder))
     except (SQLAlchemyError, sqlite3.Error, KeyError, ValueError, RuntimeError) as err:

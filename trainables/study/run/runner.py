@@ -47,6 +47,7 @@ from trainables.study.run.recovery import (close_leftovers, drop_interrupted_rec
                                            reconcile, restart_elsewhere)
 from trainables.study.run.trial import train_trial
 from trainables.study.tracking.callbacks import MLflowTrials
+from trainables.study.tracking.store import data_input
 from trainables.study.tracking.search_run import close_search_run, start_search_run
 from trainables.study.tune.samplers import make_sampler
 from trainables.study.tune.schedulers import expected_epochs, make_trial_scheduler
@@ -121,6 +122,7 @@ class Study:
         self.resources = TrialResources(plan.resources, DataShape.of(data))
         self.metrics = epoch_metrics(EPOCH_METRICS, self.families)
         self.concurrency = 1  # known once Ray is up (start)
+        self.dataset = data_input(data.name, data.fingerprint, plan.data.source)
         self.outcome = Outcome()
 
     @property
@@ -142,7 +144,7 @@ class Study:
         plan = self.plan
         if new:
             self.folder.mkdir(parents=True, exist_ok=True)
-            experiment, run = start_search_run(plan, self.tracking_uri)
+            experiment, run = start_search_run(plan, self.tracking_uri, self.dataset)
             plan = replace(plan, tracking=replace(plan.tracking, experiment_id=experiment, parent_run_id=run))
         self.save(plan)
         self.probed.prepare(self.data, self.storage)
@@ -188,7 +190,7 @@ class Study:
         """This run's Ray Tune callbacks: MLflow runs under the study's parent run, checkpoint clean-up."""
         tracking = self.plan.tracking
         return [MLflowTrials(self.tracking_uri, tracking.experiment_id, tracking.parent_run_id, self.metrics,
-                             ended_before),
+                             ended_before, self.dataset),
                 CheckpointJanitor(OBJECTIVE, RECHECK_KEY, ended_before)]
 
     def run_config(self, name: str, storage_path: Path, phase: Phase, observed=None) -> tune.RunConfig:

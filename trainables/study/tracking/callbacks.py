@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from mlflow.entities import Metric, Param
+from mlflow.entities import DatasetInput, Metric, Param
 from mlflow.tracking import MlflowClient
 from ray import tune
 
@@ -36,15 +36,17 @@ class MLflowTrials(tune.Callback):
     metric history after its last logged step: a trial resumed from an older
     checkpoint reports epochs again, and MLflow gets each step once.
 
-    ``metrics``: the per-epoch metrics logged (every trial's and the study's families' own,
+    ``dataset`` (:func:`~trainables.study.tracking.store.data_input`): the data each run saw, for the Runs table's
+    Dataset column. ``metrics``: the per-epoch metrics logged (every trial's and the study's families' own,
     :func:`trainables.fitting.families.epoch_metrics`). ``ended_before`` (a resumed study's):
     Optuna trial number -> status of the trials that ended before this run; their status
     comes from there, not from Ray's (possibly stale) last result.
     """
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, metrics: tuple = EPOCH_METRICS,
-                 ended_before: dict | None = None):
+                 ended_before: dict | None = None, dataset: DatasetInput | None = None):
         self.tracking_uri, self.experiment_id, self.parent_run_id = tracking_uri, experiment_id, parent_run_id
+        self.dataset = dataset
         self.metrics = tuple(metrics)
         self.ended_before = dict(ended_before or {})
         self._client = None
@@ -88,6 +90,8 @@ class MLflowTrials(tune.Callback):
             run_id = run.info.run_id
             params = [Param(k, mlflow_value(v)) for k, v in sorted(config_of(trial.config).items())]
             self.client.log_batch(run_id, params=params)
+            if self.dataset is not None:
+                self.client.log_inputs(run_id, datasets=[self.dataset])
         self._runs[trial.trial_id] = run_id
         return run_id
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import mlflow
 import torch
-from mlflow.entities import Metric, Param
+from mlflow.entities import DatasetInput, Metric, Param
 from mlflow.tracking import MlflowClient
 
 from trainables.study.tracking.store import experiment_id, mlflow_value, tracking_client
@@ -42,8 +42,11 @@ def close_seeds_run(tracking_uri: str, run_id: str, summary: dict) -> None:
 
 
 def log_final_training(tracking_uri: str, config: dict, metrics: dict, out: Path, model=None,
-                       provenance: dict | None = None, parent_run_id: str | None = None) -> dict:
-    """Log one trained model; return ``{"run_id", "model_uri"}`` (model_uri None for ridge readouts)."""
+                       provenance: dict | None = None, parent_run_id: str | None = None,
+                       dataset: DatasetInput | None = None) -> dict:
+    """Log one trained model (``dataset``: the data it was fitted and scored on,
+    :func:`~trainables.study.tracking.store.data_input`); return ``{"run_id", "model_uri"}`` (model_uri None for
+    ridge readouts)."""
 
     provenance = provenance or {}
     client = tracking_client(tracking_uri)
@@ -63,6 +66,8 @@ def log_final_training(tracking_uri: str, config: dict, metrics: dict, out: Path
     stamp = int(time.time() * 1000)
     scores = [Metric(f"val_{k}", float(metrics[k]), stamp, 0) for k in SCORES if metrics.get(k) is not None]
     client.log_batch(run_id, params=params, metrics=scores)
+    if dataset is not None:
+        client.log_inputs(run_id, datasets=[dataset])
     for path in sorted(Path(out).iterdir()):
         if path.suffix in (".png", ".json", ".npy"):
             client.log_artifact(run_id, str(path))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from importlib.metadata import version
 from pathlib import Path
 
-from mlflow.entities import Param
+from mlflow.entities import DatasetInput, Param
 from mlflow.tracking import MlflowClient
 
 from trainables.study.plan.search_plan import SearchPlan, TrackingPlan
@@ -40,8 +40,9 @@ def finish_run(client: MlflowClient, run_id: str, status: str) -> None:
     client.set_terminated(run_id, {"failed": "FAILED", "interrupted": "KILLED"}.get(status, "FINISHED"))
 
 
-def start_search_run(plan: SearchPlan, tracking_uri: str) -> tuple[str, str]:
-    """Create the search's parent run; returns its experiment id and run id."""
+def start_search_run(plan: SearchPlan, tracking_uri: str, dataset: DatasetInput | None = None) -> tuple[str, str]:
+    """Create the search's parent run (``dataset``: the data it searches on, :func:`~.store.data_input`); returns
+    its experiment id and run id."""
 
     client = tracking_client(tracking_uri)
     exp = experiment_id(client, plan.name, tracking_uri)
@@ -55,6 +56,8 @@ def start_search_run(plan: SearchPlan, tracking_uri: str) -> tuple[str, str]:
               # What the space was told it can run: the profile's epoch cap, the loadable ImageNet weights.
               "epoch_cap": plan.max_epochs, "imagenet_backbones": ",".join(plan.pretrained)}
     client.log_batch(run.info.run_id, params=[Param(k, mlflow_value(v)) for k, v in params.items()])
+    if dataset is not None:
+        client.log_inputs(run.info.run_id, datasets=[dataset])
     return exp, run.info.run_id
 
 

@@ -27,8 +27,8 @@ def sqlite_path(tracking_uri: str) -> Path | None:
 
 
 def check_store(tracking_uri: str) -> None:
-    """Read a SQLite tracking store that exists (read-only: nothing is written); StoreDamaged naming the file when it is
-    not a readable MLflow store. Other URIs and a store not made yet pass."""
+    """Read a SQLite tracking store that exists (:func:`~trainables.core.sqlite.check_sqlite`); StoreDamaged naming the
+    file when it is not a readable MLflow store. Other URIs and a store not made yet pass."""
     path = sqlite_path(tracking_uri)
     if path is None or not path.exists():
         return

@@ -21,6 +21,7 @@ import shutil
 import sqlite3
 
 import mlflow
+from mlflow.entities import Dataset, DatasetInput, InputTag
 from mlflow.tracking import MlflowClient
 
 from trainables.core.layout import ARTIFACTS_DIR, EMPTY_MLFLOW_DB, cache_dir
@@ -94,3 +95,10 @@ def relocate_artifacts(tracking_uri: str, experiment: str) -> str | None:
     return old
 
 
+def data_input(name: str, fingerprint: str, source: str, context: str = "training") -> DatasetInput:
+    """The data set a run saw, as MLflow's Runs table shows it (its Dataset column): ``name``, and the data's
+    fingerprint as its digest; ``source``: ``synthetic`` or the recordings file."""
+    kind = "synthetic" if source == "synthetic" else "local"
+    dataset = Dataset(name=name, digest=fingerprint, source_type=kind,
+                      source=json.dumps({"uri": source if kind == "local" else f"synthetic:{name}"}))
+    return DatasetInput(dataset, tags=[InputTag("mlflow.data.context", context)])

@@ -33,6 +33,7 @@ from trainables.study.records.trials import RAY_TRIAL_ATTR
 from trainables.study.result import COMPLETED, OPTUNA_STATE_BY_STATUS, ended_status, epoch_of
 
 log = logging.getLogger(__name__)
+OBJECTIVE_NAME = "inner-validation EV (best epoch)"
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,10 @@ class StudySearcher(OptunaSearch):
 
     def __init__(self, *args, free_slots: FreeSlots | None = None, budget: Budget | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        # What optuna-dashboard and Optuna's plots call the objective (else "Objective 0").
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.2: nothing a user can act on
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self._ot_study.set_metric_names([OBJECTIVE_NAME])
         self.free_slots, self.budget = free_slots, budget
         self.cut = False  # the time budget stopped the search from starting more trials
         self.started = 0
