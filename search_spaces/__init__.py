@@ -5,8 +5,10 @@ A space function takes an Optuna trial and the search's
 (named as config keys, or as helpers such as ``head_width``/``head_depth`` that it
 turns into config entries) and returns the fixed and derived config entries; Ray
 and the probe call it bound to its context (:class:`~search_spaces.context.BoundSpace`). Its module
-holds ``POINTS_TO_EVALUATE`` (configurations tried first, e.g. the report's best)
-and ``SCIENTIFIC`` (the hyperparameter the study asks about). Functions are
+holds ``POINTS_TO_EVALUATE`` (configurations tried first, e.g. the report's best),
+``SCIENTIFIC`` (the hyperparameter the study asks about) and, for the ladder of
+``trainables.ladder``, ``LADDER_AXES`` (the hyperparameters whose every value is a row)
+and ``LADDER_GROUP`` (the table's heading for its rows). Functions are
 module-level so Ray can pickle them.
 """
 
@@ -52,6 +54,18 @@ def points_to_evaluate(name: str) -> list[dict]:
 def profile_hints(name: str) -> dict:
     """Sizes the study prefers per profile (module attribute ``PROFILE_HINTS``, default none)."""
     return dict(getattr(sys.modules[get_space(name).__module__], "PROFILE_HINTS", {}))
+
+
+def ladder_axes(name: str) -> tuple[str, ...]:
+    """The study's ladder axes (module attribute ``LADDER_AXES``): the scientific hyperparameters whose every value is
+    a row of the ladder (``trainables.ladder``); none: the study gives one row, its best config."""
+    return tuple(getattr(sys.modules[get_space(name).__module__], "LADDER_AXES", ()))
+
+
+def ladder_group(name: str) -> str:
+    """The heading the study's rows go under in the ladder's table (module attribute ``LADDER_GROUP``; default: the
+    study's name)."""
+    return str(getattr(sys.modules[get_space(name).__module__], "LADDER_GROUP", name))
 
 
 def scientific_parameter(name: str) -> str:

@@ -8,6 +8,7 @@
 from search_spaces._common import suggest_head, suggest_optimizer, suggest_schedule
 
 SCIENTIFIC = "head_width"
+LADDER_GROUP = "fine-tuned"
 # The report's best model (Table 3), evaluated first.
 POINTS_TO_EVALUATE = [
     {"head_width": 7000, "head_depth": 2, "head_dropout": 0.52, "head_activation": "relu", "optimizer": "adam",

@@ -15,6 +15,9 @@ from functools import lru_cache
 from trainables.models.weights import WeightsNotFound, imagenet_checkpoint
 
 SCIENTIFIC = "layer"
+# The ladder's rows (trainables.ladder): one per layer and weights, each the best readout of it (Figure 1).
+LADDER_AXES = ("layer", "weights")
+LADDER_GROUP = "task-driven features"
 # Readouts are cheap, and ImageNet features need more than 32 px: the smoke profile uses the
 # real image count at 64 px.
 PROFILE_HINTS = {"smoke": {"resolution": 64, "images_per_object": 50, "num_samples": 40}}

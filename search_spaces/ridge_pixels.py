@@ -7,6 +7,9 @@
 """
 
 SCIENTIFIC = "pca_components"
+# The ladder's rows (trainables.ladder): one per value of these, each the best config of its kind.
+LADDER_AXES = ("regression", "pca_components")
+LADDER_GROUP = "pixels"
 # Readouts are cheap, and ImageNet features need more than 32 px: the smoke profile uses the
 # real image count at 64 px.
 PROFILE_HINTS = {"smoke": {"resolution": 64, "images_per_object": 50, "num_samples": 12}}

@@ -7,6 +7,7 @@
 """
 
 SCIENTIFIC = "width_mult"
+LADDER_GROUP = "trained from scratch"
 POINTS_TO_EVALUATE = [{"width_mult": 1.0, "lr": 3e-3, "weight_decay": 1e-6, "batch_size": 32}]
 
 

@@ -9,6 +9,7 @@
 from search_spaces._common import suggest_head, suggest_optimizer, suggest_step_schedule
 
 SCIENTIFIC = "vgg_blocks"
+LADDER_GROUP = "fine-tuned"
 
 # The report's best VGG (Table 2), evaluated first.
 POINTS_TO_EVALUATE = [

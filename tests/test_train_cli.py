@@ -1,3 +1,4 @@
+import csv
 import json
 import subprocess
 import sys
@@ -6,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from searchutil import refused
 
 from trainables import train
 
@@ -71,3 +73,21 @@ def test_train_several_seeds_reports_spread(tmp_path, capsys):
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["seeds"] == [0, 1] and len(summary["ev_per_seed"]) == 2 and summary["ev_std"] > 0
     assert (out / "seed_1" / "predictions_val.npy").exists()
+    # Per site: the seeds' mean in metrics.json, and a table beside it with each seed's and the mean, and EV / ceiling.
+    seeds = [json.loads((out / f"seed_{s}" / "metrics.json").read_text()) for s in (0, 1)]
+    np.testing.assert_allclose(summary["ev_per_site"], np.mean([m["ev_per_site"] for m in seeds], axis=0))
+    with open(out / "sites.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 168 and {"site", "noise_ceiling_ev", "ev_mean", "ev_over_ceiling_mean", "r_mean", "ev_seed_0",
+                                 "ev_seed_1", "r_seed_1"} <= set(rows[0])
+    assert float(rows[5]["ev_seed_1"]) == pytest.approx(seeds[1]["ev_per_site"][5], abs=1e-6)
+    ceiled = [float(r["ev_over_ceiling_mean"]) for r in rows if r["ev_over_ceiling_mean"]]
+    assert all(float(r["noise_ceiling_ev"]) >= 0.1 for r in rows if r["ev_over_ceiling_mean"]) and ceiled
+    with open(out / "seed_0" / "sites.csv") as f:
+        assert {"site", "noise_ceiling_ev", "ev", "ev_over_ceiling", "r"} == set(next(csv.DictReader(f)))
+    # Training another config into the same folder is refused in one line, before any work.
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**json.loads((EXAMPLES / "shallow_cnn.json").read_text()), "lr": 0.5}))
+    line = refused(train.main, ["--config", str(other), "--out", str(out), "--seeds", "2", "--no-mlflow",
+                                *TINY_FLAGS], capsys)
+    assert "holds the results of another config" in line and str(out / "seed_0") in line

@@ -11,6 +11,7 @@ each seed goes to ``DIR/seed_K`` and ``DIR/metrics.json`` holds mean and spread.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import sys
@@ -25,8 +26,8 @@ from trainables.cli import (add_data_arguments, add_weights_arguments, check_tra
 from trainables.core.config import ConfigError, read_config_file
 from trainables.core.devices import default_device
 from trainables.core.layout import (CONFIG_FILE, FEATURES_DIR, METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE, SEED_DIR,
-                                    TRAIN_DIR, default_tracking_uri)
-from trainables.core.metrics import summarize
+                                    SITES_FILE, TRAIN_DIR, default_tracking_uri)
+from trainables.core.metrics import ceiled_per_site, summarize
 from trainables.core.usage import Parser, UsageError, check_writable, fail, quiet_libraries, setup_logging
 from trainables.data.schema import DataError, ITData
 from trainables.fitting.families import config_of, get_family, reference_scores, validate
@@ -43,10 +44,40 @@ def evaluate(pred_val: np.ndarray, data: ITData) -> dict:
         ceiling = data.noise_ceiling_val
         scores["noise_ceiling_ev"] = float(ceiling.mean())
         scores["noise_ceiling_ev_per_site"] = ceiling.tolist()
-        # EV / ceiling, site by site then averaged (sites with ceiling ~0 carry no information).
-        ok = ceiling > 0.05
-        scores["ev_normalized"] = float(np.mean(np.array(scores["ev_per_site"])[ok] / ceiling[ok]))
+        # EV / ceiling, site by site then averaged over the sites whose ceiling carries information.
+        scores["ev_normalized"] = float(np.nanmean(ceiled_per_site(scores["ev_per_site"], ceiling)))
     return scores
+
+
+def write_sites(path: Path, columns: dict[str, np.ndarray], ceiling: np.ndarray | None) -> Path:
+    """``sites.csv``: one row per site, its noise ceiling (EV) where the data have repetitions, and ``columns`` (name
+    -> array (n_sites,): EV and r, of a training or of each seed and their mean), each EV divided by the ceiling
+    beside it (:func:`~trainables.core.metrics.ceiled_per_site`)."""
+    header = ["site"] + (["noise_ceiling_ev"] if ceiling is not None else [])
+    values = {}
+    for name, column in columns.items():
+        header.append(name)
+        values[name] = np.asarray(column, dtype=np.float64)
+        if ceiling is not None and name.startswith("ev"):
+            ceiled = name.replace("ev", "ev_over_ceiling", 1)
+            header.append(ceiled)
+            values[ceiled] = ceiled_per_site(values[name], ceiling)
+    n = len(next(iter(values.values())))
+    with Path(path).open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for site in range(n):
+            row = [site] + ([f"{ceiling[site]:.6f}"] if ceiling is not None else [])
+            cells = [values[h][site] for h in header[len(row):]]
+            writer.writerow(row + ["" if np.isnan(v) else f"{v:.6f}" for v in cells])
+    return Path(path)
+
+
+def write_json(path: Path, value: dict) -> None:
+    """Write ``value`` whole or not at all: a folder's ``metrics.json`` says its training ended."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, indent=2) + "\n")
+    tmp.replace(path)
 
 
 def train_one(config: dict, data: ITData, out: Path, provenance: dict, feature_cache: Path,
@@ -81,20 +112,21 @@ def train_one(config: dict, data: ITData, out: Path, provenance: dict, feature_c
         "seconds": time.perf_counter() - start,
         **({"provenance": provenance} if provenance else {}),
     }
-    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     np.save(out / PREDICTIONS_FILE.format(part="val"), pred_val)
     np.save(out / PREDICTIONS_FILE.format(part="test"), pred_test)
     ev, r = np.array(scores["ev_per_site"]), np.array(scores["r_per_site"])
+    write_sites(out / SITES_FILE, {"ev": ev, "r": r}, data.noise_ceiling_val)
     figures.plot_site_distributions(r, ev, out / "site_distributions.png", data.noise_ceiling_val,
                                     references=metrics["references"])
     figures.plot_rdms(data.spikes_val, pred_val, data.object_val, out / "rdm.png")
     figures.plot_site_responses(data.spikes_val, pred_val, data.object_val, ev, out / "site_responses.png")
+    write_json(out / METRICS_FILE, metrics)  # last: the training is done once it is there
     if tracking_uri:
         logged = log_final_training(tracking_uri, config, metrics, out, model, provenance, parent_run_id,
                                     data_input(data.name, data.fingerprint, source))
         metrics["mlflow"] = logged
-        (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+        write_json(out / METRICS_FILE, metrics)
         log.info("logged to MLflow run %s%s", logged["run_id"],
                  f" (model: {logged['model_uri']})" if logged["model_uri"] else "")
     ceiling = f"  (noise ceiling EV {scores['noise_ceiling_ev']:.4f})" if "noise_ceiling_ev" in scores else ""
@@ -104,8 +136,10 @@ def train_one(config: dict, data: ITData, out: Path, provenance: dict, feature_c
 
 
 def summarize_seeds(runs: list[dict]) -> dict:
-    """Mean and standard deviation over seeds of the site-averaged scores."""
+    """Mean and standard deviation over seeds of the site-averaged scores, and the seeds' mean per site."""
     summary = {"seeds": [m["seed"] for m in runs]}
+    for key in ("ev_per_site", "r_per_site"):
+        summary[key] = np.mean([m[key] for m in runs], axis=0).tolist()
     for key in ("ev", "r_mean", "r_median", "r2", "inner_ev"):
         if key not in runs[0]:
             continue
@@ -113,10 +147,26 @@ def summarize_seeds(runs: list[dict]) -> dict:
         summary[key] = float(values.mean())
         summary[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
         summary[f"{key}_per_seed"] = values.tolist()
-    for key in ("noise_ceiling_ev", "data", "data_fingerprint", "provenance"):
+    for key in ("noise_ceiling_ev", "noise_ceiling_ev_per_site", "references", "data", "data_fingerprint",
+                "provenance"):
         if key in runs[0]:
             summary[key] = runs[0][key]
     return summary
+
+
+def check_own_folder(out: Path, config: dict, seeds: int) -> None:
+    """UsageError when ``out`` holds the results of another config (its ``config.json``, or a seed folder's, is not
+    ``config``): a final training never overwrites another's."""
+    own = [(out, config)] if seeds == 1 else [(out / SEED_DIR.format(seed=config["seed"] + k),
+                                                {**config, "seed": config["seed"] + k}) for k in range(seeds)]
+    for folder, expected in own:
+        try:
+            held = json.loads((folder / CONFIG_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if config_of(held) != config_of(expected):
+            raise UsageError(f"{folder} holds the results of another config (its {CONFIG_FILE} differs): give another "
+                             "--out, or move that folder out of the way")
 
 
 def data_from_provenance(args, provenance: dict) -> list[str]:
@@ -170,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = args.out or args.storage / TRAIN_DIR / (provenance.get("experiment") or Path(args.config).stem)
         check_writable(out, "--out" if args.out else "--storage")
+        check_own_folder(out, config, args.seeds)
         tracking_uri = None if args.no_mlflow else (
             args.tracking_uri or provenance.get("tracking_uri") or default_tracking_uri(args.storage))
         if tracking_uri:
@@ -208,7 +259,11 @@ def main(argv: list[str] | None = None) -> int:
         runs = [train_one({**config, "seed": seed}, data, out / SEED_DIR.format(seed=seed), provenance, feature_cache,
                           tracking_uri, parent, source=args.data) for seed in seeds]
         metrics = summarize_seeds(runs)
-        (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+        columns = {"ev_mean": metrics["ev_per_site"], "r_mean": metrics["r_per_site"]}
+        for seed, run in zip(seeds, runs):  # each seed's beside the mean
+            columns.update({f"ev_seed_{seed}": run["ev_per_site"], f"r_seed_{seed}": run["r_per_site"]})
+        write_sites(out / SITES_FILE, columns, data.noise_ceiling_val)
+        write_json(out / METRICS_FILE, metrics)
         if parent:
             close_seeds_run(tracking_uri, parent, metrics)
         log.info("over %d seeds: validation EV %.4f +- %.4f, r mean %.4f +- %.4f", args.seeds, metrics["ev"],

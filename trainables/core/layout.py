@@ -31,6 +31,7 @@ MLFLOW_DB = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 FEATURES_DIR = "features"
 TRAIN_DIR = "train"
+LADDER_DIR = "ladder"  # trainables.ladder's answer, its final trainings (runs/) and Ray's folder of them (ray/)
 COMPARE_FILE = "compare.md"
 
 # --- the user's cache folder (:func:`cache_dir`): synthetic data sets, their ground truth, an empty tracking store
@@ -67,6 +68,7 @@ METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.pt"
 PREDICTIONS_FILE = "predictions_{part}.npy"  # part: val, test; (N, n_sites)
+SITES_FILE = "sites.csv"  # per site: EV, r, the noise ceiling, EV / ceiling (with --seeds N: each seed's and the mean)
 SEED_DIR = "seed_{seed}"  # --seeds N: one folder per seed
 
 # --- keys a searcher adds to a trial's config besides the hyperparameters

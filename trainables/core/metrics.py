@@ -231,6 +231,30 @@ def split_half_reliability(
     return np.clip(corrected, 0.0, None)
 
 
+# A site whose noise ceiling (EV) is below this carries no information to normalise by: its ceiled EV is left out.
+CEILING_FLOOR = 0.1
+
+
+def ceiled_per_site(ev: np.ndarray, ceiling: np.ndarray, floor: float = CEILING_FLOOR) -> np.ndarray:
+    """Each site's EV divided by its noise ceiling (the EV a repetition of the experiment explains), NaN where the
+    ceiling is below ``floor``. This is EV / ceiling per site, not Brain-Score's ceiling of the aggregate nor
+    Algonauts' r^2 / ceiling.
+
+    Parameters
+    ----------
+    ev, ceiling : array, shape (n_sites,)
+
+    Returns
+    -------
+    array, shape (n_sites,)
+    """
+    ev, ceiling = np.asarray(ev, dtype=np.float64), np.asarray(ceiling, dtype=np.float64)
+    out = np.full(ev.shape, np.nan)
+    ok = ceiling >= floor
+    out[ok] = ev[ok] / ceiling[ok]
+    return out
+
+
 def summarize(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
     """All scores of one prediction, as plain Python values.
 

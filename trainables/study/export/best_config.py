@@ -59,21 +59,7 @@ def best_config(folder: Path, trials: list[TrialRecord] | None = None) -> dict:
     if not ranked and not rows:
         raise NothingToExport(f"search '{plan.name}' has no completed trial yet")
     best = rows[0].trial if rows else ranked[0]
-    config = config_of(best.config)
-    config["provenance"] = {
-        "experiment": plan.name,
-        "space": plan.space,
-        "trial_id": best.trial_id,
-        "metric": METRIC,
-        "value": best.best(METRIC),
-        "epochs_reached": best.epochs,
-        "sampled": sampled_params(best.config),
-        "git_commit": plan.git_commit,
-        "data": asdict(plan.data),
-        "data_fingerprint": plan.data_fingerprint,
-        "tracking_uri": plan.tracking_uri(folder),
-        "parent_run_id": plan.tracking.parent_run_id,
-    }
+    config = exported(plan, folder, best)
     if rows:
         # The search's own score of each config is kept apart: it was selected for being high.
         config["provenance"]["recheck"] = {
@@ -82,6 +68,27 @@ def best_config(folder: Path, trials: list[TrialRecord] | None = None) -> dict:
             "tie": len(rows) >= 2 and is_tie(rows[0], rows[1]),
             "runs": runs_spent(rows),
         }
+    return config
+
+
+def exported(plan: SearchPlan, folder: Path, trial: TrialRecord) -> dict:
+    """A search trial's config as an export writes it: the config and its ``provenance`` (the study, the trial, its
+    score, its sampled values, the data and the tracking store)."""
+    config = config_of(trial.config)
+    config["provenance"] = {
+        "experiment": plan.name,
+        "space": plan.space,
+        "trial_id": trial.trial_id,
+        "metric": METRIC,
+        "value": trial.best(METRIC),
+        "epochs_reached": trial.epochs,
+        "sampled": sampled_params(trial.config),
+        "git_commit": plan.git_commit,
+        "data": asdict(plan.data),
+        "data_fingerprint": plan.data_fingerprint,
+        "tracking_uri": plan.tracking_uri(folder),
+        "parent_run_id": plan.tracking.parent_run_id,
+    }
     return config
 
 

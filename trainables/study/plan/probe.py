@@ -10,13 +10,15 @@ fills the feature cache).
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import optuna
+from optuna.distributions import CategoricalDistribution
 
-from search_spaces import points_to_evaluate
+from search_spaces import ladder_axes, points_to_evaluate
 from search_spaces.context import BoundSpace, SpaceContext
 from trainables.core.config import hyperparameters
 from trainables.data.schema import ITData
@@ -32,6 +34,12 @@ PROBE_SAMPLES = 256
 
 def probe_space(space_name: str, ctx: SpaceContext | None = None, image_size: int | None = None,
                 n: int = PROBE_SAMPLES) -> list[dict]:
+    """The ``n`` validated configs of :func:`_probe` (see there)."""
+    return _probe(space_name, ctx, image_size, n)[0]
+
+
+def _probe(space_name: str, ctx: SpaceContext | None = None, image_size: int | None = None,
+           n: int = PROBE_SAMPLES) -> tuple[list[dict], dict]:
     """Sample the space ``n`` times in memory (its first points, then at random): a broken space fails here.
 
     Each config is checked as its family checks it (at ``image_size`` px when given).
@@ -40,6 +48,8 @@ def probe_space(space_name: str, ctx: SpaceContext | None = None, image_size: in
     -------
     list of dict
         The ``n`` validated configs, exactly as trials would run them.
+    dict
+        Name -> Optuna distribution of every hyperparameter the space sampled.
     """
     space = BoundSpace(space_name, ctx or SpaceContext())
     fields = config_fields()
@@ -47,14 +57,25 @@ def probe_space(space_name: str, ctx: SpaceContext | None = None, image_size: in
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for point in points_to_evaluate(space_name):
         study.enqueue_trial(point)
-    configs = []
+    configs, distributions = [], {}
     for _ in range(n):
         trial = study.ask()
         fixed = space(trial)
         configs.append(validate(hyperparameters({**trial.params, **fixed}, fields), image_size))
+        distributions.update(trial.distributions)
         study.tell(trial, 0.0)
     log.debug("probed space %s: %d configs at %s px", space_name, n, image_size)
-    return configs
+    return configs, distributions
+
+
+def ladder_grid(space_name: str, distributions: dict) -> tuple[dict, ...]:
+    """Every combination of the space's ladder axes that Optuna samples from a list of choices (an axis the space
+    fixes has one value and is left out), in the choices' order; none when an axis is sampled from a range (no grid
+    can cover it). A search evaluates these first: every row of the ladder then exists, whatever the sampler."""
+    axes = [a for a in ladder_axes(space_name) if a in distributions]
+    if not axes or not all(isinstance(distributions[a], CategoricalDistribution) for a in axes):
+        return ()
+    return tuple(dict(zip(axes, values)) for values in itertools.product(*(distributions[a].choices for a in axes)))
 
 
 @dataclass(frozen=True)
@@ -78,6 +99,8 @@ class ProbedSpace:
         Backbone -> why its weights are missing (file and how to get it).
     found : dict
         Backbone -> its checkpoint in the torch cache.
+    grid : tuple of dict
+        Every combination of the space's categorical ladder axes (:func:`ladder_grid`).
     """
 
     name: str
@@ -87,11 +110,13 @@ class ProbedSpace:
     wanted: tuple = ()
     missing: dict = field(default_factory=dict)
     found: dict = field(default_factory=dict)
+    grid: tuple = ()
 
     @classmethod
     def of(cls, name: str, ctx: SpaceContext, image_size: int | None) -> "ProbedSpace":
         """The space as a resumed study runs it: in its saved context, weights already planned."""
-        return cls(name, ctx, tuple(probe_space(name, ctx, image_size)), image_size)
+        configs, distributions = _probe(name, ctx, image_size)
+        return cls(name, ctx, tuple(configs), image_size, grid=ladder_grid(name, distributions))
 
     @classmethod
     def plan(cls, name: str, ctx: SpaceContext, policy: WeightsPolicy, fallback: bool,
@@ -122,7 +147,19 @@ class ProbedSpace:
         """
         configs = tuple({**c, "weights": "random"} if c["backbone"] in backbones and c["weights"] == "imagenet"
                         else c for c in self.configs)
-        return replace(self, ctx=replace(self.ctx, pretrained=self.ctx.pretrained - backbones), configs=configs)
+        # A backbone that lost its ImageNet weights no longer samples them: a grid over weights goes.
+        lost = any(c["backbone"] in backbones for c in self.configs)
+        grid = self.grid if not lost else tuple(dict(g) for g in dict.fromkeys(
+            tuple((k, v) for k, v in g.items() if k != "weights") for g in self.grid) if g)
+        return replace(self, ctx=replace(self.ctx, pretrained=self.ctx.pretrained - backbones), configs=configs,
+                       grid=grid)
+
+    def first_points(self) -> list[dict]:
+        """The points a new search evaluates first: the space's own (the report's recipe), then each combination of
+        its ladder axes that none of them covers (Optuna samples the other hyperparameters of these)."""
+        points = points_to_evaluate(self.name)
+        covered = [p for p in points if all(k in p for g in self.grid[:1] for k in g)]
+        return points + [dict(g) for g in self.grid if not any(all(p[k] == v for k, v in g.items()) for p in covered)]
 
     @property
     def families(self) -> dict[str, Family]:

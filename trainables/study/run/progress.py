@@ -49,8 +49,13 @@ class Phase:
     recheck : tuple of (K, S) or None
         The re-check to come after the search (its time is added to the estimate).
     paces : dict or None
-        A re-check round's: each config's own pace (search trial id -> :class:`~trainables.study.plan.pace.Pace`,
-        :func:`~trainables.study.recheck.stats.config_paces`); its runs' time left is read from them.
+        A phase of fixed runs' (a re-check round, final trainings): each run's own pace, by the value of its config's
+        ``pace_key`` (a re-check round: search trial id -> :class:`~trainables.study.plan.pace.Pace`,
+        :func:`~trainables.study.recheck.rounds.config_paces`); its runs' time left is read from them.
+    pace_key : str
+        The config key ``paces`` go by.
+    scores : tuple of (column, result key)
+        The scores shown per trial: a search's inner EV and its best so far; a final training's validation EV.
     """
 
     title: str
@@ -61,6 +66,8 @@ class Phase:
     concurrency: int
     recheck: tuple | None = None
     paces: dict | None = None
+    pace_key: str = RECHECK_KEY
+    scores: tuple = (("inner EV", "inner_ev"), ("best", OBJECTIVE))
 
 
 class StudyProgress(ProgressReporter):
@@ -144,7 +151,7 @@ class StudyProgress(ProgressReporter):
         p = self.phase
         running, queued, seen = [], [], set()
         for t in trials:
-            key, r = t.config.get(RECHECK_KEY), t.last_result or {}
+            key, r = t.config.get(p.pace_key), t.last_result or {}
             seen.add(key)
             own = p.paces.get(key)
             if own is None:
@@ -169,15 +176,17 @@ class StudyProgress(ProgressReporter):
                 + (f"re-check round 1: {len(early)} run{'s' * (len(early) > 1)} in its slots; " if early else "")
                 + f"{minutes(time.time() - self.started)} so far")
         eta = self.eta(trials)
-        rows = [f"  {'trial':<10}{'state':<10}{'epoch':>7}{'inner EV':>10}{'best':>8}  {p.scientific}"]
-        best = sorted(ended, key=lambda t: (t.last_result or {}).get(OBJECTIVE, float("-inf")), reverse=True)
+        rows = [f"  {'trial':<10}{'state':<10}{'epoch':>7}" + "".join(f"{name:>10}" for name, _ in p.scores)
+                + f"  {p.scientific}"]
+        rank = p.scores[-1][1]  # the ended trials shown: the best few by the last score
+        best = sorted(ended, key=lambda t: (t.last_result or {}).get(rank, float("-inf")), reverse=True)
         for t in running + [t for t in early if t.status == "RUNNING"] + best[:SHOWN_ENDED]:
             r = t.last_result or {}
             state = ("RE-CHECK" if t in early else "RUNNING") if t.status == "RUNNING" else "FAILED" if (
                 t.status == "ERROR") else ("COMPLETED" if fit_done(r) else "STOPPED")
             epoch = f"{epoch_of(r) if r.get('training_iteration') else 0}/{p.max_epochs}"
-            rows.append(f"  {t.trial_id:<10}{state:<10}{epoch:>7}{_f(r.get('inner_ev')):>10}{_f(r.get(OBJECTIVE)):>8}"
-                        f"  {_value(t.config.get(p.scientific, ''))}")
+            scores = "".join(f"{_f(r.get(key)):>10}" for _, key in p.scores)
+            rows.append(f"  {t.trial_id:<10}{state:<10}{epoch:>7}{scores}  {_value(t.config.get(p.scientific, ''))}")
         if len(ended) > SHOWN_ENDED:
             rows.append(f"  ... and {len(ended) - SHOWN_ENDED} more ended")
         return [head + (f"; {eta}" if eta else "")] + rows

@@ -220,7 +220,7 @@ class Study:
             warnings.filterwarnings("ignore", message=".*[Dd]efine-by-run.*")
             searcher = StudySearcher(
                 space=BoundSpace(plan.space, self.probed.ctx), metric=OBJECTIVE, mode="max",
-                points_to_evaluate=(points_to_evaluate(plan.space) or None) if new else None,
+                points_to_evaluate=(self.probed.first_points() or None) if new else None,
                 sampler=make_sampler(plan.sampler, plan.seed),
                 study_name=plan.name, storage=optuna.storages.RDBStorage(optuna_url(self.folder)),
                 free_slots=FreeSlots(samples, plan.recheck.top, plan.seed) if free else None, budget=self.budget,

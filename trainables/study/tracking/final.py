@@ -43,15 +43,18 @@ def close_seeds_run(tracking_uri: str, run_id: str, summary: dict) -> None:
 
 def log_final_training(tracking_uri: str, config: dict, metrics: dict, out: Path, model=None,
                        provenance: dict | None = None, parent_run_id: str | None = None,
-                       dataset: DatasetInput | None = None) -> dict:
+                       dataset: DatasetInput | None = None, experiment: str | None = None,
+                       tags: dict | None = None) -> dict:
     """Log one trained model (``dataset``: the data it was fitted and scored on,
-    :func:`~trainables.study.tracking.store.data_input`); return ``{"run_id", "model_uri"}`` (model_uri None for
+    :func:`~trainables.study.tracking.store.data_input`) to ``experiment`` (default: the study its config came from,
+    else ``final_training``), with ``tags`` besides its own; return ``{"run_id", "model_uri"}`` (model_uri None for
     ridge readouts)."""
 
     provenance = provenance or {}
     client = tracking_client(tracking_uri)
-    exp = experiment_id(client, provenance.get("experiment") or "final_training", tracking_uri)
-    tags = {"kind": "final_training", "output": str(Path(out).resolve())}
+    exp = experiment_id(client, experiment or provenance.get("experiment") or "final_training", tracking_uri)
+    extra = dict(tags or {})
+    tags = {"kind": "final_training", "output": str(Path(out).resolve()), **extra}
     if provenance:
         tags.update({"search": str(provenance.get("experiment")), "search_trial_id": str(provenance.get("trial_id")),
                      "search_value": str(provenance.get("value"))})

@@ -273,20 +273,13 @@ class StudySearcher(OptunaSearch):
         self._completed_trials.add(trial_id)
 
 
-class RecheckSearcher(Searcher):
-    """Serves the top-K re-check's fixed configs (:func:`trainables.study.recheck.stats.next_round`), one per trial.
+class FixedSearcher(Searcher):
+    """Serves fixed configs, one per trial, in the order given (the re-check's runs, the ladder's final trainings)."""
 
-    Each ended re-check trial is added to the search's Optuna study with the params and
-    distributions of the trial it repeats, and user attributes ``recheck_of`` (that
-    trial's number), ``seed`` and ``config``: the study alone says what every trial ran.
-    """
-
-    def __init__(self, configs: list[dict], origins: dict[str, int], study_name: str, storage_url: str, metric: str):
+    def __init__(self, configs: list[dict], metric: str):
         super().__init__(metric=metric, mode="max")
-        self.configs, self.origins = list(configs), dict(origins)
-        self.study_name, self.storage_url = study_name, storage_url
+        self.configs = list(configs)
         self._served: dict[str, dict] = {}
-        self._curves: dict[str, dict[int, float]] = {}
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True  # the configs are fixed; nothing to set
@@ -296,6 +289,31 @@ class RecheckSearcher(Searcher):
             return Searcher.FINISHED
         self._served[trial_id] = self.configs.pop(0)
         return self._served[trial_id]
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self._served.pop(trial_id, None)
+
+    def save(self, checkpoint_path: str) -> None:
+        # What ran is on disk (the study's trials, the final trainings' folders); nothing else needs saving.
+        Path(checkpoint_path).write_text("")
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass
+
+
+class RecheckSearcher(FixedSearcher):
+    """Serves the top-K re-check's fixed configs (:func:`trainables.study.recheck.rounds.next_round`), one per trial.
+
+    Each ended re-check trial is added to the search's Optuna study with the params and
+    distributions of the trial it repeats, and user attributes ``recheck_of`` (that
+    trial's number), ``seed`` and ``config``: the study alone says what every trial ran.
+    """
+
+    def __init__(self, configs: list[dict], origins: dict[str, int], study_name: str, storage_url: str, metric: str):
+        super().__init__(configs, metric)
+        self.origins = dict(origins)
+        self.study_name, self.storage_url = study_name, storage_url
+        self._curves: dict[str, dict[int, float]] = {}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if result.get(self.metric) is not None and result.get("training_iteration"):
@@ -310,10 +328,3 @@ class RecheckSearcher(Searcher):
         number = self.origins[config[RECHECK_KEY]]
         origin = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
         record_recheck(study, origin, config, result, self._curves.pop(trial_id, {}), self.metric, error)
-
-    def save(self, checkpoint_path: str) -> None:
-        # A resumed search rebuilds the re-check from the trials on disk; nothing else needs saving.
-        Path(checkpoint_path).write_text("")
-
-    def restore(self, checkpoint_path: str) -> None:
-        pass
