@@ -1,0 +1,256 @@
+"""The ladder's statistics, pure numpy: per run, per row over seeds, over validation objects, between rows.
+
+Every score is computed per site on the official validation images and then
+averaged over sites (:mod:`trainables.core.metrics`):
+
+- **EV**: explained variance, the uniform site average (scikit-learn's ``explained_variance_score``);
+- **Corr**: the mean Pearson r over sites;
+- **ceiled EV**: the mean over sites of EV / noise ceiling, over the sites whose ceiling exceeds
+  :data:`CEILING_FLOOR` (a site near 0 would divide by its noise; the table counts the sites left out).
+
+Uncertainty has two sources. **Seeds**: a row's mean and SD over its runs. **Images**:
+a bootstrap over validation objects, all images of an object together (images of one
+object are not independent), :data:`RESAMPLES` resamples drawn once with a fixed seed
+and shared by every row, as the re-check's bootstrap
+(:func:`trainables.study.recheck.stats.bootstrap`) shares them between configs. A row's
+statistic in each resample is its seed-mean EV; its 95 % interval is the percentile
+interval. Because every row sees the same resampled objects, the difference of two
+rows has a **paired** interval: the image sampling both rows share cancels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from trainables.core.metrics import (explained_variance_of_objects, explained_variance_per_site, object_sums,
+                                     pearson_per_site)
+
+# Sites whose split-half ceiling is at most this enter no ceiled EV: EV / ceiling of a site near 0 is noise.
+CEILING_FLOOR = 0.1
+# As many resamples as the re-check's bootstrap (trainables.study.recheck.stats, not imported: it brings the model
+# families, and torch, along).
+RESAMPLES = 1000
+LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class RunScores:
+    """One prediction's scores on the validation set.
+
+    Attributes
+    ----------
+    ev, r : float
+        Site averages of explained variance and Pearson r.
+    ceiled : float
+        Mean EV / ceiling over the sites whose ceiling exceeds the floor; NaN without a ceiling.
+    ev_per_site, r_per_site : array, shape (n_sites,)
+    """
+
+    ev: float
+    r: float
+    ceiled: float
+    ev_per_site: np.ndarray
+    r_per_site: np.ndarray
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A difference between two statistics with its paired bootstrap interval.
+
+    Attributes
+    ----------
+    value : float
+        The difference on the full validation set.
+    low, high : float
+        Its percentile interval over the resampled objects.
+    """
+
+    value: float
+    low: float
+    high: float
+
+    @property
+    def excludes_zero(self) -> bool:
+        """Whether the interval lies wholly on one side of 0: the difference is resolved by these images."""
+        return self.low > 0 or self.high < 0
+
+
+def ceiled_sites(ceiling: np.ndarray, floor: float = CEILING_FLOOR) -> np.ndarray:
+    """The sites that enter the ceiled EV.
+
+    Parameters
+    ----------
+    ceiling : array, shape (n_sites,)
+        Split-half EV ceiling per site.
+
+    Returns
+    -------
+    array of bool, shape (n_sites,)
+        True where the ceiling exceeds ``floor``.
+    """
+    return np.asarray(ceiling, dtype=float) > floor
+
+
+def ceiled_ev(ev_per_site: np.ndarray, ceiling: np.ndarray | None, floor: float = CEILING_FLOOR) -> float:
+    """Mean over sites of EV / ceiling, over the sites whose ceiling exceeds ``floor``.
+
+    Parameters
+    ----------
+    ev_per_site, ceiling : array, shape (n_sites,)
+
+    Returns
+    -------
+    float
+        NaN without a ceiling or without a site above the floor.
+    """
+    if ceiling is None:
+        return math.nan
+    kept = ceiled_sites(ceiling, floor)
+    if not kept.any():
+        return math.nan
+    return float(np.mean(np.asarray(ev_per_site, dtype=float)[kept] / np.asarray(ceiling, dtype=float)[kept]))
+
+
+def score_run(y: np.ndarray, pred: np.ndarray, ceiling: np.ndarray | None = None,
+              floor: float = CEILING_FLOOR) -> RunScores:
+    """EV, Corr and ceiled EV of one prediction.
+
+    Parameters
+    ----------
+    y, pred : array, shape (n_images, n_sites)
+    ceiling : array, shape (n_sites,), optional
+
+    Returns
+    -------
+    RunScores
+    """
+    ev = explained_variance_per_site(y, pred)
+    r = pearson_per_site(y, pred)
+    return RunScores(float(ev.mean()), float(r.mean()), ceiled_ev(ev, ceiling, floor), ev, r)
+
+
+def mean_sd(values) -> tuple[float, float]:
+    """Mean and sample SD (``ddof=1``) of a row's per-seed values.
+
+    Parameters
+    ----------
+    values : array-like, shape (n_seeds,)
+
+    Returns
+    -------
+    (mean, sd)
+        SD is NaN for a single value (one seed says nothing of the spread).
+    """
+    v = np.asarray(values, dtype=float)
+    if not len(v):
+        return math.nan, math.nan
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else math.nan
+
+
+def object_resamples(objects: np.ndarray, resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:
+    """Bootstrap resamples of the validation objects, as counts.
+
+    Parameters
+    ----------
+    objects : array of str, shape (n_images,)
+        Each image's object.
+    resamples : int
+    seed : int
+
+    Returns
+    -------
+    array, shape (resamples, n_objects)
+        How many times each object (in the sorted order of ``np.unique``, as
+        :func:`trainables.core.metrics.object_sums` orders them) is drawn in each resample; each row sums to
+        ``n_objects``.
+    """
+    n = len(np.unique(np.asarray(objects).astype(str)))
+    return np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=resamples).astype(np.float64)
+
+
+def resampled_ev(y: np.ndarray, pred: np.ndarray, objects: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """EV of one prediction on each resample of the validation objects.
+
+    Parameters
+    ----------
+    y, pred : array, shape (n_images, n_sites)
+    objects : array of str, shape (n_images,)
+    weights : array, shape (resamples, n_objects)
+        From :func:`object_resamples` of the same ``objects``.
+
+    Returns
+    -------
+    array, shape (resamples,)
+        A row of ``weights`` with every count 1 gives :func:`trainables.core.metrics.explained_variance`.
+    """
+    return explained_variance_of_objects(object_sums(y, pred, objects), weights)
+
+
+def seed_mean_ev(y: np.ndarray, preds: list[np.ndarray], objects: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """A row's statistic on each resample: the mean over its seeds of their EVs.
+
+    Parameters
+    ----------
+    y : array, shape (n_images, n_sites)
+    preds : list of arrays, shape (n_images, n_sites)
+        One per seed.
+    objects : array of str, shape (n_images,)
+    weights : array, shape (resamples, n_objects)
+
+    Returns
+    -------
+    array, shape (resamples,)
+    """
+    return np.mean([resampled_ev(y, p, objects, weights) for p in preds], axis=0)
+
+
+def interval(samples: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """Percentile interval of bootstrap samples.
+
+    Parameters
+    ----------
+    samples : array, shape (resamples,)
+
+    Returns
+    -------
+    (low, high)
+        The ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles.
+    """
+    low, high = np.quantile(np.asarray(samples, dtype=float), [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
+def difference(value_a: float, value_b: float, samples_a: np.ndarray, samples_b: np.ndarray,
+               level: float = LEVEL) -> Difference:
+    """``a - b`` with the percentile interval of the paired resamples' differences.
+
+    Parameters
+    ----------
+    value_a, value_b : float
+        The two statistics on the full validation set.
+    samples_a, samples_b : array, shape (resamples,)
+        The same statistics on the same resamples (the same row of weights for both: paired).
+
+    Returns
+    -------
+    Difference
+    """
+    low, high = interval(np.asarray(samples_a) - np.asarray(samples_b), level)
+    return Difference(float(value_a - value_b), low, high)
+
+
+def ensemble_prediction(preds: list[np.ndarray]) -> np.ndarray:
+    """Members' predictions averaged.
+
+    Parameters
+    ----------
+    preds : list of arrays, shape (n_images, n_sites)
+
+    Returns
+    -------
+    array, shape (n_images, n_sites), float64
+    """
+    return np.mean([np.asarray(p, dtype=np.float64) for p in preds], axis=0)
