@@ -41,7 +41,7 @@ def val_data(n_sites: int = 168, objects_per_category: int = 8, images_per_objec
     Returns
     -------
     ValData
-        ``y`` (n_images, n_sites) of rates around 10, ceilings uniform in [0.03, 0.85] (a few below the ceiled
+        ``y`` (n_images, n_sites) of rates around 10, ceilings uniform in [0.03, 0.95] (a few below the ceiled
         EV's floor), the report's ideal observers' EVs as references.
     """
     rng = np.random.default_rng(seed)
@@ -54,7 +54,7 @@ def val_data(n_sites: int = 168, objects_per_category: int = 8, images_per_objec
     which = np.repeat(np.arange(n_obj), images_per_object)
     y = 10 + rng.uniform(0.5, 2.0, n_sites) * (category[which // objects_per_category] + obj[which]
                                                + rng.normal(0, 1.0, (len(which), n_sites)))
-    return ValData(y=y, objects=objects, ceiling=rng.uniform(0.03, 0.85, n_sites) if ceiling else None,
+    return ValData(y=y, objects=objects, ceiling=rng.uniform(0.03, 0.95, n_sites) if ceiling else None,
                    references=dict(REFERENCES), fingerprint=FINGERPRINT)
 
 
@@ -73,8 +73,8 @@ def predictions(val: ValData, ev: float, n_seeds: int, seed: int, seed_share: fl
                 common: int | None = None, seed_sd: float = 0.005) -> list[np.ndarray]:
     """``n_seeds`` predictions of EV about ``ev``, their noise ``seed_share`` each seed's own.
 
-    ``common``: the seed of noise that configs of one study share (half of the config's own), as configs of one
-    search share much of their error; None: the config's noise is its own.
+    ``common``: the seed of noise that configs of one study share (80 % of the config's own), as configs of one
+    search miss much the same images; None: the config's noise is its own.
 
     Returns
     -------
@@ -85,7 +85,7 @@ def predictions(val: ValData, ev: float, n_seeds: int, seed: int, seed_share: fl
     mean, v = y.mean(axis=0), y.var(axis=0)
     shared = rng.normal(size=y.shape)
     if common is not None:
-        shared = np.sqrt(0.5) * shared + np.sqrt(0.5) * np.random.default_rng([common, 1]).normal(size=y.shape)
+        shared = np.sqrt(0.2) * shared + np.sqrt(0.8) * np.random.default_rng([common, 1]).normal(size=y.shape)
     out = []
     for _ in range(n_seeds):
         # Seeds of a network land a little apart (an SD of about half a point of EV), as trainings do.

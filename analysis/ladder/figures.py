@@ -172,8 +172,9 @@ def plot_sites(rows: list[Row], val: ValData, path: Path) -> Drawn:
                _percent(scale(val))))
     for ax, (label, data, ceil, refs) in zip(axes, panels):
         stats = boxplot_stats(data + ([ceil] if ceil is not None else []))
-        ends = [v for s in stats for v in (s["whislo"], s["q1"], s["med"], s["q3"], s["whishi"])]
-        limits = robust_limits(ends, list(refs.values()))
+        ends = [[s["whislo"], s["q1"], s["med"], s["q3"], s["whishi"]] for s in stats]
+        # The ceiling's box is a reference, always on the axis; the rows' boxes make the bulk.
+        limits = robust_limits(np.ravel(ends[:n]), list(refs.values()) + (ends[n] if ceil is not None else []))
         boxes = ax.bxp(stats[:n], positions=ys, **BOX)
         for patch, colour, row in zip(boxes["boxes"], colours, rows):
             patch.set_facecolor(colour)

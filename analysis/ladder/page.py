@@ -75,13 +75,13 @@ def answer(rows: list[Row], val: ValData) -> list[str]:
         verdict = ("the interval excludes 0: these validation images resolve the lead" if d.excludes_zero else
                    "the interval includes 0: these validation images do not resolve the lead")
         lines.append(f"Ahead of the next best model, {_esc(second.label)} ({_esc(second.group)}), by "
-                     f"{_pct(d.value)} % {interval_text(d.low, d.high)} (paired): {verdict}.")
+                     f"{_pct(d.value)} percentage points {interval_text(d.low, d.high)} (paired): {verdict}.")
     ensembles = [r for r in rows if r.kind in (SEED_ENSEMBLE, ENSEMBLE) and r.gain is not None]
     if ensembles:
         top = max(ensembles, key=lambda r: r.ev)
         lines.append(f"Best ensemble: {_esc(top.label)} ({_esc(top.study)}), EV {_pct(top.ev)} % "
-                     f"{interval_text(*top.interval)}, {difference_text(top.gain, 'gain ').rstrip(' ' + RESOLVED)} % "
-                     "over the mean of its single models.")
+                     f"{interval_text(*top.interval)}, {difference_text(top.gain, 'gain ').rstrip(' ' + RESOLVED)} "
+                     "percentage points over the mean of its single models.")
     shown = scale(val)
     if shown:
         parts = [f"{_esc(name)} {_pct(ev)} %" for name, ev in shown.items()]
@@ -119,6 +119,13 @@ def _source(row: Row, base: Path | None) -> str:
     return f"<td class='source' title='{_esc(row.config)}'>{_esc(text)}</td>"
 
 
+def _against(row: Row) -> str:
+    """What a row's Δ compares it with (shown on hover)."""
+    if row.kind != MODEL:
+        return "the mean EV of its single models"
+    return f"{row.label} minus {row.above_label}" if row.above_label else ""
+
+
 def table_html(rows: list[Row], val: ValData) -> str:
     """Table 1 as HTML: a heading row per group, the best model in bold, ensembles in italics, then the scale;
     config files named below their common folder."""
@@ -141,7 +148,8 @@ def table_html(rows: list[Row], val: ValData) -> str:
                  f"<td class='num'>{_pct(row.ev)}</td>", f"<td class='num'>{_pct(row.ev_sd)}</td>",
                  f"<td class='num'>{_esc(interval_text(*row.interval))}</td>",
                  f"<td class='num'>{_pct(row.ceiled)}</td>",
-                 f"<td class='num'>{row.r:.3f}</td>", f"<td class='num'>{delta}</td>",
+                 f"<td class='num'>{row.r:.3f}</td>",
+                 f"<td class='num' title='{_esc(_against(row))}'>{delta}</td>",
                  f"<td class='num'>{_esc(seeds_text(row))}</td>", _source(row, base)]
         parts.append(f"<tr class='{css}'>" + "".join(cells) + "</tr>")
     shown = scale(val)
