@@ -168,6 +168,7 @@ def ladder(root: Path, val: ValData, seeds: int = 3, top_k: int = 3) -> tuple[li
 
 
 def main(argv=None) -> int:
+    # The demo alone draws and writes: the tests import this module for its rungs.
     import logging
 
     from analysis import figures

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from analysis.ladder.figures import LAYERS_PNG, RDMS_PNG, SITES_PNG, plot_layers, plot_rdms, plot_sites
-from analysis.ladder.page import write_page
+from analysis.ladder.page import SITE_RESPONSES, write_page
 from analysis.ladder.rows import Row, build_rows
 from analysis.ladder.rungs import Ensemble, Rung, ValData
 from analysis.ladder.sites import SITES_CSV, write_sites
@@ -76,5 +76,6 @@ def write_ladder(rungs: list[Rung], val: ValData, out: Path, ensembles: list[Ens
     files = list(write_tables(rows, val, out)) + [write_sites(rows, val, out / SITES_CSV, floor)]
     figures = draw_figures(rows, val, out)
     page = write_page(rows, figures, val, out)
-    files += [d.path for d in figures] + sorted(p for p in out.glob("site_responses.png")) + [page]
+    copied = out / SITE_RESPONSES
+    files += [d.path for d in figures] + ([copied] if f"src='{SITE_RESPONSES}'" in page.read_text() else []) + [page]
     return Written(rows, figures, page, files)

@@ -21,7 +21,8 @@ import numpy as np
 
 from analysis.ladder.rungs import Ensemble, Run, Rung, ValData
 from analysis.ladder.stats import (CEILING_FLOOR, RESAMPLES, Difference, RunScores, ceiled_sites, difference,
-                                   ensemble_prediction, interval, mean_sd, object_resamples, resampled_ev, score_run)
+                                   ensemble_prediction, interval, mean_sd, object_resamples, resampled_ev, score_run,
+                                   seed_mean_ev)
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ def _model_row(rung: Rung, val: ValData, weights: np.ndarray, floor: float) -> R
         raise ValueError(f"rung {rung.study}: {rung.label} has no run")
     what = f"rung {rung.study}: {rung.label}"
     scores = _scored(rung.runs, val, what, floor)
-    samples = np.mean([resampled_ev(val.y, run.pred_val, val.objects, weights) for run in rung.runs], axis=0)
+    samples = seed_mean_ev(val.y, [run.pred_val for run in rung.runs], val.objects, weights)
     ev, ev_sd = mean_sd([s.ev for s in scores])
     r, r_sd = mean_sd([s.r for s in scores])
     ceiled, ceiled_sd = mean_sd([s.ceiled for s in scores])
@@ -221,7 +222,7 @@ def build_rows(rungs: list[Rung], val: ValData, ensembles: list[Ensemble] = (), 
             raise ValueError(f"ensemble {ensemble.study}: {ensemble.label} has no member")
         what = f"ensemble {ensemble.study}: {ensemble.label}"
         scores = _scored(ensemble.members, val, what, floor)
-        single = np.mean([resampled_ev(val.y, m.pred_val, val.objects, weights) for m in ensemble.members], axis=0)
+        single = seed_mean_ev(val.y, [m.pred_val for m in ensemble.members], val.objects, weights)
         at = max((i for i, r in enumerate(rows) if r.study == ensemble.study), default=None)
         group = rows[at].group if at is not None else "ensembles"
         row = _ensemble_row(group, ensemble.label, ensemble.study, ensemble.members, val, weights, floor, single,
