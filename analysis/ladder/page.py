@@ -17,7 +17,7 @@ import math
 import shutil
 from pathlib import Path
 
-from analysis.ladder.rows import ENSEMBLE, MODEL, SEED_ENSEMBLE, Row, best_row, compare_rows
+from analysis.ladder.rows import ENSEMBLE, MODEL, SEED_ENSEMBLE, Row, best_row, common_folder, compare_rows
 from analysis.ladder.rungs import ValData
 from analysis.ladder.sites import extreme_sites
 from analysis.ladder.table import (RESOLVED, difference_text, interval_text, notes, scale, seeds_text,
@@ -95,21 +95,6 @@ HEADER = ("row", "study", "EV (%)", "SD", "95 % interval", "ceiled EV (%)", "Cor
           "source")
 
 
-def common_folder(rows: list[Row]) -> Path | None:
-    """The folder every row's config file lies under (the page names the files below it); None when there is
-    none but the root."""
-    paths = [Path(r.config) for r in rows if r.config]
-    if not paths:
-        return None
-    parts = paths[0].parent.parts
-    for p in paths[1:]:
-        n = 0
-        while n < min(len(parts), len(p.parts) - 1) and parts[n] == p.parts[n]:
-            n += 1
-        parts = parts[:n]
-    return Path(*parts) if len(parts) > 1 else None
-
-
 def _source(row: Row, base: Path | None) -> str:
     """The source cell: the config file below ``base`` (its full path on hover)."""
     text = source_text(row)
@@ -130,7 +115,7 @@ def table_html(rows: list[Row], val: ValData) -> str:
     """Table 1 as HTML: a heading row per group, the best model in bold, ensembles in italics, then the scale;
     config files named below their common folder."""
     best = best_row(rows)
-    base = common_folder(rows)
+    base = common_folder([Path(r.config).parent for r in rows if r.config])
     head = "".join(f"<th>{_esc(h)}</th>" for h in HEADER)
     parts, group = [f"<table class='ladder'><tr>{head}</tr>"], None
     for row in rows:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -162,9 +163,7 @@ def _ensemble_row(group: str, label: str, study: str, members: list[Run], val: V
     if rung is not None:
         where = (rung.trial_id, str(rung.config_path), rung.source)
     else:
-        folders = [Path(m.folder) for m in members]
-        common = Path(*_common_parts(folders)) if folders else Path()
-        where = ("", str(common), f"{len(members)} runs")
+        where = ("", str(common_folder([Path(m.folder) for m in members]) or ""), f"{len(members)} runs")
     row = Row(group, label, study, SEED_ENSEMBLE if rung is not None else ENSEMBLE, [m.seed for m in members], s.ev,
               math.nan, [], s.r, math.nan, s.ceiled, math.nan, interval(samples), samples, s.ev_per_site,
               s.r_per_site, [pred], *where, rung=rung, runs=list(members))
@@ -172,14 +171,14 @@ def _ensemble_row(group: str, label: str, study: str, members: list[Run], val: V
     return row
 
 
-def _common_parts(folders: list[Path]) -> tuple:
-    parts = folders[0].parts
-    for f in folders[1:]:
-        n = 0
-        while n < min(len(parts), len(f.parts)) and parts[n] == f.parts[n]:
-            n += 1
-        parts = parts[:n]
-    return parts or (".",)
+def common_folder(paths: list[Path]) -> Path | None:
+    """The deepest folder holding every path (a run's folder, a config file); None when there is none but the root,
+    or the paths mix absolute and relative ones."""
+    try:
+        common = Path(os.path.commonpath([str(p) for p in paths])) if paths else None
+    except ValueError:
+        return None
+    return common if common is not None and len(common.parts) > 1 else None
 
 
 def build_rows(rungs: list[Rung], val: ValData, ensembles: list[Ensemble] = (), resamples: int = RESAMPLES,
