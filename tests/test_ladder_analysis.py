@@ -70,22 +70,22 @@ def test_ev_corr_and_ceiled_ev_are_the_exact_site_averages(val, tmp_path):
         explained_variance_score(val.y, mean_pred), abs=1e-12)
     r = [np.mean([pearsonr(val.y[:, s], run.pred_val[:, s])[0] for s in range(val.y.shape[1])]) for run in rung.runs]
     assert model.r == pytest.approx(np.mean(r), abs=1e-10)
-    kept = val.ceiling > stats.CEILING_FLOOR
+    kept = val.ceiling >= stats.CEILING_FLOOR
     ceiled = [np.mean(explained_variance_score(val.y, run.pred_val, multioutput="raw_values")[kept]
                       / val.ceiling[kept]) for run in rung.runs]
     assert model.ceiled == pytest.approx(np.mean(ceiled), abs=1e-12)
     assert 0 < kept.sum() < len(kept), "the fixture's ceilings straddle the floor"
 
 
-def test_ceiled_ev_leaves_out_the_sites_at_or_below_the_floor_and_the_notes_count_them():
-    ev, ceiling = np.array([0.2, 0.1, 0.05, 0.3]), np.array([0.4, 0.05, 0.5, 0.1])
-    assert stats.ceiled_ev(ev, ceiling) == pytest.approx((0.2 / 0.4 + 0.05 / 0.5) / 2)
+def test_ceiled_ev_leaves_out_the_sites_below_the_floor_and_the_notes_count_them():
+    ev, ceiling = np.array([0.2, 0.1, 0.05, 0.3]), np.array([0.4, 0.05, 0.1, 0.099])
+    assert stats.ceiled_ev(ev, ceiling) == pytest.approx((0.2 / 0.4 + 0.05 / 0.1) / 2)
     assert math.isnan(stats.ceiled_ev(ev, None)) and math.isnan(stats.ceiled_ev(ev, np.zeros(4)))
     y = np.random.default_rng(0).normal(size=(8, 4))
     val = ValData(y, np.repeat(["a_0", "a_1", "b_0", "b_1"], 2), ceiling, {}, "fp")
     rows = build_rows([Rung("s", "g", "m", {}, "t", Path("c.json"), "search", True,
                             [Run(0, Path("."), y * 0.5, {})])], val, resamples=20)
-    assert "over the 2 sites whose ceiling exceeds 0.1; 2 sites left out" in " ".join(notes(rows, val))
+    assert "over the 2 sites whose ceiling is at least 0.1; 2 sites left out" in " ".join(notes(rows, val))
 
 
 def test_the_sd_over_seeds_is_nan_for_one_seed():
@@ -222,7 +222,7 @@ def test_the_site_table_has_every_site_and_row_and_the_best_and_worst_sites(ladd
     assert lines[0][:5] == ["site", "noise ceiling EV", "EV ridge_pixels: linear, no PCA",
                             "r ridge_pixels: linear, no PCA", "EV/ceiling ridge_pixels: linear, no PCA"]
     columns, table = site_table(rows, val)
-    low = np.flatnonzero(val.ceiling <= stats.CEILING_FLOOR)
+    low = np.flatnonzero(val.ceiling < stats.CEILING_FLOOR)
     assert all(lines[1 + s][4] == "" for s in low)
     assert np.allclose(table[:, 2], rows[0].ev_per_site) and float(lines[1][2]) == pytest.approx(
         rows[0].ev_per_site[0], rel=1e-5)

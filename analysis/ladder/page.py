@@ -186,7 +186,7 @@ def sites_html(row: Row, val: ValData, n: int = 5) -> str:
     body += "".join(line("worst" if i == 0 else "", s) for i, s in enumerate(worst))
     return (f"<h2>Per site: {_esc(row.label)}'s {n} best and {n} worst sites</h2><table class='sites'>"
             f"<tr>{head}</tr>{body}</table><p class='notes'>EV and r: the mean over its seeds; EV / ceiling only where "
-            "the ceiling exceeds the ceiled EV's floor. Every site of every row: sites.csv.</p>")
+            "the ceiling reaches the ceiled EV's floor. Every site of every row: sites.csv.</p>")
 
 
 def write_page(rows: list[Row], figures: list[Drawn], val: ValData, out: Path,

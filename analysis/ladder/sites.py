@@ -2,8 +2,9 @@
 
 A model row's per-site scores are the mean over its seeds of each seed's per-site
 EV and r (an ensemble row's: those of its averaged prediction). EV / ceiling is
-left empty where the site's ceiling is at or below the ceiled EV's floor, as the
-ceiled EV leaves those sites out.
+left empty where the site's ceiling is below the ceiled EV's floor, as the
+ceiled EV leaves those sites out (:func:`trainables.core.metrics.ceiled_per_site`, as
+a final training's ``sites.csv``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import numpy as np
 
 from analysis.ladder.rows import Row
 from analysis.ladder.rungs import ValData
-from analysis.ladder.stats import CEILING_FLOOR, ceiled_sites
+from analysis.ladder.stats import CEILING_FLOOR
+from trainables.core.metrics import ceiled_per_site as ceiled_of_sites
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ class SiteScore:
     ceiling : float
         Its split-half EV ceiling (NaN without one).
     ceiled : float
-        EV / ceiling (NaN where the ceiling is at or below the floor, or absent).
+        EV / ceiling (NaN where the ceiling is below the floor, or absent).
     """
 
     site: int
@@ -51,7 +53,7 @@ class SiteScore:
 
 
 def ceiled_per_site(ev_per_site: np.ndarray, ceiling: np.ndarray | None, floor: float = CEILING_FLOOR) -> np.ndarray:
-    """EV / ceiling per site, NaN where the ceiling is at or below ``floor`` (or absent).
+    """EV / ceiling per site, NaN where the ceiling is below ``floor`` or absent.
 
     Parameters
     ----------
@@ -61,12 +63,9 @@ def ceiled_per_site(ev_per_site: np.ndarray, ceiling: np.ndarray | None, floor: 
     -------
     array, shape (n_sites,)
     """
-    ev = np.asarray(ev_per_site, dtype=float)
     if ceiling is None:
-        return np.full(ev.shape, np.nan)
-    c = np.asarray(ceiling, dtype=float)
-    kept = ceiled_sites(c, floor)
-    return np.where(kept, ev / np.where(kept, c, 1.0), np.nan)
+        return np.full(np.shape(ev_per_site), np.nan)
+    return ceiled_of_sites(ev_per_site, ceiling, floor)
 
 
 def column_names(rows: list[Row]) -> list[str]:

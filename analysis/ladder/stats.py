@@ -5,8 +5,9 @@ averaged over sites (:mod:`trainables.core.metrics`):
 
 - **EV**: explained variance, the uniform site average (scikit-learn's ``explained_variance_score``);
 - **Corr**: the mean Pearson r over sites;
-- **ceiled EV**: the mean over sites of EV / noise ceiling, over the sites whose ceiling exceeds
-  :data:`CEILING_FLOOR` (a site near 0 would divide by its noise; the table counts the sites left out).
+- **ceiled EV**: the mean over sites of EV / noise ceiling, over the sites whose ceiling is at least
+  :data:`CEILING_FLOOR` (a site near 0 would divide by its noise; the table counts the sites left out), each site's
+  ratio as :func:`trainables.core.metrics.ceiled_per_site` gives it (a final training's ``sites.csv`` too).
 
 Uncertainty has two sources. **Seeds**: a row's mean and SD over its runs. **Images**:
 a bootstrap over validation objects, all images of an object together (images of one
@@ -25,11 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trainables.core.metrics import (explained_variance_of_objects, explained_variance_per_site, object_sums,
-                                     pearson_per_site)
+from trainables.core.metrics import (CEILING_FLOOR, ceiled_per_site, explained_variance_of_objects,
+                                     explained_variance_per_site, object_sums, pearson_per_site)
 
-# Sites whose split-half ceiling is at most this enter no ceiled EV: EV / ceiling of a site near 0 is noise.
-CEILING_FLOOR = 0.1
 # As many resamples as the re-check's bootstrap (trainables.study.recheck.stats, not imported: it brings the model
 # families, and torch, along).
 RESAMPLES = 1000
@@ -45,7 +44,7 @@ class RunScores:
     ev, r : float
         Site averages of explained variance and Pearson r.
     ceiled : float
-        Mean EV / ceiling over the sites whose ceiling exceeds the floor; NaN without a ceiling.
+        Mean EV / ceiling over the sites whose ceiling is at least the floor; NaN without a ceiling.
     ev_per_site, r_per_site : array, shape (n_sites,)
     """
 
@@ -89,13 +88,13 @@ def ceiled_sites(ceiling: np.ndarray, floor: float = CEILING_FLOOR) -> np.ndarra
     Returns
     -------
     array of bool, shape (n_sites,)
-        True where the ceiling exceeds ``floor``.
+        True where the ceiling is at least ``floor`` (as :func:`trainables.core.metrics.ceiled_per_site` keeps them).
     """
-    return np.asarray(ceiling, dtype=float) > floor
+    return np.asarray(ceiling, dtype=float) >= floor
 
 
 def ceiled_ev(ev_per_site: np.ndarray, ceiling: np.ndarray | None, floor: float = CEILING_FLOOR) -> float:
-    """Mean over sites of EV / ceiling, over the sites whose ceiling exceeds ``floor``.
+    """Mean over sites of EV / ceiling, over the sites whose ceiling is at least ``floor``.
 
     Parameters
     ----------
@@ -108,10 +107,9 @@ def ceiled_ev(ev_per_site: np.ndarray, ceiling: np.ndarray | None, floor: float 
     """
     if ceiling is None:
         return math.nan
-    kept = ceiled_sites(ceiling, floor)
-    if not kept.any():
-        return math.nan
-    return float(np.mean(np.asarray(ev_per_site, dtype=float)[kept] / np.asarray(ceiling, dtype=float)[kept]))
+    ratio = ceiled_per_site(ev_per_site, ceiling, floor)
+    kept = np.isfinite(ratio)
+    return float(ratio[kept].mean()) if kept.any() else math.nan
 
 
 def score_run(y: np.ndarray, pred: np.ndarray, ceiling: np.ndarray | None = None,

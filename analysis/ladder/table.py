@@ -115,8 +115,8 @@ def notes(rows: list[Row], val: ValData, floor: float = CEILING_FLOOR) -> list[s
     kept, left = ceiling_counts(val, floor)
     if val.ceiling is not None:
         lines.append(f"Ceiled EV: the mean over sites of EV / noise ceiling (split-half reliability, "
-                     f"Spearman-Brown), over the {kept} sites whose ceiling exceeds {floor:g}; {left} sites left "
-                     "out.")
+                     f"Spearman-Brown), over the {kept} sites whose ceiling is at least {floor:g}; {left} sites "
+                     "left out.")
     else:
         lines.append("Ceiled EV: none, the data has no repetitions to estimate a noise ceiling from.")
     if val.references:
@@ -224,7 +224,7 @@ def format_table(rows: list[Row], val: ValData | None = None) -> list[str]:
             lines.append("for scale: " + ", ".join(f"{name} {_pct(ev)}" for name, ev in shown.items()))
         kept, left = ceiling_counts(val)
         if val.ceiling is not None:
-            lines.append(f"ceiled EV: mean EV / noise ceiling over the {kept} sites whose ceiling exceeds "
+            lines.append(f"ceiled EV: mean EV / noise ceiling over the {kept} sites whose ceiling is at least "
                          f"{CEILING_FLOOR:g} ({left} left out)")
     return lines
 
