@@ -15,8 +15,9 @@ from functools import lru_cache
 from trainables.models.weights import WeightsNotFound, imagenet_checkpoint
 
 SCIENTIFIC = "layer"
-# The ladder's rows (trainables.ladder): one per layer and weights, each the best readout of it (Figure 1).
-LADDER_AXES = ("layer", "weights")
+# The ladder's rows (trainables.ladder): one per weights and layer (the first axis outermost), each the best readout
+# of it (Figure 1).
+LADDER_AXES = ("weights", "layer")
 LADDER_GROUP = "task-driven features"
 # Readouts are cheap, and ImageNet features need more than 32 px: the smoke profile uses the
 # real image count at 64 px.

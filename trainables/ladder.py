@@ -19,6 +19,7 @@ MLflow holds one parent run with a child per row.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -26,18 +27,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from search_spaces import SEARCH_SPACES
-from trainables.cli import (add_data_arguments, add_weights_arguments, check_tracking_uri, load_data,
-                            profile_message, resolve_data_arguments)
+from trainables.cli import (add_data_arguments, add_weights_arguments, check_tracking_uri, load_data, profile_message,
+                            resolve_data_arguments)
 from trainables.core.config import ConfigError
-from trainables.core.layout import LADDER_DIR, SEARCH_FILE, SEED_DIR, default_tracking_uri
+from trainables.core.layout import (LADDER_DIR, METRICS_FILE, PREDICTIONS_FILE, SEARCH_FILE, SEED_DIR,
+                                    default_tracking_uri)
 from trainables.core.usage import Parser, UsageError, check_writable, fail, quiet_libraries, setup_logging
 from trainables.data.schema import DataError, ITData
-from trainables.fitting.families import config_of, get_family
+from trainables.fitting.families import complete, config_of, get_family, reference_scores
+from trainables.study.export.best_config import exported, rechecked
+from trainables.study.export.rungs import NoRungs, RungConfig, missing_rows, study_rungs
 from trainables.study.plan.pace import measure, minutes
 from trainables.study.plan.search_plan import PlanError, ResourcePlan, read_plan
+from trainables.study.records.trainings import read_training
 from trainables.study.records.trials import StudyDamaged, StudyNotFound, load_trials
-from trainables.study.export.rungs import NoRungs, RungConfig, missing_rows, study_rungs
 from trainables.study.run.cluster import RayStart, check_reachable, set_ray_environment
 
 log = logging.getLogger("trainables.ladder")
@@ -148,7 +154,7 @@ def final_runs(rungs: list[RungConfig], seeds: int | None, storage: Path, finger
         for seed in range(config["seed"], config["seed"] + n):
             out = storage / LADDER_DIR / "runs" / rung.study / rung.slug / SEED_DIR.format(seed=seed)
             run = FinalRun(f"{rung.study}/{rung.slug}", {**config, "seed": seed}, out, rung.config["provenance"],
-                           paces[rung.study].get(rung.trial_id))
+                           pace=paces[rung.study].get(rung.trial_id), label=f"{rung.title}, seed {seed}")
             if is_done(run, fingerprint):
                 done.append(run)
             else:
@@ -200,8 +206,9 @@ def main(argv: list[str] | None = None) -> int:
 LADDER_SIZES = {"smoke": (32, 16)}
 
 
-def finish(args, data: ITData, tracking_uri: str, begun: float, studies_s: float) -> int:
-    """Take each study's rows, train them on Ray, gather the answer, write and print it."""
+def rung_configs(args) -> list[RungConfig]:
+    """Every study's rows, in the order of ``--studies``; each rung's config written to
+    ``<storage>/ladder/configs/<study>/<rung>.json`` (where each row came from)."""
     rungs = []
     for name in args.studies:
         folder = args.storage / name
@@ -211,42 +218,148 @@ def finish(args, data: ITData, tracking_uri: str, begun: float, studies_s: float
             fail(str(err))
         for missing in missing_rows(folder, found):
             log.warning("study %s has no completed trial for %s: that row is missing", name, missing)
+        for rung in found:
+            path = config_file(args.storage, rung)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(rung.config, indent=2) + "\n")
         rungs += found
+    return rungs
+
+
+def config_file(storage: Path, rung: RungConfig) -> Path:
+    return storage / LADDER_DIR / "configs" / rung.study / f"{rung.slug}.json"
+
+
+def top_configs(storage: Path, study: str, best: RungConfig) -> list[RungConfig]:
+    """The study's re-checked configs besides its rung's (the re-check's table, best mean first), as rungs of their
+    own: with the rung, the ensemble of the study's top configs."""
+    folder = storage / study
+    plan, trials = read_plan(folder), load_trials(folder)
+    by_id = {t.trial_id: t for t in trials}
+    others = [row.trial.trial_id for row in rechecked(plan, trials) if row.trial.trial_id != best.trial_id]
+    return [RungConfig(study, best.group, f"re-check #{i + 2}: trial {trial_id}", {}, trial_id, "re-check",
+                       exported(plan, folder, by_id[trial_id]), best.deterministic)
+            for i, trial_id in enumerate(others)]
+
+
+def gathered(rung: RungConfig, runs: list, storage: Path):
+    """The ladder analysis's :class:`~analysis.ladder.rungs.Rung` of a rung whose final trainings ended: each run's
+    validation predictions and metrics, read from its folder."""
+    from analysis.ladder.rungs import Run, Rung  # analysis: numpy and matplotlib, for the answer only
+
+    done = [Run(r.config["seed"], r.out, np.load(r.out / PREDICTIONS_FILE.format(part="val")),
+                read_training(r.out / METRICS_FILE)) for r in runs]
+    return Rung(rung.study, rung.group, rung.label, rung.axes, rung.trial_id, config_file(storage, rung), rung.source,
+                rung.deterministic, done)
+
+
+def finish(args, data: ITData, tracking_uri: str, begun: float, studies_s: float) -> int:
+    """Take each study's rows, train them on Ray, gather the answer, write and print it."""
+    rungs = rung_configs(args)
     set_ray_environment(args.address)
-    from trainables import train  # the final training (its figures: matplotlib), for the Ray trials
-    from trainables.study.run.finals import OUT_KEY, ROW_KEY, run_finals  # Ray, once its environment is set
-    from trainables.study.tracking.ladder_runs import LadderRuns, LogFinals  # MLflow
+    # Ray, MLflow and the final training (matplotlib), once Ray's environment is set: a refused ladder pays none.
+    from analysis.ladder.output import write_ladder
+    from analysis.ladder.rungs import Ensemble, ValData
+    from analysis.ladder.table import format_table
+    from trainables import train
+    from trainables.study.run.finals import OUT_KEY, ROW_KEY, run_finals
+    from trainables.study.tracking.ladder_runs import LadderRuns, LogFinals
     from trainables.study.tracking.store import data_input
+    from trainables.study.tracking.ui import runs_url
 
     quiet_libraries()
-    todo, done, redo = final_runs(rungs, args.seeds, args.storage, data.fingerprint)
-    log.info("final trainings: %d rows, %d runs: %d done before, %d to run%s", len(rungs), len(todo + done + redo),
-             len(done), len(todo + redo), f" ({len(redo)} left unfinished by a stop)" if redo else "")
+    plans = [final_runs([rung], args.seeds, args.storage, data.fingerprint) for rung in rungs]
+    todo = [r for plan in plans for r in plan[0] + plan[2]]
+    done = [r for plan in plans for r in plan[1]]
+    redo = [r for plan in plans for r in plan[2]]
+    log.info("final trainings: %d rows, %d runs: %d done before, %d to run%s", len(rungs), len(todo + done),
+             len(done), len(todo), f" ({len(redo)} left unfinished by a stop)" if redo else "")
     mlflow_runs = LadderRuns(tracking_uri, data.fingerprint, data_input(data.name, data.fingerprint, args.data))
-    labels = {f"{r.study}/{r.slug}": f"{r.study}: {r.label}" for r in rungs}
+    labels = {f"{r.study}/{r.slug}": r.title for r in rungs}
     for run in done:  # done by a ladder stopped before it logged them
         mlflow_runs.log_training(run.row, labels[run.row], run.out)
     resources = ResourcePlan(args.cpus_per_trial or 1.0, args.gpus_per_trial or 0.0, args.max_concurrent)
-    imagenet = sorted({r.config["backbone"] for r in todo + redo if r.config["weights"] == "imagenet"
-                       and get_family(r.config["model"]).uses_backbone(r.config)})
+    families = {r.config["model"]: get_family(r.config["model"]) for r in rungs}
     ray_start = RayStart(args.address)
+    trained = 0
     try:
         ray_start.wait()
         started = time.time()
-        ended = run_finals(todo + redo, data, {r.config["model"]: get_family(r.config["model"]) for r in rungs},
-                           train.train_one, resources, args.storage / LADDER_DIR, "ray",
-                           args.storage / "features", tuple(imagenet),
-                           [LogFinals(mlflow_runs, labels, OUT_KEY, ROW_KEY)])
+
+        def train_all(runs, title):
+            labels.update({r.row: labels.get(r.row, r.row) for r in runs})
+            imagenet = sorted({r.config["backbone"] for r in runs if r.config["weights"] == "imagenet"
+                               and get_family(r.config["model"]).uses_backbone(r.config)})
+            ended = run_finals(runs, data, families, train.train_one, resources, args.storage / LADDER_DIR, "ray",
+                               args.storage / "features", tuple(imagenet),
+                               [LogFinals(mlflow_runs, labels, OUT_KEY, ROW_KEY)], title)
+            if ended < len(runs):
+                raise LadderStopped(f"{len(runs) - ended} final trainings did not end; start the ladder again to run "
+                                    "them (those that ended are kept)")
+            return len(runs)
+
+        trained += train_all(todo, "final trainings")
+        # The best network study's top configs, each over the same seeds: their ensemble.
+        ensembles, extra = [], []
+        networks = [i for i, r in enumerate(rungs) if not r.deterministic]
+        if networks:
+            best = rungs[max(networks, key=lambda i: np.mean([read_training(f.out / METRICS_FILE)["ev"]
+                                                              for f in sum(plans[i], [])]))]
+            for member in top_configs(args.storage, best.study, best):
+                extra.append((member, final_runs([member], args.seeds, args.storage, data.fingerprint)))
+                labels[f"{member.study}/{member.slug}"] = member.title
+            done += [r for _, plan in extra for r in plan[1]]
+            trained += train_all([r for _, plan in extra for r in plan[0] + plan[2]],
+                                 f"final trainings: {best.study}'s re-checked configs")
         finals_s = time.time() - started
+    except LadderStopped as err:
+        print(f"\n{err}")
+        return 1
     finally:
         ray_start.close()
-    if ended < len(todo + redo):
-        print(f"\n{len(todo + redo) - ended} final trainings did not end; start the ladder again to run them")
-        return 1
+
+    val = ValData(data.spikes_val, data.object_val, data.noise_ceiling_val,
+                  reference_scores(data, complete({}), final=True), data.fingerprint)
+    analysed = [gathered(r, sum(plan, []), args.storage) for r, plan in zip(rungs, plans)]
+    if extra:
+        members = [run for r in analysed if r.study == best.study and r.label == best.label for run in r.runs]
+        for member, plan in extra:
+            path = config_file(args.storage, member)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(member.config, indent=2) + "\n")
+            members += gathered(member, sum(plan, []), args.storage).runs
+        ensembles.append(Ensemble(f"top {1 + len(extra)} configs x {args.seeds or NETWORK_SEEDS} seeds", best.study,
+                                  members))
+    written = write_ladder(analysed, val, args.storage / LADDER_DIR, ensembles)
+    log_answer(mlflow_runs, written, labels, rungs, args.storage)
+    print("\n" + "\n".join(format_table(written.rows, val)))
     print(f"\nladder: {len(rungs)} rows; studies {minutes(studies_s)}, final trainings {minutes(finals_s)} "
-          f"({len(todo + redo)} run, {len(done)} done before); in all {minutes(time.time() - begun)}")
-    mlflow_runs.close()
+          f"({trained} trained, {len(done)} done before); in all {minutes(time.time() - begun)}")
+    print(f"page: {written.page}")
+    page = runs_url(tracking_uri, mlflow_runs.experiment, "val_ev")
+    print(f"browse the runs: mlflow ui --backend-store-uri {tracking_uri}  (then open {page})"
+          if tracking_uri.startswith("sqlite:") else f"browse the runs: {page}")
     return 0
+
+
+def log_answer(mlflow_runs, written, labels: dict, rungs: list[RungConfig], storage: Path) -> None:
+    """The ladder's statistics on its MLflow runs (a row's on its rung's run, its seeds' ensemble's there too as
+    ``ensemble_*``, the top configs' ensemble's on the parent), its files as the parent's artifacts; the runs end."""
+    ids = {str(config_file(storage, r)): f"{r.study}/{r.slug}" for r in rungs}
+    for row in written.rows:
+        values = {"val_ev": row.ev, "val_ev_sd": row.ev_sd, "val_ev_low": row.interval[0],
+                  "val_ev_high": row.interval[1], "val_r_mean": row.r, "val_ev_ceiled": row.ceiled}
+        row_id = ids.get(row.config)
+        if row.kind != "model":
+            values = {f"ensemble_{k}": v for k, v in values.items()}
+            if row.gain is not None:
+                values.update(ensemble_gain=row.gain.value, ensemble_gain_low=row.gain.low,
+                              ensemble_gain_high=row.gain.high)
+        run = mlflow_runs.rung(row_id, labels[row_id]) if row_id is not None else mlflow_runs.parent
+        mlflow_runs.log_metrics(run, values)
+    for path in written.files:
+        mlflow_runs.client.log_artifact(mlflow_runs.parent, str(path))
+    mlflow_runs.close()
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ class Row:
     r, r_sd, ceiled, ceiled_sd : float
         The same for Corr (mean r over sites) and the ceiled EV (NaN without a ceiling).
     interval : (float, float)
-        95 % percentile interval of ``ev`` over resampled validation objects.
+        95 % interval of ``ev`` over resampled validation objects (:func:`~analysis.ladder.stats.interval`).
     samples : array, shape (resamples,)
         ``ev`` on each resample (the same resamples for every row).
     ev_per_site, r_per_site : array, shape (n_sites,)
@@ -147,7 +147,7 @@ def _model_row(rung: Rung, val: ValData, weights: np.ndarray, floor: float) -> R
     r, r_sd = mean_sd([s.r for s in scores])
     ceiled, ceiled_sd = mean_sd([s.ceiled for s in scores])
     return Row(rung.group, rung.label, rung.study, MODEL, [run.seed for run in rung.runs], ev, ev_sd,
-               [s.ev for s in scores], r, r_sd, ceiled, ceiled_sd, interval(samples), samples,
+               [s.ev for s in scores], r, r_sd, ceiled, ceiled_sd, interval(ev, samples), samples,
                np.mean([s.ev_per_site for s in scores], axis=0), np.mean([s.r_per_site for s in scores], axis=0),
                [run.pred_val for run in rung.runs], rung.trial_id, str(rung.config_path), rung.source, rung,
                list(rung.runs))
@@ -165,7 +165,7 @@ def _ensemble_row(group: str, label: str, study: str, members: list[Run], val: V
     else:
         where = ("", str(common_folder([Path(m.folder) for m in members]) or ""), f"{len(members)} runs")
     row = Row(group, label, study, SEED_ENSEMBLE if rung is not None else ENSEMBLE, [m.seed for m in members], s.ev,
-              math.nan, [], s.r, math.nan, s.ceiled, math.nan, interval(samples), samples, s.ev_per_site,
+              math.nan, [], s.r, math.nan, s.ceiled, math.nan, interval(s.ev, samples), samples, s.ev_per_site,
               s.r_per_site, [pred], *where, rung=rung, runs=list(members))
     row.gain = difference(s.ev, single_ev, samples, single)
     return row

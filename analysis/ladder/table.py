@@ -105,7 +105,7 @@ def notes(rows: list[Row], val: ValData, floor: float = CEILING_FLOOR) -> list[s
         f"EV: explained variance on the official validation set ({len(val.y)} images of {n_objects} objects, "
         f"{val.y.shape[1]} sites), averaged over sites, in %; a model's EV is the mean over its seeds, SD the SD "
         "over seeds (– for one seed). Corr: the mean Pearson r over sites.",
-        f"{100 * LEVEL:g} % interval: percentile interval over {resamples} bootstrap resamples of the validation "
+        f"{100 * LEVEL:g} % interval: the estimate +- 1.96 SD over {resamples} bootstrap resamples of the validation "
         "objects (all images of an object together), the same resamples for every row.",
         f"Δ EV: a model's EV minus that of the model row above it, with the paired interval (the same resampled "
         f"objects for both); {RESOLVED}: the interval excludes 0. An ensemble row averages validation predictions "

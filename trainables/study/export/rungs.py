@@ -58,6 +58,11 @@ class RungConfig:
     deterministic: bool = False
 
     @property
+    def title(self) -> str:
+        """The row with its study: ``layer_sweep: weights=imagenet, layer=block12``."""
+        return self.label if self.label.startswith(self.study) else f"{self.study}: {self.label}"
+
+    @property
     def slug(self) -> str:
         """A folder name for the rung: its label in plain characters and a hash of its config (another config for the
         same row, once its study has run further, gets a folder of its own)."""

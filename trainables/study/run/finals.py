@@ -30,7 +30,7 @@ from ray import tune
 
 from trainables.core.layout import CONFIG_FILE, METRICS_FILE, TRIAL_PREFIX
 from trainables.data.schema import ITData
-from trainables.fitting.families import config_of
+from trainables.fitting.families import config_of, get_family
 from trainables.fitting.family import DataShape, Family
 from trainables.models import weights
 from trainables.models.weights import load_imagenet_state
@@ -43,9 +43,9 @@ from trainables.study.tune.schedulers import make_trial_scheduler
 from trainables.study.tune.searchers import FixedSearcher
 
 log = logging.getLogger(__name__)
-# Keys of a final run's Ray config besides its config: its output folder, its row (the display's column and the key
-# of its pace), and the export's provenance it carries into its metrics.json.
-OUT_KEY, ROW_KEY, PROVENANCE_KEY = "_out", "_row", "_provenance"
+# Keys of a final run's Ray config besides its config: its output folder, its row (the key of its pace), the row's
+# label (the display's column), and the export's provenance it carries into its metrics.json.
+OUT_KEY, ROW_KEY, LABEL_KEY, PROVENANCE_KEY = "_out", "_row", "_label", "_provenance"
 SCORE = "val_ev"  # what a final run reports: its validation EV
 
 
@@ -57,6 +57,8 @@ class FinalRun:
     ----------
     row : str
         The row it belongs to (a ladder's rung: ``<study>/<rung>``); the runs of a row share a pace.
+    label : str
+        The row in words (the live table's column).
     config : dict
         The complete config (its ``seed`` set).
     out : Path
@@ -71,6 +73,7 @@ class FinalRun:
     config: dict
     out: Path
     provenance: dict = field(default_factory=dict)
+    label: str = ""
     pace: Pace | None = None
 
 
@@ -82,7 +85,10 @@ def is_done(run: FinalRun, fingerprint: str) -> bool:
         config = json.loads((run.out / CONFIG_FILE).read_text())
     except (OSError, ValueError):
         return False
-    return config == config_of(run.config) and metrics.get("data_fingerprint") == fingerprint
+    # Compared on its family's keys: the worker writes the keys of the families it was shipped.
+    family = {run.config["model"]: get_family(run.config["model"])}
+    return (isinstance(config, dict) and config_of(config, family) == config_of(run.config, family)
+            and metrics.get("data_fingerprint") == fingerprint)
 
 
 def final_trial(config: dict, data: ITData, families: dict[str, Family], fit: Callable, threads: int = 1,
@@ -113,7 +119,7 @@ def final_trial(config: dict, data: ITData, families: dict[str, Family], fit: Ca
     start = time.perf_counter()
     metrics = fit(config_of(config, families), data, Path(config[OUT_KEY]), config.get(PROVENANCE_KEY) or {},
                   Path(feature_cache) if feature_cache else None)
-    tune.report({SCORE: metrics["ev"], "val_r": metrics["r_mean"], FIT_DONE: 1, EPOCH: 1,
+    tune.report({SCORE: metrics["ev"], "val_r": metrics["r_mean"], FIT_DONE: 1, EPOCH: metrics.get("epochs_run", 1),
                  "epoch_seconds": time.perf_counter() - start,
                  NODE_ID: ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""})
 
@@ -151,15 +157,16 @@ def run_finals(runs: list[FinalRun], data: ITData, families: dict[str, Family], 
                              feature_cache=str(feature_cache), imagenet=shipped),
         trial_resources)
     paces = {r.row: r.pace for r in runs if r.pace is not None}
-    phase = Phase(title, ROW_KEY, len(runs), max_epochs, max_epochs, slots, None,
+    phase = Phase(title, LABEL_KEY, len(runs), max_epochs, max_epochs, slots, None,
                   paces if len(paces) == len({r.row for r in runs}) else None, pace_key=ROW_KEY,
-                  scores=(("val EV", SCORE),))
+                  scores=(("val EV", SCORE),), column="row")
     if phase.paces is not None:
         estimate = makespan([], [p.trial(max_epochs) for p in (r.pace for r in runs)], slots)
         log.info("%s: %d runs, up to %d at once, about %.1f min", title, len(runs), slots, estimate / 60)
     # Ray Tune keeps one trial pending at a time for a searcher of its own, which would start the runs one by one.
     os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(slots)
-    ray_configs = [{**r.config, OUT_KEY: str(r.out), ROW_KEY: r.row, PROVENANCE_KEY: r.provenance} for r in runs]
+    ray_configs = [{**r.config, OUT_KEY: str(r.out), ROW_KEY: r.row, LABEL_KEY: r.label or r.row,
+                    PROVENANCE_KEY: r.provenance} for r in runs]
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(metric=SCORE, mode="max", search_alg=FixedSearcher(ray_configs, SCORE),

@@ -56,6 +56,8 @@ class Phase:
         The config key ``paces`` go by.
     scores : tuple of (column, result key)
         The scores shown per trial: a search's inner EV and its best so far; a final training's validation EV.
+    column : str or None
+        The last column's heading (default: ``scientific``, the config key it shows).
     """
 
     title: str
@@ -68,6 +70,7 @@ class Phase:
     paces: dict | None = None
     pace_key: str = RECHECK_KEY
     scores: tuple = (("inner EV", "inner_ev"), ("best", OBJECTIVE))
+    column: str | None = None
 
 
 class StudyProgress(ProgressReporter):
@@ -177,7 +180,7 @@ class StudyProgress(ProgressReporter):
                 + f"{minutes(time.time() - self.started)} so far")
         eta = self.eta(trials)
         rows = [f"  {'trial':<10}{'state':<10}{'epoch':>7}" + "".join(f"{name:>10}" for name, _ in p.scores)
-                + f"  {p.scientific}"]
+                + f"  {p.column or p.scientific}"]
         rank = p.scores[-1][1]  # the ended trials shown: the best few by the last score
         best = sorted(ended, key=lambda t: (t.last_result or {}).get(rank, float("-inf")), reverse=True)
         for t in running + [t for t in early if t.status == "RUNNING"] + best[:SHOWN_ENDED]:
