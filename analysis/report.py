@@ -19,6 +19,7 @@ from pathlib import Path
 import optuna
 from optuna.distributions import FloatDistribution, IntDistribution
 
+from analysis.page_style import PAGE_STYLE
 from trainables.core.layout import OPTUNA_KEY, REPORT_DIR, sampled_params
 from trainables.core.usage import Parser, fail, setup_logging
 from trainables.study.export.best_config import rechecked
@@ -30,17 +31,11 @@ from trainables.study.records.trials import (StudyDamaged, StudyNotFound, load_o
                                              status_counts, study_folder)
 from trainables.study.result import OBJECTIVE
 from trainables.study.tracking.sqlite_store import StoreDamaged, check_store
+from trainables.study.tracking.ui import runs_url, view_key
 
 log = logging.getLogger(__name__)
 EDGE_FRACTION = 0.05
-# Readable from a phone to a 1280-px window without scrolling sideways: images and tables never wider than the text
-# column, long cells (a config's sampled values) wrap.
-STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.35}"
-         "table{border-collapse:collapse;margin:1em 0;max-width:100%}"
-         "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;overflow-wrap:break-word}"
-         "figure{margin:0.5em 0 2em 0}img{display:block;max-width:100%;height:auto}"
-         "figcaption{font-size:0.92em;color:#333;margin-top:0.4em;max-width:100%}"
-         ".warn{background:#fff3cd;border:1px solid #e0c060;padding:0.5em 1em}")
+STYLE = PAGE_STYLE
 
 
 def importances(study) -> dict[str, float]:
@@ -279,6 +274,12 @@ def main(argv=None) -> int:
     except (StudyNotFound, StudyDamaged, PlanError, StoreDamaged) as err:
         fail(str(err))
     print(f"wrote {index}")
+    folder = study_folder(args.storage, args.experiment)
+    plan = read_plan(folder)
+    uri = plan.tracking_uri(folder)
+    page = runs_url(uri, plan.tracking.experiment_id, OBJECTIVE, view_key(OBJECTIVE))  # the study's runs, best first
+    print(f"its runs in MLflow: mlflow ui --backend-store-uri {uri}  (then open {page})" if uri.startswith("sqlite:")
+          else f"its runs in MLflow: {page}")
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ import pytest
 
 from trainables.core.layout import RECHECK_KEY
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--resolution", "32", "--images-per-object", "6", "--profile", "smoke"]
 
 
@@ -105,3 +107,23 @@ def assert_one_truth(storage: Path, name: str) -> list[dict]:
     assert {k: v for k, v in best.items() if k != "provenance"} == {
         k: v for k, v in exported.items() if not k.startswith("_")}
     return ran
+
+
+def documented_tree() -> dict[str, str]:
+    """docs/architecture.md's ``runs/`` tree as path pattern -> comment (placeholders and ``*`` as regexes)."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    block = re.search(r"```\nruns/\n(.*?)```", text, re.S)
+    assert block, "docs/architecture.md has no runs/ tree"
+    entries, stack = {}, []
+    for line in block.group(1).splitlines():
+        depth = (len(line) - len(line.lstrip(" "))) // 2
+        name, _, comment = line.strip().partition("  #")
+        stack[depth - 1:] = [name.strip()]
+        entries["".join(stack)] = comment.strip()
+    return entries
+
+
+def pattern(path: str) -> re.Pattern:
+    parts = re.split(r"(<[^>]+>|\*)", path)
+    return re.compile("".join("[^/]+" if p.startswith("<") else "[^/]*" if p == "*" else re.escape(p)
+                              for p in parts) + "$")

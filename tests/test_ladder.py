@@ -75,7 +75,7 @@ def test_a_final_training_is_done_only_for_its_config_seed_and_data(tmp_path):
     run.out.mkdir()
     (run.out / "config.json").write_text(json.dumps(config))
     assert not is_done(run, "abc")  # metrics.json is written last: a run cut short has none
-    (run.out / "metrics.json").write_text(json.dumps({"ev": 0.1, "data_fingerprint": "abc"}))
+    (run.out / "metrics.json").write_text(json.dumps({"ev": 0.1, "r_mean": 0.3, "r_median": 0.3, "data_fingerprint": "abc"}))
     assert is_done(run, "abc") and not is_done(run, "other data")
     assert not is_done(FinalRun("s/r", {**config, "seed": 1}, run.out), "abc")
 

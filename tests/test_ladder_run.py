@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from searchutil import TINY, run_search
+from searchutil import TINY, documented_tree, pattern, run_search
 
 pytestmark = pytest.mark.slow
 LADDER = [sys.executable, "-m", "trainables.ladder", "--studies", "ridge_pixels,shallow_cnn", "--seeds", "2",
@@ -63,6 +63,12 @@ def test_the_ladder_trains_every_row_over_seeds_and_writes_the_answer(studies):
     assert {r.data.tags["mlflow.parentRunId"] for r in rungs} == {parents[0].info.run_id}
     assert {r.data.tags["mlflow.parentRunId"] for r in trainings} <= {r.info.run_id for r in rungs}
     assert all("val_ev" in r.data.metrics for r in rungs if r.data.tags["rung"].startswith("ridge"))
+
+    # Every file the ladder writes is in docs/architecture.md's tree (Ray's own folder apart).
+    patterns = [pattern(p) for p in documented_tree()]
+    written = [str(p.relative_to(studies)) + ("/" if p.is_dir() else "") for p in out.rglob("*")
+               if not str(p.relative_to(out)).startswith("ray/")]
+    assert not [p for p in written if not any(pat.match(p) for pat in patterns)]
 
     again = subprocess.run([*LADDER, "--storage", str(studies)], capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -128,3 +128,32 @@ def test_a_space_may_not_fix_what_it_sampled():
             BoundSpace("both", SpaceContext())(trial)
     finally:
         del SEARCH_SPACES["both"]
+
+
+def test_one_search_probes_its_space_once_and_validates_each_trial_s_config_once(tmp_path, caplog, monkeypatch):
+    """The command probes the space once (at the data's image size) and hands the probed space to the runner, which
+    probes nothing; the searcher validates each trial's config once, when it samples it."""
+    import logging
+
+    from studyutil import build_study
+
+    from trainables import search
+    from trainables.study.run import runner
+    from trainables.study.tune import searchers
+
+    storage = build_study(tmp_path / "runs")
+    args = search.parse_args(["--space", "shallow_cnn", "--storage", str(tmp_path / "new"), "--data",
+                              str(storage / "data.h5"), "--profile", "smoke", "--recheck-top", "0"])
+    with caplog.at_level(logging.DEBUG, logger="trainables.study.plan.probe"):
+        plan, data, probed = search.new_study(args)
+        runner.Study(plan, tmp_path / "new" / "shallow_cnn", data, probed)
+    assert len([r for r in caplog.records if r.getMessage().startswith("probed space shallow_cnn")]) == 1
+    assert probed.image_size == 16 == data.resolution
+    validated = []
+    complete = searchers.complete
+    monkeypatch.setattr(searchers, "complete", lambda config: validated.append(config) or complete(config))
+    searcher = searchers.StudySearcher(space=BoundSpace("shallow_cnn", probed.ctx), metric="best_inner_ev", mode="max",
+                                       sampler=optuna.samplers.RandomSampler(seed=0), study_name="s",
+                                       storage=optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}"))
+    configs = [searcher.suggest(f"t{i}") for i in range(3)]
+    assert len(validated) == 3 and all(c["width_mult"] == v["width_mult"] for c, v in zip(configs, validated))

@@ -17,7 +17,8 @@ from types import SimpleNamespace
 
 import pytest
 from PIL import Image
-from searchutil import TINY, assert_one_truth, mlflow_runs, optuna_states, read_trials, run_search
+from searchutil import (TINY, assert_one_truth, documented_tree, mlflow_runs, optuna_states, pattern, read_trials,
+                        run_search)
 
 from analysis import compare, export, report
 from trainables import train
@@ -41,26 +42,6 @@ def shallow_study(tmp_path_factory, private_cache):
     assert done.returncode == 0, done.stderr[-3000:]
     return SimpleNamespace(storage=storage, name="shallow_cnn", folder=storage / "shallow_cnn", out=done.stdout,
                            err=done.stderr)
-
-
-def documented_tree() -> dict[str, str]:
-    """docs/architecture.md's ``runs/`` tree as path pattern -> comment (placeholders and ``*`` as regexes)."""
-    text = ARCHITECTURE.read_text()
-    block = re.search(r"```\nruns/\n(.*?)```", text, re.S)
-    assert block, "docs/architecture.md has no runs/ tree"
-    entries, stack = {}, []
-    for line in block.group(1).splitlines():
-        depth = (len(line) - len(line.lstrip(" "))) // 2
-        name, _, comment = line.strip().partition("  #")
-        stack[depth - 1:] = [name.strip()]
-        entries["".join(stack)] = comment.strip()
-    return entries
-
-
-def pattern(path: str) -> re.Pattern:
-    parts = re.split(r"(<[^>]+>|\*)", path)
-    return re.compile("".join("[^/]+" if p.startswith("<") else "[^/]*" if p == "*" else re.escape(p)
-                              for p in parts) + "$")
 
 
 def dashboard_study(db: Path) -> dict:
@@ -166,8 +147,24 @@ def test_the_documented_tree_of_runs_is_what_a_study_writes(shallow_study, capsy
 def test_search_end_to_end(shallow_study):
     storage, out = shallow_study.storage, shallow_study.out
     assert "exported trial" in out and "mlflow ui --backend-store-uri sqlite:///" in out
-    # Opens MLflow 3 on the runs table (not its GenAI view), best trial first.
-    assert "/runs?orderByKey=metrics.%60best_inner_ev%60&orderByAsc=false&workflowType=machine_learning" in out
+    # Opens MLflow 3 on the runs table (not its GenAI view), on a saved view of it: best trial first, the score and
+    # the scientific hyperparameter shown beside the data set.
+    assert "/runs?viewStateShareKey=best-best-inner-ev&workflowType=machine_learning" in out
+    from mlflow.tracking import MlflowClient
+
+    experiment = MlflowClient(f"sqlite:///{storage.resolve() / 'mlflow.db'}").get_experiment_by_name("shallow_cnn")
+    view = json.loads(json.loads(experiment.tags["mlflow.sharedViewState.best-best-inner-ev"])["state"])
+    assert view["orderByKey"] == "metrics.`best_inner_ev`" and view["orderByAsc"] is False
+    assert view["selectedColumns"] == ["metrics.`best_inner_ev`", "params.`width_mult`", "attributes.`Dataset`"]
+    # Each run records the data set it saw (MLflow's Dataset column): its name and the data's fingerprint as digest.
+    _, parents, children = mlflow_runs(storage, "shallow_cnn")
+    fingerprint = json.loads((storage / "shallow_cnn" / "search.json").read_text())["data_fingerprint"]
+    assert all([d.dataset.digest for d in r.inputs.dataset_inputs] == [fingerprint] for r in parents + children)
+    # optuna-dashboard names the objective.
+    import optuna
+
+    study = optuna.load_study(study_name="shallow_cnn", storage=f"sqlite:///{storage / 'shallow_cnn' / 'optuna.db'}")
+    assert study.metric_names == ["inner-validation EV (best epoch)"]
     # The live display replaced Ray's status table, and the libraries' noise is gone.
     err = shallow_study.err
     assert "search shallow_cnn: " in err and "trials started" in err and "== Status ==" not in err

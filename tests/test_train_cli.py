@@ -85,6 +85,9 @@ def test_train_several_seeds_reports_spread(tmp_path, capsys):
     assert all(float(r["noise_ceiling_ev"]) >= 0.1 for r in rows if r["ev_over_ceiling_mean"]) and ceiled
     with open(out / "seed_0" / "sites.csv") as f:
         assert {"site", "noise_ceiling_ev", "ev", "ev_over_ceiling", "r"} == set(next(csv.DictReader(f)))
+    # The same config again into its folder is its own results: allowed (the epoch cap applied both times).
+    assert train.main(["--config", str(EXAMPLES / "shallow_cnn.json"), "--out", str(out), "--seeds", "2",
+                       "--no-mlflow", *TINY_FLAGS]) == 0
     # Training another config into the same folder is refused in one line, before any work.
     other = tmp_path / "other.json"
     other.write_text(json.dumps({**json.loads((EXAMPLES / "shallow_cnn.json").read_text()), "lr": 0.5}))

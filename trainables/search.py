@@ -51,7 +51,7 @@ from trainables.study.records.trials import StudyDamaged, load_optuna_study, loa
 from trainables.study.run.cluster import RayStart, check_reachable, set_ray_environment
 from trainables.study.run.lock import StudyLock
 from trainables.study.result import OBJECTIVE
-from trainables.study.tracking.ui import runs_url
+from trainables.study.tracking.ui import runs_url, view_key
 from trainables.study.tune.samplers import SAMPLERS
 from trainables.study.tune.schedulers import SCHEDULERS, describe
 
@@ -254,7 +254,8 @@ def resume_plan(args) -> tuple[SearchPlan, Path, list[str]]:
     if plan.finished and not args.recheck_top:
         raise UsageError(f"nothing to resume: search '{name}' finished (--recheck-top K re-checks its K best)")
     check_tracking_uri(plan.tracking_uri(folder))
-    return replace(plan, recheck=recheck), folder, sorted(given)
+    # A finished study resumed for a re-check is no longer finished (a stop during it leaves it to resume again).
+    return replace(plan, recheck=recheck, finished=plan.finished and recheck == plan.recheck), folder, sorted(given)
 
 
 def load_study_data(d: DataPlan) -> ITData:
@@ -340,7 +341,7 @@ def print_summary(plan: SearchPlan, folder: Path, summary, seconds: float) -> No
         print(note)
     print(f"trials table: {folder / TRIALS_FILE}")
     uri = plan.tracking_uri(folder)
-    page = runs_url(uri, plan.tracking.experiment_id, OBJECTIVE)  # best trial first
+    page = runs_url(uri, plan.tracking.experiment_id, OBJECTIVE, view_key(OBJECTIVE))  # best trial first
     if uri.startswith("sqlite:"):
         print(f"browse the trials: mlflow ui --backend-store-uri {uri}  (then open {page})")
     else:

@@ -26,7 +26,7 @@ from trainables.cli import (add_data_arguments, add_weights_arguments, check_tra
 from trainables.core.config import ConfigError, read_config_file
 from trainables.core.devices import default_device
 from trainables.core.layout import (CONFIG_FILE, FEATURES_DIR, METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE, SEED_DIR,
-                                    SITES_FILE, TRAIN_DIR, default_tracking_uri)
+                                    SITE_RESPONSES_FILE, SITES_FILE, TRAIN_DIR, default_tracking_uri)
 from trainables.core.metrics import ceiled_per_site, summarize
 from trainables.core.usage import Parser, UsageError, check_writable, fail, quiet_libraries, setup_logging
 from trainables.data.schema import DataError, ITData
@@ -120,7 +120,7 @@ def train_one(config: dict, data: ITData, out: Path, provenance: dict, feature_c
     figures.plot_site_distributions(r, ev, out / "site_distributions.png", data.noise_ceiling_val,
                                     references=metrics["references"])
     figures.plot_rdms(data.spikes_val, pred_val, data.object_val, out / "rdm.png")
-    figures.plot_site_responses(data.spikes_val, pred_val, data.object_val, ev, out / "site_responses.png")
+    figures.plot_site_responses(data.spikes_val, pred_val, data.object_val, ev, out / SITE_RESPONSES_FILE)
     write_json(out / METRICS_FILE, metrics)  # last: the training is done once it is there
     if tracking_uri:
         logged = log_final_training(tracking_uri, config, metrics, out, model, provenance, parent_run_id,
@@ -220,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = args.out or args.storage / TRAIN_DIR / (provenance.get("experiment") or Path(args.config).stem)
         check_writable(out, "--out" if args.out else "--storage")
-        check_own_folder(out, config, args.seeds)
+        # The config as it trains (the profile's epoch cap applied): what its folder's config.json holds.
+        check_own_folder(out, profile.cap_epochs(config_of(config)), args.seeds)
         tracking_uri = None if args.no_mlflow else (
             args.tracking_uri or provenance.get("tracking_uri") or default_tracking_uri(args.storage))
         if tracking_uri:

@@ -75,7 +75,8 @@ def write_ladder(rungs: list[Rung], val: ValData, out: Path, ensembles: list[Ens
     rows = build_rows(rungs, val, ensembles, resamples, seed, floor)
     files = list(write_tables(rows, val, out)) + [write_sites(rows, val, out / SITES_CSV, floor)]
     figures = draw_figures(rows, val, out)
-    page = write_page(rows, figures, val, out)
     copied = out / SITE_RESPONSES
-    files += [d.path for d in figures] + ([copied] if f"src='{SITE_RESPONSES}'" in page.read_text() else []) + [page]
+    copied.unlink(missing_ok=True)  # the page copies the best model's, where its run drew one
+    page = write_page(rows, figures, val, out)
+    files += [d.path for d in figures] + ([copied] if copied.is_file() else []) + [page]
     return Written(rows, figures, page, files)

@@ -20,27 +20,23 @@ from pathlib import Path
 from analysis.ladder.rows import ENSEMBLE, MODEL, SEED_ENSEMBLE, Row, best_row, common_folder, compare_rows
 from analysis.ladder.rungs import ValData
 from analysis.ladder.sites import extreme_sites
-from analysis.ladder.table import (RESOLVED, difference_text, interval_text, notes, scale, seeds_text,
-                                   source_text)
+from analysis.ladder.table import RESOLVED, difference_text, interval_text, notes, scale, seeds_text, source_text
+from analysis.page_style import PAGE_STYLE
 from analysis.style import Drawn
+from trainables.core.layout import SITE_RESPONSES_FILE
 
 log = logging.getLogger(__name__)
 
 INDEX = "index.html"
 # The figure a final training draws of single sites by category (trainables.train), copied beside the page.
-SITE_RESPONSES = "site_responses.png"
+SITE_RESPONSES = SITE_RESPONSES_FILE
 FIGURE_TITLES = {"layers.png": "Figure 1: EV per layer, pretrained against random weights",
                  "sites.png": "Figure 2A: per-site r and EV across the ladder",
                  "rdms.png": "Figure 2B: object RDMs, measured and predicted",
                  SITE_RESPONSES: "Figure 3: single sites by category, the best model"}
-# analysis.report's page style (imported from there, it would bring Optuna and the study's readers along), with the
-# ladder table's: numbers right-aligned and unbroken, the source column small and broken anywhere (a long path).
-STYLE = (
-    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.35}"
-    "table{border-collapse:collapse;margin:1em 0;max-width:100%}"
-    "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;overflow-wrap:break-word}"
-    "figure{margin:0.5em 0 2em 0}img{display:block;max-width:100%;height:auto}"
-    "figcaption{font-size:0.92em;color:#333;margin-top:0.4em;max-width:100%}"
+# The project's page style, with the ladder table's: numbers right-aligned and unbroken, the source column small and
+# broken anywhere (a long path).
+STYLE = PAGE_STYLE + (
     "table.ladder{font-size:0.84em;width:100%;table-layout:auto}"
     "table.ladder td.num{text-align:right;white-space:nowrap}"
     "table.ladder tr.group th{background:#eef2f7;text-align:left}"

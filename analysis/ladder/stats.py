@@ -31,12 +31,11 @@ from statistics import NormalDist
 
 import numpy as np
 
-from trainables.core.metrics import (CEILING_FLOOR, ceiled_per_site, explained_variance_of_objects,
-                                     explained_variance_per_site, object_sums, pearson_per_site)
+from trainables.core.metrics import (BOOTSTRAP_RESAMPLES, CEILING_FLOOR, ceiled_per_site, explained_variance_of_objects,
+                                     explained_variance_per_site, object_sums, pearson_per_site, resample_counts)
 
-# As many resamples as the re-check's bootstrap (trainables.study.recheck.stats, not imported: it brings the model
-# families, and torch, along).
-RESAMPLES = 1000
+# As many resamples as the re-check's bootstrap.
+RESAMPLES = BOOTSTRAP_RESAMPLES
 LEVEL = 0.95
 
 
@@ -170,8 +169,7 @@ def object_resamples(objects: np.ndarray, resamples: int = RESAMPLES, seed: int 
         :func:`trainables.core.metrics.object_sums` orders them) is drawn in each resample; each row sums to
         ``n_objects``.
     """
-    n = len(np.unique(np.asarray(objects).astype(str)))
-    return np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=resamples).astype(np.float64)
+    return resample_counts(len(np.unique(np.asarray(objects).astype(str))), resamples, seed)
 
 
 def resampled_ev(y: np.ndarray, pred: np.ndarray, objects: np.ndarray, weights: np.ndarray) -> np.ndarray:

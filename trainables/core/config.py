@@ -104,8 +104,7 @@ SEED_RANGE = _SEED
 # (:func:`trainables.fitting.families.config_fields`).
 COMMON_FIELDS: dict[str, Field] = {
     "model": Field((str,), "network", help="the model family"),
-    "epochs": Field((int,), 30, ge=1, le=100_000, help="at most this many (a profile may cap it; a one-step fit "
-                                                        "takes one)"),
+    "epochs": Field((int,), 30, ge=1, le=100_000, help="at most this many (a profile may cap it)"),
     "seed": Field((int,), 0, **_SEED, help="weights, batch order, dropout; CV folds"),
     "inner_val_fraction": Field(_NUM, 0.1, gt=0, lt=0.5,
                                 help="share of each object's training images in the inner split"),

@@ -31,7 +31,8 @@ MLFLOW_DB = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 FEATURES_DIR = "features"
 TRAIN_DIR = "train"
-LADDER_DIR = "ladder"  # trainables.ladder's answer, its final trainings (runs/) and Ray's folder of them (ray/)
+LADDER_DIR = "ladder"  # trainables.ladder's answer, its rows' configs, their final trainings and Ray's folder of them
+LADDER_CONFIGS, LADDER_RUNS, LADDER_RAY = "configs", "runs", "ray"  # inside LADDER_DIR
 COMPARE_FILE = "compare.md"
 
 # --- the user's cache folder (:func:`cache_dir`): synthetic data sets, their ground truth, an empty tracking store
@@ -68,6 +69,7 @@ METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.pt"
 PREDICTIONS_FILE = "predictions_{part}.npy"  # part: val, test; (N, n_sites)
+SITE_RESPONSES_FILE = "site_responses.png"  # Figure 3: single sites' responses by category (the ladder shows the best's)
 SITES_FILE = "sites.csv"  # per site: EV, r, the noise ceiling, EV / ceiling (with --seeds N: each seed's and the mean)
 SEED_DIR = "seed_{seed}"  # --seeds N: one folder per seed
 

@@ -231,6 +231,23 @@ def split_half_reliability(
     return np.clip(corrected, 0.0, None)
 
 
+# Resamples of the bootstrap over objects (the re-check's, the ladder's).
+BOOTSTRAP_RESAMPLES = 1000
+
+
+def resample_counts(n_objects: int, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> np.ndarray:
+    """Bootstrap resamples of ``n_objects`` objects (all images of an object together), as counts.
+
+    Returns
+    -------
+    array, shape (resamples, n_objects)
+        How many times each object is drawn in each resample; each row sums to ``n_objects``. Used as the
+        ``weights`` of :func:`explained_variance_of_objects`, the same rows for every model compared (paired).
+    """
+    return np.random.default_rng(seed).multinomial(n_objects, np.full(n_objects, 1 / n_objects),
+                                                   size=resamples).astype(np.float64)
+
+
 # A site whose noise ceiling (EV) is below this carries no information to normalise by: its ceiled EV is left out.
 CEILING_FLOOR = 0.1
 

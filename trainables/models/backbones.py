@@ -280,7 +280,7 @@ BACKBONE_FIELDS: dict[str, Field] = {
     "trainable_blocks": Field((int, type(None)), None, ge=0,
                               help="null: fine-tune all; 0: frozen; n: only the last n blocks"),
     "input_size": Field((int,), 0, ge=32, le=1024, off=0,
-                        help="resize the images to this side before the trunk (the scale a network sees)"),
+                        help="resize the images to this side before the trunk"),
 }
 
 

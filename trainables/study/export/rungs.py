@@ -76,16 +76,22 @@ class NoRungs(RuntimeError):
 
 
 def axis_order(folder: Path, plan: SearchPlan, axes: tuple) -> dict[str, list]:
-    """Each ladder axis's values in the order the space lists them (its Optuna distributions); axes the space fixes
-    are absent."""
+    """Each ladder axis's values in the order the space lists them (its Optuna distributions of categorical choices),
+    axis by axis; an axis the space fixes, or samples from a range, is absent."""
+    order: dict[str, list] = {}
     for trial in load_optuna_study(folder, plan.name).get_trials(deepcopy=False):
-        if all(a in trial.distributions for a in axes):
-            return {a: list(getattr(trial.distributions[a], "choices", ())) for a in axes}
-    return {}
+        for axis in axes:
+            choices = getattr(trial.distributions.get(axis), "choices", None)
+            if axis not in order and choices:
+                order[axis] = list(choices)
+        if len(order) == len(axes):
+            break
+    return order
 
 
-def study_rungs(folder: Path) -> list[RungConfig]:
-    """The ladder's rows of the study in ``folder``, in the order of its axes' values.
+def study_rungs(folder: Path, trials: list[TrialRecord] | None = None) -> list[RungConfig]:
+    """The ladder's rows of the study in ``folder`` (``trials``: its records, when read already), in the order of its
+    axes' values.
 
     Raises
     ------
@@ -93,7 +99,7 @@ def study_rungs(folder: Path) -> list[RungConfig]:
         The study has no completed trial.
     """
     plan = read_plan(folder)
-    trials = load_trials(folder)
+    trials = load_trials(folder) if trials is None else trials
     if not rank(trials):
         raise NoRungs(f"study '{plan.name}' in {Path(folder).parent} has no completed trial: no row of the ladder")
     axes = ladder_axes(plan.space)
@@ -145,8 +151,10 @@ def missing_rows(folder: Path, rungs: list[RungConfig]) -> list[dict]:
     """The combinations of the study's ladder axes that have no rung (no completed trial): said beside the table."""
     plan = read_plan(folder)
     axes = ladder_axes(plan.space)
-    order = axis_order(folder, plan, axes) if axes else {}
-    if not order or len(order) != len(axes):
+    if not axes:
         return []
+    order = axis_order(folder, plan, axes)
+    # An axis the space fixes (or samples from a range) has the values its rows have.
+    values = [order.get(a) or sorted({r.axes.get(a) for r in rungs}, key=str) for a in axes]
     have = {tuple(r.axes.get(a) for a in axes) for r in rungs}
-    return [dict(zip(axes, values)) for values in itertools.product(*(order[a] for a in axes)) if values not in have]
+    return [dict(zip(axes, combo)) for combo in itertools.product(*values) if combo not in have]

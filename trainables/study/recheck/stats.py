@@ -47,14 +47,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from trainables.core.layout import RECHECK_KEY
-from trainables.core.metrics import ObjectSums, explained_variance_of_objects
+from trainables.core.metrics import BOOTSTRAP_RESAMPLES, ObjectSums, explained_variance_of_objects, resample_counts
 from trainables.fitting.families import get_family
 from trainables.study.records.trials import TrialRecord, search_trials
 from trainables.study.result import OBJECTIVE
 
 # Two configurations tie when their means differ by less than this many standard errors of the difference.
 TIE_SES = 2.0
-BOOTSTRAP_RESAMPLES = 1000
 
 
 @dataclass
@@ -154,7 +153,7 @@ def bootstrap(evidence: list[list[ObjectSums]], resamples: int = BOOTSTRAP_RESAM
     names = sorted(set.intersection(*(set(map(str, s["objects"])) for runs in evidence for s in runs)))
     if len(names) < 2:
         return None
-    counts = np.random.default_rng(seed).multinomial(len(names), np.full(len(names), 1 / len(names)), size=resamples)
+    counts = resample_counts(len(names), resamples, seed)
     columns = []
     for runs in evidence:
         scores = []

@@ -16,7 +16,6 @@ started again loses nothing and trains nothing twice. Only the driver talks to M
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -28,17 +27,19 @@ import ray
 import torch
 from ray import tune
 
-from trainables.core.layout import CONFIG_FILE, METRICS_FILE, TRIAL_PREFIX
+from trainables.core.config import ConfigError, read_config_file
+from trainables.core.layout import CONFIG_FILE, METRICS_FILE
 from trainables.data.schema import ITData
 from trainables.fitting.families import config_of, get_family
 from trainables.fitting.family import DataShape, Family
-from trainables.models import weights
 from trainables.models.weights import load_imagenet_state
 from trainables.study.plan.pace import Pace, makespan
 from trainables.study.plan.resources import TrialResources, concurrency
 from trainables.study.plan.search_plan import ResourcePlan, SchedulerPlan
+from trainables.study.records.trainings import TrainingDamaged, read_training
 from trainables.study.result import EPOCH, FIT_DONE, NODE_ID
 from trainables.study.run.progress import Phase, StudyProgress
+from trainables.study.run.trial import provide_imagenet, trial_dirname
 from trainables.study.tune.schedulers import make_trial_scheduler
 from trainables.study.tune.searchers import FixedSearcher
 
@@ -79,11 +80,13 @@ class FinalRun:
 
 def is_done(run: FinalRun, fingerprint: str) -> bool:
     """Whether ``run``'s folder holds its finished training: ``metrics.json`` (written last) for the same config and
-    seed (``config.json``) and the same data (its fingerprint)."""
+    seed (``config.json``) and the same data (its fingerprint). A folder whose files cannot be read holds none."""
+    if not (run.out / METRICS_FILE).is_file():
+        return False
     try:
-        metrics = json.loads((run.out / METRICS_FILE).read_text())
-        config = json.loads((run.out / CONFIG_FILE).read_text())
-    except (OSError, ValueError):
+        metrics = read_training(run.out / METRICS_FILE)
+        config = read_config_file(run.out / CONFIG_FILE)
+    except (ConfigError, TrainingDamaged):
         return False
     # Compared on its family's keys: the worker writes the keys of the families it was shipped.
     family = {run.config["model"]: get_family(run.config["model"])}
@@ -114,19 +117,13 @@ def final_trial(config: dict, data: ITData, families: dict[str, Family], fit: Ca
         Backbone -> object-store reference of its ImageNet state dict (a worker node needs no torch cache).
     """
     torch.set_num_threads(max(1, threads))
-    for backbone, ref in (imagenet or {}).items():
-        weights.provide(backbone, lambda ref=ref: ray.get(ref))
+    provide_imagenet(imagenet)
     start = time.perf_counter()
     metrics = fit(config_of(config, families), data, Path(config[OUT_KEY]), config.get(PROVENANCE_KEY) or {},
                   Path(feature_cache) if feature_cache else None)
     tune.report({SCORE: metrics["ev"], "val_r": metrics["r_mean"], FIT_DONE: 1, EPOCH: metrics.get("epochs_run", 1),
                  "epoch_seconds": time.perf_counter() - start,
                  NODE_ID: ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""})
-
-
-def trial_dirname(trial) -> str:
-    """Short trial folder names (Ray's default spells out the whole config)."""
-    return f"{TRIAL_PREFIX}{trial.trial_id}"
 
 
 def order(runs: list[FinalRun], max_epochs: int) -> list[FinalRun]:

@@ -22,7 +22,7 @@ from trainables.study.plan.search_plan import SearchPlan, TrackingPlan
 from trainables.study.records.ray_state import ray_trials
 from trainables.study.records.trials import REQUEUED_ATTR, TrialRecord, load_optuna_study
 from trainables.study.result import RUNNING, STATUS_BY_OPTUNA_STATE
-from trainables.study.tracking.callbacks import epoch_metrics
+from trainables.study.tracking.callbacks import result_metrics
 from trainables.study.tracking.search_run import end_runs, finish_run, running_trial_runs
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ def close_leftovers(folder: Path, name: str, tracking_uri: str, tracking: Tracki
         if record is None:
             continue
         stamp = int(time.time() * 1000)
-        reported = [m for row in record.results for m in epoch_metrics(row, stamp, metrics)]
+        reported = [m for row in record.results for m in result_metrics(row, stamp, metrics)]
         logged = {(key, m.step) for key in {m.key for m in reported}
                   for m in client.get_metric_history(run.info.run_id, key)}
         client.log_batch(run.info.run_id, metrics=[m for m in reported if (m.key, m.step) not in logged])

@@ -21,13 +21,13 @@ from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
 from search_spaces import points_to_evaluate
-from search_spaces.context import BoundSpace, SpaceContext
+from search_spaces.context import BoundSpace
 from trainables.core.layout import (BEST_WEIGHTS_FILE, EXPERIMENT_STATE, FEATURES_DIR, OPTUNA_FILE, OPTUNA_KEY,
-                                    RECHECK_DIR, RECHECK_KEY, TRIAL_PREFIX, TRIALS_FILE, TUNER_FILE, WHERE_FILE,
+                                    RECHECK_DIR, RECHECK_KEY, TRIALS_FILE, TUNER_FILE, WHERE_FILE,
                                     optuna_url)
 from trainables.core.usage import quiet_libraries
 from trainables.data.schema import ITData
-from trainables.fitting.families import complete, epoch_metrics, reference_scores
+from trainables.fitting.families import config_fields, epoch_metrics
 from trainables.fitting.family import DataShape
 from trainables.models.weights import load_imagenet_state
 from trainables.study.export.best_config import NothingToExport, export, rechecked
@@ -45,9 +45,9 @@ from trainables.study.run.janitor import CheckpointJanitor
 from trainables.study.run.progress import Phase, StudyProgress
 from trainables.study.run.recovery import (close_leftovers, drop_interrupted_rechecks, ended_trials, ray_trials,
                                            reconcile, restart_elsewhere)
-from trainables.study.run.trial import train_trial
+from trainables.study.run.trial import train_trial, trial_dirname
 from trainables.study.tracking.callbacks import MLflowTrials
-from trainables.study.tracking.store import data_input
+from trainables.study.tracking.store import data_input, save_runs_view, tracking_client
 from trainables.study.tracking.search_run import close_search_run, start_search_run
 from trainables.study.tune.samplers import make_sampler
 from trainables.study.tune.schedulers import expected_epochs, make_trial_scheduler
@@ -84,16 +84,6 @@ class Outcome:
 
     interrupted: bool = False
     cut: list = field(default_factory=list)
-
-
-def space_context(plan: SearchPlan) -> SpaceContext:
-    """The context the study's space is sampled in."""
-    return SpaceContext(pretrained=frozenset(plan.pretrained), max_epochs=plan.max_epochs, seed=plan.seed)
-
-
-def trial_dirname(trial) -> str:
-    """Short trial folder names (Ray's default spells out the whole config)."""
-    return f"{TRIAL_PREFIX}{trial.trial_id}"
 
 
 class Study:
@@ -147,6 +137,9 @@ class Study:
             experiment, run = start_search_run(plan, self.tracking_uri, self.dataset)
             plan = replace(plan, tracking=replace(plan.tracking, experiment_id=experiment, parent_run_id=run))
         self.save(plan)
+        # The URL the study prints opens its runs best first, with its scientific hyperparameter beside the score.
+        shown = (plan.scientific,) if plan.scientific in config_fields() else ()
+        save_runs_view(tracking_client(self.tracking_uri), plan.tracking.experiment_id, OBJECTIVE, shown)
         self.probed.prepare(self.data, self.storage)
         # Optuna's default of one pending trial would start fractional-GPU trials one after another.
         os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(self.concurrency)
@@ -370,11 +363,6 @@ class Study:
                          summary.best_path, self.folder / TRIALS_FILE, plan.references, done)
         self.save(replace(plan, finished=summary.finished))
         return summary
-
-
-def references(data: ITData) -> dict[str, float]:
-    """Scores any trial must beat to be more than object recognition, on the inner split trials score on."""
-    return reference_scores(data, complete({}), final=False)
 
 
 def weights_trial(trials: list[TrialRecord], best: dict | None) -> str | None:

@@ -29,7 +29,7 @@ import ray
 import torch
 from ray import tune
 
-from trainables.core.layout import BEST_WEIGHTS_FILE, FINAL_FILE, INNER_SUMS_FILE, OPTUNA_KEY, STATE_FILE
+from trainables.core.layout import BEST_WEIGHTS_FILE, FINAL_FILE, INNER_SUMS_FILE, OPTUNA_KEY, STATE_FILE, TRIAL_PREFIX
 from trainables.core.metrics import ObjectSums
 from trainables.data.schema import ITData
 from trainables.fitting.families import config_of
@@ -123,6 +123,19 @@ def _fetched(ref) -> dict:
     return _FETCHED[key]
 
 
+def provide_imagenet(imagenet: dict | None) -> None:
+    """Register the ImageNet state dicts the driver shipped (backbone -> object-store reference) with
+    :func:`trainables.models.weights.provide`: a worker node needs no torch cache, and a reused worker fetches each
+    once."""
+    for backbone, ref in (imagenet or {}).items():
+        weights.provide(backbone, lambda ref=ref: _fetched(ref))
+
+
+def trial_dirname(trial) -> str:
+    """Short trial folder names (Ray's default spells out the whole config)."""
+    return f"{TRIAL_PREFIX}{trial.trial_id}"
+
+
 def train_trial(config: dict, data: ITData, families: dict[str, Family], threads: int = 1,
                 checkpoint_interval: float = 300.0, feature_cache: str | None = None,
                 imagenet: dict | None = None, ended_before: frozenset = frozenset()) -> None:
@@ -158,7 +171,6 @@ def train_trial(config: dict, data: ITData, families: dict[str, Family], threads
         tune.report(final)
         return
     torch.set_num_threads(max(1, threads))
-    for backbone, ref in (imagenet or {}).items():
-        weights.provide(backbone, lambda ref=ref: _fetched(ref))
+    provide_imagenet(imagenet)
     hparams = config_of(config, families)
     families[hparams["model"]].search_fit(hparams, data, session)

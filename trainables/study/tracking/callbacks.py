@@ -20,7 +20,7 @@ from trainables.study.tracking.search_run import finish_run
 from trainables.study.tracking.store import mlflow_value
 
 
-def epoch_metrics(result: dict, stamp: int, names: tuple = EPOCH_METRICS) -> list[Metric]:
+def result_metrics(result: dict, stamp: int, names: tuple = EPOCH_METRICS) -> list[Metric]:
     """The MLflow metrics of one reported epoch (``names``: those the study's families report), logged at the
     trial's own epoch as the step."""
     step = epoch_of(result)
@@ -104,7 +104,7 @@ class MLflowTrials(tune.Callback):
         if step <= self._last_step.get(run_id, 0):  # logged before the study was interrupted
             return
         self._last_step[run_id] = step
-        self.client.log_batch(run_id, metrics=epoch_metrics(result, int(time.time() * 1000), self.metrics))
+        self.client.log_batch(run_id, metrics=result_metrics(result, int(time.time() * 1000), self.metrics))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         status = self.ended_before.get(trial.config.get(OPTUNA_KEY))

@@ -8,6 +8,8 @@ ladder started again logs each final training once and adds to the same runs.
 from __future__ import annotations
 
 import json
+import math
+import time
 from pathlib import Path
 
 from mlflow.entities import DatasetInput, Metric
@@ -16,7 +18,7 @@ from ray import tune
 
 from trainables.core.layout import CONFIG_FILE, METRICS_FILE
 from trainables.study.tracking.final import log_final_training
-from trainables.study.tracking.store import experiment_id, tracking_client
+from trainables.study.tracking.store import experiment_id, save_runs_view, tracking_client
 
 EXPERIMENT = "ladder"
 
@@ -41,6 +43,7 @@ class LadderRuns:
         if dataset is not None and not self.client.get_run(self.parent).inputs.dataset_inputs:
             self.client.log_inputs(self.parent, datasets=[dataset])
         self.rungs: dict[str, str] = {}
+        save_runs_view(self.client, self.experiment, "val_ev", ())  # the printed URL opens the rows best first
 
     def __getstate__(self):  # Ray pickles its callbacks; the client holds connections
         return {**self.__dict__, "_client": None}
@@ -78,14 +81,14 @@ class LadderRuns:
 
     def log_metrics(self, run_id: str, values: dict) -> None:
         """Metrics of a rung's (or the parent's) run: the ladder's statistics once every training ended."""
-        stamp = 0
+        stamp = int(time.time() * 1000)  # a later ladder's values are the latest (MLflow orders by step, then time)
         self.client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in values.items()
-                                               if v is not None and v == v])
+                                               if v is not None and math.isfinite(v)])
 
-    def close(self) -> None:
-        """End the rung runs and the parent run."""
+    def close(self, finished: bool = True) -> None:
+        """End the rung runs and the parent run: FINISHED, or KILLED when the ladder stopped before its answer."""
         for run_id in (*self.rungs.values(), self.parent):
-            self.client.set_terminated(run_id, "FINISHED")
+            self.client.set_terminated(run_id, "FINISHED" if finished else "KILLED")
 
 
 class LogFinals(tune.Callback):

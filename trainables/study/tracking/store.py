@@ -19,6 +19,8 @@ import logging
 import os
 import shutil
 import sqlite3
+import time
+from pathlib import Path
 
 import mlflow
 from mlflow.entities import Dataset, DatasetInput, InputTag
@@ -26,6 +28,7 @@ from mlflow.tracking import MlflowClient
 
 from trainables.core.layout import ARTIFACTS_DIR, EMPTY_MLFLOW_DB, cache_dir
 from trainables.study.tracking.sqlite_store import sqlite_path
+from trainables.study.tracking.ui import view_key
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,32 @@ def data_input(name: str, fingerprint: str, source: str, context: str = "trainin
     """The data set a run saw, as MLflow's Runs table shows it (its Dataset column): ``name``, and the data's
     fingerprint as its digest; ``source``: ``synthetic`` or the recordings file."""
     kind = "synthetic" if source == "synthetic" else "local"
+    name = Path(name).stem if kind == "synthetic" else name  # the cache file of a synthetic data set: its spec
     dataset = Dataset(name=name, digest=fingerprint, source_type=kind,
                       source=json.dumps({"uri": source if kind == "local" else f"synthetic:{name}"}))
     return DatasetInput(dataset, tags=[InputTag("mlflow.data.context", context)])
+
+
+# MLflow's UI keeps an experiment's saved views of its runs table as experiment tags of this prefix.
+VIEW_TAG = "mlflow.sharedViewState."
+
+
+def save_runs_view(client: MlflowClient, experiment: str, metric: str, params: tuple = ()) -> str | None:
+    """Save a view of the experiment's runs table: best ``metric`` first, with that metric, ``params`` and the data
+    set as its first columns; return its key for :func:`~trainables.study.tracking.ui.runs_url` (None where the
+    installed MLflow keeps no views: the URL's sort parameters do without the columns)."""
+    key = view_key(metric)
+    if key is None:
+        return None
+    columns = [f"metrics.`{metric}`", *(f"params.`{p}`" for p in params), "attributes.`Dataset`"]
+    state = {"searchFilter": "", "orderByKey": columns[0], "orderByAsc": False, "startTime": "ALL",
+             "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
+             "selectedColumns": columns, "columnOrder": columns, "columnWidths": {"attributes.`Dataset`": 180},
+             "runsHiddenMode": "FIRST_10_RUNS", "viewMaximized": False, "runListHidden": False,
+             "isAccordionReordered": False, "groupBy": None, "groupsExpanded": {}, "useGroupedValuesInCharts": True,
+             "hideEmptyCharts": True,
+             "globalLineChartConfig": {"xAxisKey": "step", "lineSmoothness": 0, "selectedXAxisMetricKey": ""}}
+    now = int(time.time() * 1000)
+    client.set_experiment_tag(experiment, f"{VIEW_TAG}{key}", json.dumps(
+        {"name": f"best {metric} first", "createdAt": now, "updatedAt": now, "state": json.dumps(state)}))
+    return key

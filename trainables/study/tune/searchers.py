@@ -117,7 +117,6 @@ class StudySearcher(OptunaSearch):
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             self._ot_study.set_metric_names([OBJECTIVE_NAME])
         self.free_slots, self.budget = free_slots, budget
-        self.cut = False  # the time budget stopped the search from starting more trials
         self.started = 0
         self.restored = False  # from Ray's saved state (a resumed search)
         self.records: dict[str, dict] = {name: {} for name in ("params", "rechecks", "curves", "seen", "completed")}
@@ -126,7 +125,6 @@ class StudySearcher(OptunaSearch):
         if self.free_slots is not None and self.started >= self.free_slots.samples:
             return self._free_slot_run(trial_id) if not self.restored else Searcher.FINISHED
         if self._over_budget():
-            self.cut = True
             return Searcher.FINISHED
         with warnings.catch_warnings():
             # Ray warns when sampling a define-by-run space takes over a second, which Optuna's SQLite storage does
