@@ -24,6 +24,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from analysis.ladder.rungs import Ensemble, Run, Rung, ValData  # noqa: E402
+from search_spaces import ladder_group  # noqa: E402
 
 CATEGORIES = ("ellipse", "triangle", "square", "pentagon", "hexagon", "star", "cross", "blob")
 REFERENCES = {"object ideal observer": 0.0694, "category ideal observer": 0.1096}
@@ -135,9 +136,8 @@ PCA = [0, 50, 100, 200, 500, 1000]
 LAYERS = ["block1", "block3", "block5", "block8", "block12", "block16", "block18", "avgpool"]
 LAYER_EV = {"imagenet": [0.05, 0.09, 0.14, 0.2, 0.26, 0.31, 0.28, 0.22],
             "random": [0.04, 0.06, 0.07, 0.075, 0.07, 0.06, 0.05, 0.04]}
-NETWORKS = [("shallow_cnn", "shallow CNN", "shallow_cnn, width x2", 0.18),
-            ("vgg_depth", "fine-tuned", "vgg11_bn, 5 blocks", 0.27),
-            ("decoder_head", "fine-tuned", "resnet34, mlp 512 x 2", 0.36)]
+NETWORKS = [("shallow_cnn", "shallow_cnn, width x2", 0.18), ("vgg_depth", "vgg11_bn, 5 blocks", 0.27),
+            ("decoder_head", "resnet34, mlp 512 x 2", 0.36)]
 
 
 def ladder(root: Path, val: ValData, seeds: int = 3, top_k: int = 3) -> tuple[list[Rung], list[Ensemble]]:
@@ -147,19 +147,19 @@ def ladder(root: Path, val: ValData, seeds: int = 3, top_k: int = 3) -> tuple[li
     for regression, evs in PIXELS.items():
         for pca, ev in zip(PCA, evs):
             label = f"{regression}, " + (f"PCA {pca}" if pca else "no PCA")
-            rungs.append(make_rung(root, val, "ridge_pixels", "pixels", label, ev,
+            rungs.append(make_rung(root, val, "ridge_pixels", ladder_group("ridge_pixels"), label, ev,
                                    {"regression": regression, "pca_components": pca}, seed=k))
             k += 1
     for weights, evs in LAYER_EV.items():
         for layer, ev in zip(LAYERS, evs):
-            rungs.append(make_rung(root, val, "layer_sweep", "task-driven features", f"{layer}, {weights}", ev,
+            rungs.append(make_rung(root, val, "layer_sweep", ladder_group("layer_sweep"), f"{layer}, {weights}", ev,
                                    {"layer": layer, "weights": weights}, seed=k))
             k += 1
-    for study, group, label, ev in NETWORKS:
-        rungs.append(make_rung(root, val, study, group, label, ev, seeds=seeds, deterministic=False, seed=k,
-                               common=k))
+    for study, label, ev in NETWORKS:
+        rungs.append(make_rung(root, val, study, ladder_group(study), label, ev, seeds=seeds, deterministic=False,
+                               seed=k, common=k))
         k += 1
-    study, _, _, best = NETWORKS[-1]
+    study, _, best = NETWORKS[-1]
     members = []
     for i in range(top_k):
         members += make_rung(root / "ensemble", val, study, "", f"config {i + 1}", best - 0.008 * i, seeds=seeds,

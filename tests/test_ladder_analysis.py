@@ -27,8 +27,10 @@ from analysis.ladder.page import INDEX, SITE_RESPONSES
 from analysis.ladder.rows import ENSEMBLE, MODEL, SEED_ENSEMBLE, best_row, build_rows, compare_rows
 from analysis.ladder.rungs import Ensemble, Run, Rung, ValData
 from analysis.ladder.sites import extreme_sites, site_table
+from analysis.ladder.steps import ladder_steps, step_lines
 from analysis.ladder.table import CSV_COLUMNS, format_table, notes
 from analysis.limits import MARGIN
+from search_spaces import ladder_group
 
 RESAMPLES = 400  # enough for intervals to order the rows here; the command's default is 1000
 
@@ -312,8 +314,8 @@ def test_the_page_answers_first_then_shows_each_figure_with_its_caption(ladder, 
     assert "object ideal observer 6.94 %" in page and "noise ceiling" in page
     assert "resnet34, mlp 512 x 2's 5 best and 5 worst sites" in page
     assert "max-width:100%" in page and "http" not in page.split("<body>")[1]  # scaled images, nothing fetched
-    assert [p.name for p in written.files] == ["table.md", "table.csv", "sites.csv", "layers.png", "sites.png",
-                                               "rdms.png", SITE_RESPONSES, INDEX]
+    assert [p.name for p in written.files] == ["table.md", "table.csv", "sites.csv", "steps.csv", "layers.png",
+                                               "sites.png", "rdms.png", SITE_RESPONSES, INDEX]
 
 
 def test_a_ladder_without_repetitions_or_layers_still_writes_everything(tmp_path):
@@ -324,3 +326,41 @@ def test_a_ladder_without_repetitions_or_layers_still_writes_everything(tmp_path
     assert all(math.isnan(r.ceiled) for r in written.rows)
     assert "Ceiled EV: none" in (tmp_path / "out" / "table.md").read_text()
     assert "<figcaption>" in written.page.read_text()
+
+
+# --- the report's ordering -------------------------------------------------------------------------------------------
+
+def test_the_report_s_ordering_steps_from_each_level_s_best_row_to_the_next(ladder, val):
+    out, _, written = ladder
+    steps = written.steps
+    assert [(s.lower.name, s.upper.name) for s in steps] == [
+        ("pixels", "best random-weights layer"), ("best random-weights layer", "shallow CNN"),
+        ("shallow CNN", "best ImageNet layer"), ("best ImageNet layer", "fine-tuned")]
+    # Each level is its kind's best model row: the ImageNet layer the best of 8, fine-tuned the better network.
+    assert [s.upper_row.label for s in steps] == ["block8, random", "shallow_cnn, width x2", "block16, imagenet",
+                                                  "resnet34, mlp 512 x 2"]
+    pixels = [r for r in written.rows if r.study == "ridge_pixels"]
+    assert steps[0].lower_row is max(pixels, key=lambda r: r.ev)
+    for s in steps:
+        assert s.difference == compare_rows(s.upper_row, s.lower_row)
+        assert s.verdict == "holds" and s.difference.low > 0
+    with (out / "steps.csv").open() as f:
+        table = list(csv.DictReader(f))
+    assert [t["upper level"] for t in table] == [s.upper.name for s in steps]
+    assert float(table[0]["difference"]) == pytest.approx(steps[0].difference.value)
+    page = (out / INDEX).read_text()
+    assert page.index("<table") < page.index("The report's ordering") < page.index("<figure>")
+
+
+def test_a_step_the_data_contradict_is_reversed_and_a_missing_level_is_skipped(val, tmp_path):
+    rungs = [ls.make_rung(tmp_path, val, "ridge_pixels", ladder_group("ridge_pixels"), "ridge", 0.30,
+                          {"regression": "ridge", "pca_components": 0}, seed=1),
+             ls.make_rung(tmp_path, val, "shallow_cnn", ladder_group("shallow_cnn"), "shallow", 0.05, seeds=2,
+                          deterministic=False, seed=2),
+             ls.make_rung(tmp_path, val, "vgg_depth", ladder_group("vgg_depth"), "vgg", 0.05, seeds=2,
+                          deterministic=False, seed=2)]  # the shallow CNN's predictions: a difference of 0
+    steps = ladder_steps(build_rows(rungs, val, resamples=RESAMPLES))
+    assert [(s.lower.name, s.upper.name) for s in steps] == [("pixels", "shallow CNN"), ("shallow CNN", "fine-tuned")]
+    assert steps[0].verdict == "reversed" and steps[0].difference.high < 0
+    assert steps[1].verdict == "not resolved" and steps[1].difference.low <= 0 <= steps[1].difference.high
+    assert step_lines(steps)[0].startswith("pixels (ridge, 30.") and step_lines(steps)[0].endswith("reversed")

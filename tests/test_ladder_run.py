@@ -41,6 +41,11 @@ def test_the_ladder_trains_every_row_over_seeds_and_writes_the_answer(studies):
     shallow = next(r for r in models if r["study"] == "shallow_cnn")
     assert shallow["seeds"] == "0 1" and shallow["source"] == "re-check"  # the seeds it trained with
     assert "Table 1" in done.stdout and "for scale: object ideal observer" in done.stdout
+    assert "final trainings: 8 runs ended in" in done.stderr  # the phase's end, as benchmarks/ladder_busy.py reads it
+    # The report's ordering: of its levels, this ladder has the pixels and the shallow CNN: one step.
+    assert "the report's ordering" in done.stdout and "pixels (" in done.stdout
+    with open(out / "steps.csv") as f:
+        assert [(s["lower level"], s["upper level"]) for s in csv.DictReader(f)] == [("pixels", "shallow CNN")]
     for name in ("table.md", "sites.csv", "sites.png", "rdms.png", "index.html"):
         assert (out / name).is_file(), name
     page = (out / "index.html").read_text()

@@ -13,7 +13,7 @@ change: 1), as Ray trials with the search's resources (:mod:`trainables.study.ru
 a network row's seeds averaged are an ensemble row, and so are the best network
 study's re-checked configs. A run already done (same config, seed and data) is not
 run again. The answer goes to ``<storage>/ladder/`` (``table.md``, ``table.csv``,
-``sites.csv``, ``layers.png``, ``sites.png``, ``rdms.png``, ``index.html``) and to MLflow
+``sites.csv``, ``steps.csv``, ``layers.png``, ``sites.png``, ``rdms.png``, ``index.html``) and to MLflow
 (one parent run, a child per row); the table is printed at the end.
 """
 
@@ -300,6 +300,7 @@ def answer(args, data: ITData, studies: list[Study], tracking_uri: str, begun: f
     # Ray, MLflow and the final training (matplotlib), once Ray's environment is set: a refused ladder pays none.
     from analysis.ladder.output import write_ladder
     from analysis.ladder.rungs import Ensemble, ValData
+    from analysis.ladder.steps import step_lines
     from analysis.ladder.table import format_table
     from trainables import train
     from trainables.study.run.finals import OUT_KEY, ROW_KEY, run_finals
@@ -353,6 +354,7 @@ def answer(args, data: ITData, studies: list[Study], tracking_uri: str, begun: f
             train_all(more, f"final trainings: {best_study.name}'s re-checked configs")
             todo += more
         finals_s = time.time() - started
+        log.info("final trainings: %d runs ended in %s", len(todo), minutes(finals_s))
         val = ValData(data.spikes_val, data.object_val, data.noise_ceiling_val,
                       reference_scores(data, complete({}), final=True), data.fingerprint)
         rungs = [analysed(rung, sum(plan, []), args.storage) for _, rung, plan in rows]
@@ -371,6 +373,9 @@ def answer(args, data: ITData, studies: list[Study], tracking_uri: str, begun: f
         ray_start.close()
         mlflow_runs.close(finished)
     print("\n" + "\n".join(format_table(written.rows, val)))
+    if written.steps:
+        print("the report's ordering, step by step (EV %; the step's paired 95 % interval):")
+        print("\n".join("  " + line for line in step_lines(written.steps)))
     print(f"\nladder: {len(rows)} rows; studies {minutes(studies_s)}, final trainings {minutes(finals_s)} "
           f"({len(todo)} trained, {len(done)} done before); in all {minutes(time.time() - begun)}")
     print(f"page: {written.page}")

@@ -12,6 +12,7 @@ from analysis.ladder.rows import Row, build_rows
 from analysis.ladder.rungs import Ensemble, Rung, ValData
 from analysis.ladder.sites import SITES_CSV, write_sites
 from analysis.ladder.stats import CEILING_FLOOR, RESAMPLES
+from analysis.ladder.steps import STEPS_CSV, ladder_steps, write_steps
 from analysis.ladder.table import write_tables
 from analysis.style import Drawn
 
@@ -26,6 +27,8 @@ class Written:
     ----------
     rows : list of Row
         Table 1's rows, with their statistics (for ``format_table`` and MLflow).
+    steps : list of Step
+        The report's ordering, step by step (:mod:`analysis.ladder.steps`).
     figures : list of Drawn
         Figure 1 (absent without a layer sweep), 2A, 2B.
     files : list of Path
@@ -35,6 +38,7 @@ class Written:
     """
 
     rows: list
+    steps: list
     figures: list
     page: Path
     files: list = field(default_factory=list)
@@ -58,7 +62,7 @@ def write_ladder(rungs: list[Rung], val: ValData, out: Path, ensembles: list[Ens
         In Table 1's order.
     val : ValData
     out : Path
-        Made if missing; receives ``table.md``, ``table.csv``, ``sites.csv``, ``layers.png``, ``sites.png``,
+        Made if missing; receives ``table.md``, ``table.csv``, ``sites.csv``, ``steps.csv``, ``layers.png``, ``sites.png``,
         ``rdms.png``, ``site_responses.png`` (the best model's, where its run drew one) and ``index.html``.
     ensembles : list of Ensemble
     resamples, seed : int
@@ -73,10 +77,12 @@ def write_ladder(rungs: list[Rung], val: ValData, out: Path, ensembles: list[Ens
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = build_rows(rungs, val, ensembles, resamples, seed, floor)
-    files = list(write_tables(rows, val, out)) + [write_sites(rows, val, out / SITES_CSV, floor)]
+    steps = ladder_steps(rows)
+    files = list(write_tables(rows, val, out)) + [write_sites(rows, val, out / SITES_CSV, floor),
+                                                   write_steps(steps, out / STEPS_CSV)]
     figures = draw_figures(rows, val, out)
     copied = out / SITE_RESPONSES
     copied.unlink(missing_ok=True)  # the page copies the best model's, where its run drew one
-    page = write_page(rows, figures, val, out)
+    page = write_page(rows, figures, val, out, steps)
     files += [d.path for d in figures] + ([copied] if copied.is_file() else []) + [page]
-    return Written(rows, figures, page, files)
+    return Written(rows, steps, figures, page, files)

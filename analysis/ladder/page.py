@@ -3,7 +3,7 @@
 Self-contained as :mod:`analysis.report`'s page (one HTML file, its PNGs beside it,
 nothing fetched): the answer first (the best model, how far ahead of the next, the
 ensembles' gain, the scale of the ideal observers and the noise ceiling), Table 1,
-the figures each in a ``<figure>`` with a one-line ``<figcaption>``, the best model's
+the report's ordering step by step (:mod:`analysis.ladder.steps`), the figures each in a ``<figure>`` with a one-line ``<figcaption>``, the best model's
 single sites by category (Figure 3, as its final training drew it), and its best
 and worst sites. Readable at 1280 px: images scale to the text column, the table's
 long cells wrap.
@@ -20,6 +20,7 @@ from pathlib import Path
 from analysis.ladder.rows import ENSEMBLE, MODEL, SEED_ENSEMBLE, Row, best_row, common_folder, compare_rows
 from analysis.ladder.rungs import ValData
 from analysis.ladder.sites import extreme_sites
+from analysis.ladder.steps import HOLDS, Step, step_lines
 from analysis.ladder.table import RESOLVED, difference_text, interval_text, notes, scale, seeds_text, source_text
 from analysis.page_style import PAGE_STYLE
 from analysis.style import Drawn
@@ -185,7 +186,20 @@ def sites_html(row: Row, val: ValData, n: int = 5) -> str:
             "the ceiling reaches the ceiled EV's floor. Every site of every row: sites.csv.</p>")
 
 
-def write_page(rows: list[Row], figures: list[Drawn], val: ValData, out: Path,
+def steps_html(steps: list[Step]) -> str:
+    """The report's ordering, a line per step (its verdict in bold where the step holds)."""
+    if not steps:
+        return ""
+    items = "".join(f"<li>{_esc(line)}</li>" if step.verdict != HOLDS else
+                    f"<li>{_esc(line.rsplit(', ', 1)[0])}, <b>{HOLDS}</b></li>"
+                    for step, line in zip(steps, step_lines(steps)))
+    return ("<h2>The report's ordering</h2><p class='notes'>Each level is the best model row of its kind; each step is "
+            "the upper level's EV minus the lower's in percentage points, with the paired 95 % interval over the "
+            "same resampled objects: <i>holds</i> where the interval lies above 0, <i>reversed</i> where it lies "
+            f"below, <i>not resolved</i> where it includes 0.</p><ul>{items}</ul>")
+
+
+def write_page(rows: list[Row], figures: list[Drawn], val: ValData, out: Path, steps: list[Step] = (),
                title: str = "The ladder: which model explains IT best") -> Path:
     """Write ``index.html`` into ``out`` (the figures' folder) and copy the best model's Figure 3 beside it.
 
@@ -199,6 +213,8 @@ def write_page(rows: list[Row], figures: list[Drawn], val: ValData, out: Path,
     val : ValData
     out : Path
         The output folder.
+    steps : list of Step
+        The report's ordering (:func:`analysis.ladder.steps.ladder_steps`), shown under Table 1.
 
     Returns
     -------
@@ -208,7 +224,8 @@ def write_page(rows: list[Row], figures: list[Drawn], val: ValData, out: Path,
     out = Path(out)
     parts = [f"<h1>{_esc(title)}</h1>", "<div class='answer'>" + "".join(f"<p>{s}</p>" for s in answer(rows, val))
              + "</div>", "<h2>Table 1</h2>", table_html(rows, val),
-             "<div class='notes'>" + "".join(f"<p>{_esc(s)}</p>" for s in notes(rows, val)) + "</div>"]
+             "<div class='notes'>" + "".join(f"<p>{_esc(s)}</p>" for s in notes(rows, val)) + "</div>",
+             steps_html(list(steps))]
     shown = [d for d in figures if d is not None]
     best = best_row(rows)
     if best is not None:
