@@ -77,10 +77,10 @@ class LadderSize:
 
 
 # The smoke ladder on a 2-core laptop within its time goal (benchmarks/RESULTS.md, "Ladder"): the networks' own size
-# (32 px, 16 images per object), recipes capped at 4 epochs and 4 trials per network study. It trades the science:
-# ImageNet readouts score lower at 32 px than at 64 px, 4-epoch recipes stop early, and the validation set is about
+# (32 px, 16 images per object), recipes capped at 3 epochs and 4 trials per network study. It trades the science:
+# ImageNet readouts score lower at 32 px than at 64 px, 3-epoch recipes stop early, and the validation set is about
 # one image per object. The full profile keeps its own sizes (224 px, no cap, 64 trials).
-LADDER_SIZES = {"smoke": LadderSize(32, 16, max_epochs=4, network_samples=4)}
+LADDER_SIZES = {"smoke": LadderSize(32, 16, max_epochs=3, network_samples=4)}
 
 
 def parse_args(argv):
