@@ -16,7 +16,7 @@ import optuna
 
 from trainables.core.layout import OPTUNA_KEY, SAMPLED_KEY, optuna_url
 from trainables.core.metrics import object_sums
-from trainables.data.schema import write_h5
+from trainables.data.schema import load_h5, write_h5
 from trainables.fitting.families import complete
 from trainables.study.plan.search_plan import (DataPlan, RecheckPlan, ResourcePlan, SchedulerPlan, SearchPlan,
                                                TrackingPlan, write_plan)
@@ -29,8 +29,13 @@ STATE = "2026-12-07_00-00-00"
 READ_THROUGH = "not-these-data"
 
 
-def build_study(storage: Path) -> Path:
-    """Write the study, and what lies beside it, into ``storage``; return ``storage``."""
+def build_study(storage: Path, states: tuple[str, ...] = ("COMPLETE", "COMPLETE", "RUNNING"),
+                finished: bool = False, on_its_data: bool = False) -> Path:
+    """Write the study, and what lies beside it, into ``storage``; return ``storage``.
+
+    ``states``: its trials' Optuna states (COMPLETE, PRUNED or RUNNING); ``finished``: whether its plan says the
+    search ended; ``on_its_data``: its plan names the recordings file's fingerprint, not :data:`READ_THROUGH`.
+    """
     folder = storage / NAME
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -48,10 +53,11 @@ def build_study(storage: Path) -> Path:
                       scheduler=SchedulerPlan("asha", 2, 3.0, 4), recheck=RecheckPlan(2, 2),
                       resources=ResourcePlan(1.0, 0.0), data=DataPlan(str(storage / "data.h5"), 0, 16, 4),
                       profile="smoke", max_epochs=4, tracking=TrackingPlan(None, experiment, parent),
-                      data_fingerprint=READ_THROUGH, image_size=16, references={"object ideal observer": 0.05})
+                      data_fingerprint=load_h5(storage / "data.h5").fingerprint if on_its_data else READ_THROUGH,
+                      image_size=16, references={"object ideal observer": 0.05}, finished=finished)
     write_plan(plan, folder)
     study = optuna.create_study(study_name=NAME, storage=optuna_url(folder), direction="maximize")
-    states, trial_data = ["COMPLETE", "COMPLETE", "RUNNING"], []
+    trial_data = []
     for n, state in enumerate(states):
         trial = study.ask()
         width = trial.suggest_float("width_mult", 0.5, 2.0)
@@ -65,6 +71,8 @@ def build_study(storage: Path) -> Path:
             trial.report(row["best_inner_ev"], row["epoch"])
         if state == "COMPLETE":
             study.tell(trial, results[-1]["best_inner_ev"])
+        elif state == "PRUNED":
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         params = {"width_mult": width, **config, SAMPLED_KEY: ["width_mult"], OPTUNA_KEY: trial.number}
         trial_folder = folder / f"trial_t{n}"
         trial_folder.mkdir()

@@ -85,6 +85,7 @@ def test_the_ladder_refuses_bad_input_in_one_line_before_any_work(tmp_path, caps
     from trainables import ladder
 
     storage = build_study(tmp_path / "runs")
+    capsys.readouterr()  # the set-up's own output (MLflow's first database, when it is the process's first)
     data = ["--data", str(storage / "data.h5")]
     assert "--seeds must be >= 1" in refused(ladder.main, ["--seeds", "0", "--storage", str(storage), *data], capsys)
     line = refused(ladder.main, ["--studies", "nosuch", "--storage", str(storage), *data], capsys)
@@ -98,4 +99,23 @@ def test_the_ladder_refuses_bad_input_in_one_line_before_any_work(tmp_path, caps
     line = refused(ladder.main, ["--studies", NAME, "--storage", str(damaged), "--data", str(damaged / "data.h5")],
                    capsys)
     assert "params.json cannot be read" in line
-    assert not (storage / "ladder").exists() and not (damaged / "ladder").exists()
+    # A finished study none of whose trials completed (the scheduler stopped both), on the ladder's data.
+    empty = build_study(tmp_path / "empty", states=("PRUNED", "PRUNED"), finished=True, on_its_data=True)
+    capsys.readouterr()
+    line = refused(ladder.main, ["--studies", NAME, "--storage", str(empty), "--data", str(empty / "data.h5")], capsys)
+    assert f"study '{NAME}'" in line and "has no completed trial" in line
+    assert not any((s / "ladder").exists() for s in (storage, damaged, empty))
+
+
+def test_the_ensemble_s_study_is_chosen_by_its_inner_validation_evidence_the_re_check_s_mean_where_it_raced():
+    from trainables.ladder import inner_score
+    from trainables.study.export.rungs import RungConfig
+
+    def rung(trial_id, provenance):
+        return RungConfig("s", "fine-tuned", "s", {}, trial_id, "search", {"provenance": provenance}, False)
+
+    raced = {"value": 0.30, "recheck": {"table": [{"trial_id": "a", "mean": 0.21}, {"trial_id": "b", "mean": 0.25}]}}
+    assert inner_score(rung("a", raced)) == 0.21  # not the search's 0.30, a best single run selected for being high
+    assert inner_score(rung("c", raced)) == 0.30  # a trial the re-check did not race
+    assert inner_score(rung("a", {"value": 0.1})) == 0.1  # a study without a re-check
+    assert max([rung("a", raced), rung("b", raced)], key=inner_score).trial_id == "b"

@@ -68,6 +68,8 @@ def test_the_ladder_trains_every_row_over_seeds_and_writes_the_answer(studies):
     assert {r.data.tags["mlflow.parentRunId"] for r in rungs} == {parents[0].info.run_id}
     assert {r.data.tags["mlflow.parentRunId"] for r in trainings} <= {r.info.run_id for r in rungs}
     assert all("val_ev" in r.data.metrics for r in rungs if r.data.tags["rung"].startswith("ridge"))
+    nodes = {r.data.tags.get("node_id") for r in trainings}
+    assert len(nodes) == 1 and None not in nodes  # each training tagged with its Ray node: here the one machine's
 
     # Every file the ladder writes is in docs/architecture.md's tree (Ray's own folder apart).
     patterns = [pattern(p) for p in documented_tree()]

@@ -10,8 +10,9 @@ study gives its rows (:mod:`trainables.study.export.rungs`: the best config per 
 its ladder axes, or its exported config); every row is trained on the official
 validation set over seeds (networks: 3 by default; readouts, which a seed does not
 change: 1), as Ray trials with the search's resources (:mod:`trainables.study.run.finals`);
-a network row's seeds averaged are an ensemble row, and so are the best network
-study's re-checked configs. A run already done (same config, seed and data) is not
+a network row's seeds averaged are an ensemble row, and so are the re-checked configs
+of the network study with the best inner-validation EV (the re-check's mean), trained
+over the same seeds beside every other run. A run already done (same config, seed and data) is not
 run again. The answer goes to ``<storage>/ladder/`` (``table.md``, ``table.csv``,
 ``sites.csv``, ``steps.csv``, ``layers.png``, ``sites.png``, ``rdms.png``, ``index.html``) and to MLflow
 (one parent run, a child per row); the table is printed at the end.
@@ -235,6 +236,14 @@ def final_runs(rung: RungConfig, paces: dict, seeds: int | None, storage: Path, 
     return todo, done, redo
 
 
+def inner_score(rung: RungConfig) -> float:
+    """A row's inner-validation EV as its study measured it: the re-check's mean of its trial where the study raced
+    it, else the search's value (a search's best single run, selected for being high)."""
+    provenance = rung.config["provenance"]
+    raced = {row["trial_id"]: row["mean"] for row in (provenance.get("recheck") or {}).get("table", [])}
+    return raced.get(rung.trial_id, provenance["value"])
+
+
 def top_configs(study: Study, best: RungConfig) -> list[RungConfig]:
     """The study's re-checked configs besides its row's (the re-check's table, best mean first), as rows of their
     own: with the row, the ensemble of the study's top configs."""
@@ -295,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def answer(args, data: ITData, studies: list[Study], tracking_uri: str, begun: float, studies_s: float) -> int:
-    """Train every row on Ray (then the best network study's top configs), gather the answer, write and print it."""
+    """Train every row on Ray (and the best network study's top configs), gather the answer, write and print it."""
     set_ray_environment(args.address)
     # Ray, MLflow and the final training (matplotlib), once Ray's environment is set: a refused ladder pays none.
     from analysis.ladder.output import write_ladder
@@ -311,13 +320,25 @@ def answer(args, data: ITData, studies: list[Study], tracking_uri: str, begun: f
     quiet_libraries()
     rows = [(study, rung, final_runs(rung, study.paces, args.seeds, args.storage, data.fingerprint))
             for study in studies for rung in study.rungs]
-    todo = [r for *_, plan in rows for r in plan[0] + plan[2]]
-    done = [r for *_, plan in rows for r in plan[1]]
-    redo = sum(len(plan[2]) for *_, plan in rows)
-    log.info("final trainings: %d rows, %d runs: %d done before, %d to run%s", len(rows), len(todo) + len(done),
-             len(done), len(todo), f" ({redo} left unfinished by a stop, run again)" if redo else "")
+    # The best network study's re-checked configs, each over the same seeds: with its row, their ensemble. Chosen
+    # before any final training, by the studies' own inner-validation evidence, so that the validation set the rows
+    # are scored on picks nothing, and every run shares one phase.
+    networks = [(study, rung, plan) for study, rung, plan in rows if not rung.deterministic]
+    members = []
+    if networks:
+        best_study, best, best_plan = max(networks, key=lambda row: inner_score(row[1]))
+        members = [(rung, final_runs(rung, best_study.paces, args.seeds, args.storage, data.fingerprint))
+                   for rung in top_configs(best_study, best)]
+    plans = [plan for *_, plan in rows] + [plan for _, plan in members]
+    todo = [r for plan in plans for r in plan[0] + plan[2]]
+    done = [r for plan in plans for r in plan[1]]
+    redo = sum(len(plan[2]) for plan in plans)
+    log.info("final trainings: %d rows, %d runs: %d done before, %d to run%s", len(rows) + len(members),
+             len(todo) + len(done), len(done), len(todo), f" ({redo} left unfinished by a stop, run again)" if redo
+             else "")
     mlflow_runs = LadderRuns(tracking_uri, data.fingerprint, data_input(data.name, data.fingerprint, args.data))
-    titles = {f"{rung.study}/{rung.slug}": rung.title for _, rung, _ in rows}  # a row's MLflow run is named so
+    # A row's MLflow run is named so.
+    titles = {f"{rung.study}/{rung.slug}": rung.title for rung in [r for _, r, _ in rows] + [r for r, _ in members]}
     for run in done:  # done by a ladder stopped before it logged them
         mlflow_runs.log_training(run.row, titles[run.row], run.out)
     gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (1.0 if torch.cuda.is_available() else 0.0)
@@ -328,31 +349,14 @@ def answer(args, data: ITData, studies: list[Study], tracking_uri: str, begun: f
     try:
         ray_start.wait()
         started = time.time()
-
-        def train_all(runs: list, title: str) -> None:
-            imagenet = sorted({r.config["backbone"] for r in runs if r.config["weights"] == "imagenet"
-                               and get_family(r.config["model"]).uses_backbone(r.config)})
-            ended = run_finals(runs, data, families, train.train_one, resources, args.storage / LADDER_DIR, LADDER_RAY,
-                               args.storage / FEATURES_DIR, tuple(imagenet),
-                               [LogFinals(mlflow_runs, titles, OUT_KEY, ROW_KEY)], title)
-            if ended < len(runs):
-                raise LadderStopped(f"{len(runs) - ended} final trainings did not end; start the ladder again to run "
-                                    "them (those that ended are kept)")
-
-        train_all(todo, "final trainings")
-        # The best network study's re-checked configs, each over the same seeds: with its row, their ensemble.
-        networks = [(study, rung, plan) for study, rung, plan in rows if not rung.deterministic]
-        members = []
-        if networks:
-            best_study, best, best_plan = max(networks, key=lambda row: np.mean(
-                [read_training(r.out / METRICS_FILE)["ev"] for r in sum(row[2], [])]))
-            members = [(rung, final_runs(rung, best_study.paces, args.seeds, args.storage, data.fingerprint))
-                       for rung in top_configs(best_study, best)]
-            titles.update({f"{rung.study}/{rung.slug}": rung.title for rung, _ in members})
-            more = [r for _, plan in members for r in plan[0] + plan[2]]
-            done += [r for _, plan in members for r in plan[1]]
-            train_all(more, f"final trainings: {best_study.name}'s re-checked configs")
-            todo += more
+        imagenet = sorted({r.config["backbone"] for r in todo if r.config["weights"] == "imagenet"
+                           and get_family(r.config["model"]).uses_backbone(r.config)})
+        ended = run_finals(todo, data, families, train.train_one, resources, args.storage / LADDER_DIR, LADDER_RAY,
+                           args.storage / FEATURES_DIR, tuple(imagenet),
+                           [LogFinals(mlflow_runs, titles, OUT_KEY, ROW_KEY)], "final trainings")
+        if ended < len(todo):
+            raise LadderStopped(f"{len(todo) - ended} final trainings did not end; start the ladder again to run them "
+                                "(those that ended are kept)")
         finals_s = time.time() - started
         log.info("final trainings: %d runs ended in %s", len(todo), minutes(finals_s))
         val = ValData(data.spikes_val, data.object_val, data.noise_ceiling_val,

@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 from trainables.core.layout import CONFIG_FILE, METRICS_FILE
+from trainables.study.result import NODE_ID
 from trainables.study.tracking.final import log_final_training
 from trainables.study.tracking.store import experiment_id, save_runs_view, tracking_client
 
@@ -62,9 +63,9 @@ class LadderRuns:
                 self.experiment, run_name=label, tags={**tags, "kind": "ladder_rung"}).info.run_id
         return self.rungs[row]
 
-    def log_training(self, row: str, label: str, out: Path) -> str | None:
-        """Log the final training in folder ``out`` under its rung's run, once; its run id (None when the folder holds
-        no finished training)."""
+    def log_training(self, row: str, label: str, out: Path, node_id: str = "") -> str | None:
+        """Log the final training in folder ``out`` under its rung's run, once, tagged with the Ray node it ran on when
+        known; its run id (None when the folder holds no finished training)."""
         out = Path(out)
         found = _found(self.client, self.experiment, {"output": str(out.resolve())})
         if found:
@@ -76,7 +77,8 @@ class LadderRuns:
             return None
         logged = log_final_training(self.tracking_uri, config, metrics, out, provenance=metrics.get("provenance"),
                                     parent_run_id=self.rung(row, label), dataset=self.dataset, experiment=EXPERIMENT,
-                                    tags={"rung": row, "seed": str(config.get("seed"))})
+                                    tags={"rung": row, "seed": str(config.get("seed")),
+                                          **({NODE_ID: node_id} if node_id else {})})
         return logged["run_id"]
 
     def log_metrics(self, run_id: str, values: dict) -> None:
@@ -103,4 +105,5 @@ class LogFinals(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         row = trial.config[self.row_key]
-        self.runs.log_training(row, self.rows.get(row, row), Path(trial.config[self.out_key]))
+        self.runs.log_training(row, self.rows.get(row, row), Path(trial.config[self.out_key]),
+                               (trial.last_result or {}).get(NODE_ID, ""))
