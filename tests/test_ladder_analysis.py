@@ -9,6 +9,7 @@ report's ladder (its demo writes a complete folder).
 from __future__ import annotations
 
 import csv
+import html
 import math
 import re
 from pathlib import Path
@@ -88,6 +89,19 @@ def test_ceiled_ev_leaves_out_the_sites_below_the_floor_and_the_notes_count_them
     rows = build_rows([Rung("s", "g", "m", {}, "t", Path("c.json"), "search", True,
                             [Run(0, Path("."), y * 0.5, {})])], val, resamples=20)
     assert "over the 2 sites whose ceiling is at least 0.1; 2 sites left out" in " ".join(notes(rows, val))
+
+
+def test_what_a_study_said_when_it_started_is_said_once_under_every_form_of_the_table(val, tmp_path):
+    fallback = "ImageNet weights not in the torch cache for vgg11_bn: those backbones run with random weights"
+    rungs = [noisy_rung(val, tmp_path, "net", 0.8, seeds=2, study="vgg_depth"),
+             noisy_rung(val, tmp_path, "readout", 0.9, study="layer_sweep")]
+    rungs[0].notes = (fallback,)
+    rows = build_rows(rungs, val, resamples=20)
+    said = f"vgg_depth's search: {fallback}."
+    assert notes(rows, val).count(said) == 1 and format_table(rows, val).count(said) == 1
+    written = write_ladder(rungs, val, tmp_path / "ladder")
+    assert (tmp_path / "ladder" / "table.md").read_text().count(said) == 1
+    assert written.page.read_text().count(html.escape(said)) == 1
 
 
 def test_the_sd_over_seeds_is_nan_for_one_seed():

@@ -263,7 +263,7 @@ def analysed(rung: RungConfig, runs: list, storage: Path):
     return Rung(rung.study, rung.group, rung.label, rung.axes, rung.trial_id, config_file(storage, rung),
                 rung.source, rung.deterministic,
                 [Run(r.config["seed"], r.out, np.load(r.out / PREDICTIONS_FILE.format(part="val")),
-                     read_training(r.out / METRICS_FILE)) for r in runs])
+                     read_training(r.out / METRICS_FILE)) for r in runs], read_plan(storage / rung.study).notes)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,6 +59,9 @@ class Rung:
         A fit a seed does not change (readouts): one run, no ensemble row.
     runs : list of Run
         One per seed.
+    notes : tuple of str
+        What its study's search said when it started (a backbone whose ImageNet weights were missing, which then
+        ran from random weights): said again under the table, since it changes what the row is.
     """
 
     study: str
@@ -70,6 +73,7 @@ class Rung:
     source: str
     deterministic: bool
     runs: list[Run]
+    notes: tuple = ()
 
 
 @dataclass

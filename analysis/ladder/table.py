@@ -122,7 +122,14 @@ def notes(rows: list[Row], val: ValData, floor: float = CEILING_FLOOR) -> list[s
     if val.references:
         lines.append("Ideal observers (labels only): each image predicted by its object's or category's mean "
                      "training response; a model of IT should beat them.")
-    return lines
+    return lines + study_notes(rows)
+
+
+def study_notes(rows: list[Row]) -> list[str]:
+    """What the rows' studies said when they started, once per study and line (``vgg_depth's search: ImageNet weights
+    not in the torch cache for vgg11_bn: ...``)."""
+    said = {(r.rung.study, note) for r in rows if r.rung is not None for note in r.rung.notes}
+    return [f"{study}'s search: {note}." for study, note in sorted(said)]
 
 
 def write_markdown(rows: list[Row], val: ValData, path: Path) -> Path:
@@ -226,5 +233,5 @@ def format_table(rows: list[Row], val: ValData | None = None) -> list[str]:
         if val.ceiling is not None:
             lines.append(f"ceiled EV: mean EV / noise ceiling over the {kept} sites whose ceiling is at least "
                          f"{CEILING_FLOOR:g} ({left} left out)")
-    return lines
+    return lines + study_notes(rows)
 
