@@ -93,10 +93,12 @@ def test_ceiled_ev_leaves_out_the_sites_below_the_floor_and_the_notes_count_them
 
 def test_what_a_study_said_when_it_started_is_said_once_under_every_form_of_the_table(val, tmp_path):
     fallback = "ImageNet weights not in the torch cache for vgg11_bn: those backbones run with random weights"
-    rungs = [noisy_rung(val, tmp_path, "net", 0.8, seeds=2, study="vgg_depth"),
+    rungs = [noisy_rung(val, tmp_path, "vgg_depth: vgg_blocks=7", 0.8, seeds=2, study="vgg_depth"),
              noisy_rung(val, tmp_path, "readout", 0.9, study="layer_sweep")]
     rungs[0].notes = (fallback,)
     rows = build_rows(rungs, val, resamples=20)
+    # A row's name in sites.csv and steps.csv: its label, once it names its study.
+    assert [r.name for r in rows if r.kind == MODEL] == ["vgg_depth: vgg_blocks=7", "layer_sweep: readout"]
     said = f"vgg_depth's search: {fallback}."
     assert notes(rows, val).count(said) == 1 and format_table(rows, val).count(said) == 1
     written = write_ladder(rungs, val, tmp_path / "ladder")

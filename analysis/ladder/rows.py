@@ -104,8 +104,8 @@ class Row:
 
     @property
     def name(self) -> str:
-        """The row's name across the table: its study and label."""
-        return f"{self.study}: {self.label}"
+        """The row's name across the table: its study and label (a label that starts with its study is its name)."""
+        return self.label if self.label.startswith(f"{self.study}:") else f"{self.study}: {self.label}"
 
     @property
     def is_model(self) -> bool:
