@@ -14,7 +14,8 @@ For each it prints the final-training phase's wall time and how busy the cores w
 CPU time / (wall x cores), from ``/proc/stat`` (the whole machine: run it on an
 otherwise idle one), over the phase from the ladder's line ``final trainings: N rows``
 (Ray's start included) to its line ``final trainings: N runs ended``. Then the ratio
-of the walls. Writes the ``ladder-busy`` section of ``benchmarks/RESULTS.md``.
+of the walls, and each ladder's whole time (its studies present: read, not run).
+Writes the ``ladder-busy`` section of ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def cpu_jiffies() -> tuple[int, int]:
 
 
 def run_ladder(storage: Path, studies: str, seeds: int | None, flags: list[str]) -> dict:
-    """Run the ladder on ``storage``; the final-training phase's wall time, CPU use and run count."""
+    """Run the ladder on ``storage``; the final-training phase's wall time, CPU use and run count, and the whole
+    command's wall time."""
     cmd = [sys.executable, "-m", "trainables.ladder", "--storage", str(storage), "--studies", studies, *flags]
     if seeds is not None:
         cmd += ["--seeds", str(seeds)]
@@ -68,15 +70,18 @@ def run_ladder(storage: Path, studies: str, seeds: int | None, flags: list[str])
                 ended["runs"] = int(found.group(1))
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    begun = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     reader = threading.Thread(target=read, args=(proc.stderr,), daemon=True)
     reader.start()
     code = proc.wait()
     reader.join()
+    ladder_wall = time.monotonic() - begun
     if code != 0 or "begin" not in marks or "end" not in marks:
         sys.exit(f"the ladder on {storage} failed (exit {code}):\n{''.join(tail)}")
     (t0, (busy0, total0)), (t1, (busy1, total1)) = marks["begin"], marks["end"]
-    return {"wall": t1 - t0, "busy": (busy1 - busy0) / max(total1 - total0, 1), "runs": ended["runs"]}
+    return {"wall": t1 - t0, "busy": (busy1 - busy0) / max(total1 - total0, 1), "runs": ended["runs"],
+            "ladder": ladder_wall}
 
 
 def main() -> None:
@@ -100,7 +105,8 @@ def main() -> None:
         print(f"{way}: {' '.join(flags) or 'the default'} ...", flush=True)
         results[way] = run_ladder(copy, args.studies, args.seeds, flags)
         r = results[way]
-        print(f"  {r['runs']} runs in {r['wall']:.0f} s, cores busy {r['busy']:.2f}", flush=True)
+        print(f"  {r['runs']} runs in {r['wall']:.0f} s, cores busy {r['busy']:.2f}; the ladder in all "
+              f"{r['ladder']:.0f} s", flush=True)
     base, other = results["at once"], results["one after another"]
     ratio = other["wall"] / base["wall"]
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -108,10 +114,12 @@ def main() -> None:
                + (f" --seeds {args.seeds}" if args.seeds is not None else ""))
     lines = [f"`{command}`, {cores} CPU cores, no GPU, {when}; the same "
              f"{base['runs']} final trainings both ways, from the same finished studies.", "",
-             "| way | flags | final trainings (wall) | cores busy: CPU time / (wall x cores) |", "| --- | --- | --- | --- |"]
+             "| way | flags | final trainings (wall) | cores busy: CPU time / (wall x cores) | the ladder in all |",
+             "| --- | --- | --- | --- | --- |"]
     for way, flags in ways.items():
         r = results[way]
-        lines.append(f"| {way} | {' '.join(flags) or '(default)'} | {r['wall']:.0f} s | {r['busy']:.2f} |")
+        lines.append(f"| {way} | {' '.join(flags) or '(default)'} | {r['wall']:.0f} s | {r['busy']:.2f} | "
+                     f"{r['ladder'] / 60:.1f} min |")
     lines += ["", f"One after another takes {ratio:.2f}x the wall time of at once."]
     print("\n" + "\n".join(lines))
     write_section("ladder-busy", "\n".join(lines))
