@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import optuna
 import pytest
@@ -83,6 +84,7 @@ def test_a_final_training_is_done_only_for_its_config_seed_and_data(tmp_path):
 def test_the_ladder_refuses_bad_input_in_one_line_before_any_work(tmp_path, capsys):
     from searchutil import refused
     from trainables import ladder
+    from trainables.study.plan.search_plan import DataPlan, read_plan, write_plan
 
     storage = build_study(tmp_path / "runs")
     capsys.readouterr()  # the set-up's own output (MLflow's first database, when it is the process's first)
@@ -99,12 +101,19 @@ def test_the_ladder_refuses_bad_input_in_one_line_before_any_work(tmp_path, caps
     line = refused(ladder.main, ["--studies", NAME, "--storage", str(damaged), "--data", str(damaged / "data.h5")],
                    capsys)
     assert "params.json cannot be read" in line
+    # A study drawn from other synthetic data than the ladder's flags: refused before the ladder draws any.
+    drawn = tmp_path / "drawn"
+    shutil.copytree(storage, drawn)
+    write_plan(replace(read_plan(drawn / NAME), data=DataPlan("synthetic", 0, 32, 16)), drawn / NAME)
+    line = refused(ladder.main, ["--studies", NAME, "--storage", str(drawn), "--resolution", "32",
+                                 "--images-per-object", "8"], capsys)
+    assert f"study '{NAME}'" in line and "16 images per object; the ladder's are seed 0 at 32 px, 8" in line
     # A finished study none of whose trials completed (the scheduler stopped both), on the ladder's data.
     empty = build_study(tmp_path / "empty", states=("PRUNED", "PRUNED"), finished=True, on_its_data=True)
     capsys.readouterr()
     line = refused(ladder.main, ["--studies", NAME, "--storage", str(empty), "--data", str(empty / "data.h5")], capsys)
     assert f"study '{NAME}'" in line and "has no completed trial" in line
-    assert not any((s / "ladder").exists() for s in (storage, damaged, empty))
+    assert not any((s / "ladder").exists() for s in (storage, damaged, drawn, empty))
 
 
 def test_the_ensemble_s_study_is_chosen_by_its_inner_validation_evidence_the_re_check_s_mean_where_it_raced():

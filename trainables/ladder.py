@@ -149,6 +149,23 @@ def check_flags(args) -> None:
                              f"name (spaces: {', '.join(SEARCH_SPACES)})")
 
 
+def check_synthetic_data(args) -> None:
+    """A study in ``--storage`` drawn from other synthetic data than the ladder's flags ask for, refused before the
+    ladder draws its own (a recordings file is checked by its fingerprint once loaded)."""
+    if args.data != "synthetic":
+        return
+    asked = (args.data_seed, args.resolution, args.images_per_object)
+    for name in args.studies:
+        if (args.storage / name / SEARCH_FILE).exists():
+            d = read_plan(args.storage / name).data
+            if d.source == "synthetic" and (d.data_seed, d.resolution, d.images_per_object) != asked:
+                raise UsageError(
+                    f"study '{name}' in {args.storage} ran on synthetic data of seed {d.data_seed} at {d.resolution} "
+                    f"px, {d.images_per_object} images per object; the ladder's are seed {asked[0]} at {asked[1]} px, "
+                    f"{asked[2]} images per object: every row must be scored on one data set (give the ladder the "
+                    "study's data flags, or another --storage)")
+
+
 def check_studies(args, data: ITData) -> list[Study]:
     """Each study of ``--studies``: to run (missing), to resume (unfinished) or ready (finished, its rows read); a
     one-line error (UsageError, PlanError, StudyDamaged, NoRungs) for a damaged study folder, one this release cannot
@@ -286,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         check_writable(args.storage / LADDER_DIR, "--storage")
         tracking_uri = args.tracking_uri or default_tracking_uri(args.storage)
         check_tracking_uri(tracking_uri)
+        check_synthetic_data(args)
         data = load_data(args, profile)
         studies = check_studies(args, data)
     except (UsageError, DataError, PlanError, StudyDamaged, StudyNotFound, NoRungs, ConfigError) as err:
