@@ -21,7 +21,7 @@ from analysis.ladder.rows import ENSEMBLE, MODEL, SEED_ENSEMBLE, Row, best_row, 
 from analysis.ladder.rungs import ValData
 from analysis.ladder.sites import extreme_sites
 from analysis.ladder.steps import HOLDS, Step, step_lines
-from analysis.ladder.table import RESOLVED, difference_text, interval_text, notes, scale, seeds_text, source_text
+from analysis.ladder.table import RESOLVED, difference_text, interval_text, notes, pct, scale, seeds_text, source_text
 from analysis.page_style import PAGE_STYLE
 from analysis.style import Drawn
 from trainables.core.layout import SITE_RESPONSES_FILE
@@ -48,10 +48,6 @@ STYLE = PAGE_STYLE + (
     ".answer{font-size:1.08em}.notes{font-size:0.88em;color:#333}")
 
 
-def _pct(value: float) -> str:
-    return "–" if value is None or not math.isfinite(value) else f"{100 * value:.2f}"
-
-
 def _esc(text) -> str:
     return html.escape(str(text))
 
@@ -63,8 +59,8 @@ def answer(rows: list[Row], val: ValData) -> list[str]:
     if best is None:
         return ["No model row: the ladder has no answer yet."]
     lines = [f"Best model: <b>{_esc(best.label)}</b> ({_esc(best.group)}, study {_esc(best.study)}): validation EV "
-             f"<b>{_pct(best.ev)} %</b> {interval_text(*best.interval)} (95 % interval over objects), ceiled EV "
-             f"{_pct(best.ceiled)} %, Corr {best.r:.3f}, {len(best.seeds)} seed{'s' if len(best.seeds) > 1 else ''}."]
+             f"<b>{pct(best.ev)} %</b> {interval_text(*best.interval)} (95 % interval over objects), ceiled EV "
+             f"{pct(best.ceiled)} %, Corr {best.r:.3f}, {len(best.seeds)} seed{'s' if len(best.seeds) > 1 else ''}."]
     others = [r for r in rows if r.kind == MODEL and r is not best and math.isfinite(r.ev)]
     if others:
         second = max(others, key=lambda r: r.ev)
@@ -72,16 +68,16 @@ def answer(rows: list[Row], val: ValData) -> list[str]:
         verdict = ("the interval excludes 0: these validation images resolve the lead" if d.excludes_zero else
                    "the interval includes 0: these validation images do not resolve the lead")
         lines.append(f"Ahead of the next best model, {_esc(second.label)} ({_esc(second.group)}), by "
-                     f"{_pct(d.value)} percentage points {interval_text(d.low, d.high)} (paired): {verdict}.")
+                     f"{pct(d.value)} percentage points {interval_text(d.low, d.high)} (paired): {verdict}.")
     ensembles = [r for r in rows if r.kind in (SEED_ENSEMBLE, ENSEMBLE) and r.gain is not None]
     if ensembles:
         top = max(ensembles, key=lambda r: r.ev)
-        lines.append(f"Best ensemble: {_esc(top.label)} ({_esc(top.study)}), EV {_pct(top.ev)} % "
+        lines.append(f"Best ensemble: {_esc(top.label)} ({_esc(top.study)}), EV {pct(top.ev)} % "
                      f"{interval_text(*top.interval)}, {difference_text(top.gain, 'gain ').rstrip(' ' + RESOLVED)} "
                      "percentage points over the mean of its single models.")
     shown = scale(val)
     if shown:
-        parts = [f"{_esc(name)} {_pct(ev)} %" for name, ev in shown.items()]
+        parts = [f"{_esc(name)} {pct(ev)} %" for name, ev in shown.items()]
         lines.append("For scale: " + ", ".join(parts) + " (ideal observers: labels only; noise ceiling: the mean "
                      "split-half EV over sites). A model of IT must beat the ideal observers; the ceiling is what the "
                      "data's noise allows.")
@@ -127,9 +123,9 @@ def table_html(rows: list[Row], val: ValData) -> str:
         css = "best" if row is best else ("ensemble" if row.kind != MODEL else "")
         label = row.label if row.kind == MODEL else f"+ {row.label}"
         cells = [f"<td class='label'>{_esc(label)}</td>", f"<td>{_esc(row.study)}</td>",
-                 f"<td class='num'>{_pct(row.ev)}</td>", f"<td class='num'>{_pct(row.ev_sd)}</td>",
+                 f"<td class='num'>{pct(row.ev)}</td>", f"<td class='num'>{pct(row.ev_sd)}</td>",
                  f"<td class='num'>{_esc(interval_text(*row.interval))}</td>",
-                 f"<td class='num'>{_pct(row.ceiled)}</td>",
+                 f"<td class='num'>{pct(row.ceiled)}</td>",
                  f"<td class='num'>{row.r:.3f}</td>",
                  f"<td class='num' title='{_esc(_against(row))}'>{delta}</td>",
                  f"<td class='num'>{_esc(seeds_text(row))}</td>", _source(row, base)]
@@ -139,7 +135,7 @@ def table_html(rows: list[Row], val: ValData) -> str:
         parts.append(f"<tr class='group'><th colspan='{len(HEADER)}'>for scale</th></tr>")
         for name, ev in shown.items():
             what = "mean over sites" if name == "noise ceiling" else "labels only"
-            parts.append(f"<tr><td class='label'>{_esc(name)} ({what})</td><td></td><td class='num'>{_pct(ev)}</td>"
+            parts.append(f"<tr><td class='label'>{_esc(name)} ({what})</td><td></td><td class='num'>{pct(ev)}</td>"
                          + "<td></td>" * (len(HEADER) - 3) + "</tr>")
     parts.append("</table>")
     if base is not None:
@@ -175,8 +171,8 @@ def sites_html(row: Row, val: ValData, n: int = 5) -> str:
 
     def line(kind: str, s) -> str:
         ceiled = "–" if not math.isfinite(s.ceiled) else f"{s.ceiled:.2f}"
-        return (f"<tr><td>{kind}</td><td class='num'>{s.site}</td><td class='num'>{_pct(s.ev)}</td>"
-                f"<td class='num'>{s.r:.3f}</td><td class='num'>{_pct(s.ceiling)}</td><td class='num'>{ceiled}</td>"
+        return (f"<tr><td>{kind}</td><td class='num'>{s.site}</td><td class='num'>{pct(s.ev)}</td>"
+                f"<td class='num'>{s.r:.3f}</td><td class='num'>{pct(s.ceiling)}</td><td class='num'>{ceiled}</td>"
                 "</tr>")
 
     body = "".join(line("best" if i == 0 else "", s) for i, s in enumerate(best))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from analysis.ladder.rows import MODEL, Row, best_row, compare_rows
 from analysis.ladder.stats import Difference
+from analysis.ladder.table import interval_text, pct
 from search_spaces import ladder_group
 
 STEPS_CSV = "steps.csv"
@@ -91,16 +92,12 @@ def ladder_steps(rows: list[Row], order: tuple[Level, ...] = REPORT_ORDER) -> li
             for (low, low_row), (up, up_row) in pairwise(found)]
 
 
-def _pct(value: float, sign: bool = False) -> str:
-    return f"{100 * value:+.2f}" if sign else f"{100 * value:.2f}"
-
-
 def step_lines(steps: list[Step]) -> list[str]:
     """The steps for the terminal and the page, one line each:
     ``pixels (7.92) < shallow CNN (12.31): +4.39 [2.81, 5.97], holds``."""
-    return [f"{s.lower.name} ({s.lower_row.label}, {_pct(s.lower_row.ev)}) < {s.upper.name} ({s.upper_row.label}, "
-            f"{_pct(s.upper_row.ev)}): {_pct(s.difference.value, True)} [{_pct(s.difference.low)}, "
-            f"{_pct(s.difference.high)}], {s.verdict}" for s in steps]
+    return [f"{s.lower.name} ({s.lower_row.label}, {pct(s.lower_row.ev)}) < {s.upper.name} ({s.upper_row.label}, "
+            f"{pct(s.upper_row.ev)}): {pct(s.difference.value, sign=True)} "
+            f"{interval_text(s.difference.low, s.difference.high)}, {s.verdict}" for s in steps]
 
 
 def write_steps(steps: list[Step], path: Path) -> Path:

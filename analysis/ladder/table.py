@@ -34,7 +34,8 @@ CSV_COLUMNS = ("group", "row", "study", "kind", "EV", "EV SD over seeds", "EV 95
                "gain 95% low", "gain 95% high", "seeds", "source", "trial", "config file")
 
 
-def _pct(value: float, sign: bool = False) -> str:
+def pct(value: float | None, sign: bool = False) -> str:
+    """A fraction as a percentage with 2 decimals (``+`` with ``sign``); ``–`` for none."""
     if value is None or not math.isfinite(value):
         return "–"
     return f"{100 * value:+.2f}" if sign else f"{100 * value:.2f}"
@@ -42,7 +43,7 @@ def _pct(value: float, sign: bool = False) -> str:
 
 def interval_text(low: float, high: float) -> str:
     """``[1.23, 4.56]`` in %."""
-    return f"[{_pct(low)}, {_pct(high)}]"
+    return f"[{pct(low)}, {pct(high)}]"
 
 
 def difference_text(d: Difference | None, prefix: str = "") -> str:
@@ -50,7 +51,7 @@ def difference_text(d: Difference | None, prefix: str = "") -> str:
     if d is None:
         return ""
     mark = f" {RESOLVED}" if d.excludes_zero else ""
-    return f"{prefix}{_pct(d.value, sign=True)} {interval_text(d.low, d.high)}{mark}"
+    return f"{prefix}{pct(d.value, sign=True)} {interval_text(d.low, d.high)}{mark}"
 
 
 def seeds_text(row: Row) -> str:
@@ -86,14 +87,14 @@ def body(rows: list[Row], val: ValData | None = None) -> list[list[str]]:
     out, group = [], None
     for row in rows:
         delta = difference_text(row.above) if row.kind == MODEL else difference_text(row.gain, "gain ")
-        out.append([row.group if row.group != group else "", row.label, row.study, _pct(row.ev), _pct(row.ev_sd),
-                    interval_text(*row.interval), _pct(row.ceiled), _corr(row), delta, seeds_text(row),
+        out.append([row.group if row.group != group else "", row.label, row.study, pct(row.ev), pct(row.ev_sd),
+                    interval_text(*row.interval), pct(row.ceiled), _corr(row), delta, seeds_text(row),
                     source_text(row)])
         group = row.group
     if val is not None:
         for i, (name, ev) in enumerate(scale(val).items()):
             what = "mean over sites" if name == "noise ceiling" else "labels only"
-            out.append([SCALE_GROUP if i == 0 else "", f"{name} ({what})", "", _pct(ev), "", "", "", "", "", "", ""])
+            out.append([SCALE_GROUP if i == 0 else "", f"{name} ({what})", "", pct(ev), "", "", "", "", "", "", ""])
     return out
 
 
@@ -222,13 +223,13 @@ def format_table(rows: list[Row], val: ValData | None = None) -> list[str]:
         # A seeds' ensemble sits right under its model: its seed count says which it is.
         label = "  " + (row.label if row.kind == MODEL else
                         f"+ ensemble of {len(row.seeds)} seeds" if row.kind == SEED_ENSEMBLE else f"+ {row.label}")
-        lines.append(f"{_fit(label, width):{width}} {_pct(row.ev):>7} {_pct(row.ev_sd):>5} "
-                     f"{interval_text(*row.interval):>17} {_pct(row.ceiled):>7} {_corr(row):>6}  {delta:<31} "
+        lines.append(f"{_fit(label, width):{width}} {pct(row.ev):>7} {pct(row.ev_sd):>5} "
+                     f"{interval_text(*row.interval):>17} {pct(row.ceiled):>7} {_corr(row):>6}  {delta:<31} "
                      f"{seeds_text(row):>10}")
     if val is not None:
         shown = scale(val)
         if shown:
-            lines.append("for scale: " + ", ".join(f"{name} {_pct(ev)}" for name, ev in shown.items()))
+            lines.append("for scale: " + ", ".join(f"{name} {pct(ev)}" for name, ev in shown.items()))
         kept, left = ceiling_counts(val)
         if val.ceiling is not None:
             lines.append(f"ceiled EV: mean EV / noise ceiling over the {kept} sites whose ceiling is at least "
